@@ -1,0 +1,110 @@
+"""Backends, their availability, and the choice of a kernel for each call.
+
+A backend offers a kernel per op; ``"auto"`` picks, per op, the first available backend in the
+order for the tensors' device that implements it (CUDA tensors: triton, cuda, reference; CPU
+tensors: cpu, reference). The ``CSAD_BACKEND`` environment variable replaces ``"auto"``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+
+import torch
+
+from csad_kernels import _extension
+
+BACKENDS = ("reference", "cpu", "cuda", "triton")
+AUTO_ORDER = {"cuda": ("triton", "cuda", "reference"), "cpu": ("cpu", "reference")}
+ENV_VAR = "CSAD_BACKEND"
+
+_KERNELS: dict[str, dict[str, Callable]] = {backend: {} for backend in BACKENDS}
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was asked for that cannot run here; the message says why and how to get it."""
+
+
+def register_kernel(op: str, backend: str, fn: Callable) -> None:
+    """Makes ``fn`` the implementation of public op ``op`` on ``backend``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}")
+    _KERNELS[backend][op] = fn
+
+
+def _triton_interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _device_types(backend: str) -> tuple[str, ...]:
+    if backend == "reference":
+        return ("cpu", "cuda")
+    if backend == "triton":
+        return ("cuda", "cpu") if _triton_interpreted() else ("cuda",)
+    return (backend,)
+
+
+def unavailable_reason(backend: str) -> str | None:
+    """Why ``backend`` cannot run on this machine, or None if it can."""
+    if backend == "reference":
+        return None
+    if backend in ("cpu", "cuda") and not _extension.LOADED:
+        return _extension.LOAD_ERROR
+    if backend == "cuda":
+        if not _extension.built_with_cuda():
+            return (
+                "the extension was built without CUDA kernels (torch had no CUDA or nvcc was not found at "
+                "build time); reinstall with a CUDA build of torch and nvcc on PATH, or set FORCE_CUDA=1"
+            )
+        if not torch.cuda.is_available():
+            return "no CUDA GPU is visible to torch"
+    if backend == "triton":
+        if importlib.util.find_spec("triton") is None:
+            return "Triton is not installed; install it with `pip install triton` (or `pip install 'csad[triton]'`)"
+        if not torch.cuda.is_available() and not _triton_interpreted():
+            return "no CUDA GPU is visible to torch (set TRITON_INTERPRET=1 to run Triton kernels, slowly, on the CPU)"
+    if not _KERNELS[backend]:
+        return f"the {backend!r} backend has no kernels in this version of csad_kernels"
+    return None
+
+
+def available_backends() -> list[str]:
+    """Backends that can run on this machine, e.g. ``['reference', 'cpu']``."""
+    return [backend for backend in BACKENDS if unavailable_reason(backend) is None]
+
+
+def resolve(op: str, requested: str, device: torch.device) -> tuple[str, Callable]:
+    """``(backend, kernel)`` of ``op`` for ``requested`` (a backend or ``"auto"``) on ``device``."""
+    source = "backend"
+    if requested == "auto" and os.environ.get(ENV_VAR, "auto") != "auto":
+        requested, source = os.environ[ENV_VAR], ENV_VAR
+    if requested != "auto" and requested not in BACKENDS:
+        raise ValueError(f"{source} must be 'auto' or one of {', '.join(map(repr, BACKENDS))}; got {requested!r}")
+    if requested == "auto":
+        return _auto(op, device)
+    return _explicit(op, requested, device, source)
+
+
+def _auto(op: str, device: torch.device) -> tuple[str, Callable]:
+    for backend in AUTO_ORDER.get(device.type, ("reference",)):
+        if op in _KERNELS[backend] and device.type in _device_types(backend) and unavailable_reason(backend) is None:
+            return backend, _KERNELS[backend][op]
+    raise BackendUnavailableError(f"no backend implements {op} for tensors on {device}")
+
+
+def _explicit(op: str, backend: str, device: torch.device, source: str) -> tuple[str, Callable]:
+    reason = unavailable_reason(backend)
+    if reason is not None:
+        raise BackendUnavailableError(f"{source}={backend!r} is not available: {reason}")
+    if device.type not in _device_types(backend):
+        raise BackendUnavailableError(
+            f"{source}={backend!r} runs on {' or '.join(_device_types(backend))} tensors, got tensors on {device}"
+        )
+    if op not in _KERNELS[backend]:
+        offering = [b for b in BACKENDS if op in _KERNELS[b] and unavailable_reason(b) is None]
+        raise BackendUnavailableError(
+            f"{source}={backend!r} has no kernel for {op} yet; backends that implement it here: {offering} "
+            "(or pass backend='auto')"
+        )
+    return backend, _KERNELS[backend][op]

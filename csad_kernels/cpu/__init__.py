@@ -1,0 +1,9 @@
+"""Python side of the C++ CPU backend: fake (meta) kernels and autograd of the ``csad::`` ops.
+
+Importing this package registers them; it is a no-op when the extension is not built.
+"""
+
+from csad_kernels._extension import LOADED
+
+if LOADED:
+    from csad_kernels.cpu import cosine_similarity  # noqa: F401  (registers the op)

@@ -1,0 +1,40 @@
+"""``csad::cosine_similarity``: fake kernel and autograd for the fused C++ op (csrc/cpu/cosine_similarity.cpp)."""
+
+from __future__ import annotations
+
+import torch
+
+from csad_kernels._dispatch import register_kernel
+
+
+@torch.library.register_fake("csad::cosine_similarity")
+def _cosine_similarity_fake(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return x.new_empty((*x.shape[:-1], y.shape[-2]))
+
+
+@torch.library.register_fake("csad::cosine_similarity_backward")
+def _cosine_similarity_backward_fake(
+    grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.empty_like(x), torch.empty_like(y)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, y = inputs
+    ctx.save_for_backward(x, y)
+
+
+def _backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = ctx.saved_tensors
+    return torch.ops.csad.cosine_similarity_backward(grad, x, y)
+
+
+torch.library.register_autograd("csad::cosine_similarity", _backward, setup_context=_setup_context)
+
+
+def cosine_similarity(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Fused CPU cosine similarity, ``(..., N, d), (..., M, d) -> (..., N, M)``."""
+    return torch.ops.csad.cosine_similarity(x, y)
+
+
+register_kernel("cosine_similarity", "cpu", cosine_similarity)

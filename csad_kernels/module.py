@@ -1,0 +1,108 @@
+"""``CrossSampleMI``: the estimator network M of CSAD (heads My, Mb and learnable scalars)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from csad_kernels.api import cs_mutual_information
+from csad_kernels.reference import ESTIMATORS, REDUCTIONS, SIMILARITIES
+
+
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers ``sizes[0] -> sizes[1] -> ... -> sizes[-1]`` with ReLU between them (none last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        if i:
+            layers.append(nn.ReLU())
+        layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+def _check_sizes(name: str, sizes: Sequence[int]) -> tuple[int, ...]:
+    sizes = tuple(sizes)
+    if len(sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
+        raise ValueError(f"{name} must list at least two positive ints (input, ..., output), got {sizes}")
+    return sizes
+
+
+class CrossSampleMI(nn.Module):
+    """Cross-sample mutual-information estimator ``I(h^y; h^b)`` (CSAD, Eq. 2 with M of Eq. 3/8/9).
+
+    Args:
+        sizes_y: layer sizes of the target head My, input first (paper: e.g. ``(64, 64, 32, 32)``).
+        sizes_b: layer sizes of the bias head Mb; defaults to ``sizes_y``. Both heads must end in
+            the same size.
+        alpha, tau: initial values of the learnable scale ``alpha`` and of ``tau_y``, ``tau_b``.
+        c, tolerance, similarity, estimator, reduction, backend: as in
+            :func:`csad_kernels.cs_mutual_information`.
+
+    ``forward(hy (..., N, sizes_y[0]), hb (..., N, sizes_b[0]), bias=None, mask=None) -> (...)``.
+    The estimator maximises the result (loss ``-I``); the debiased encoder minimises it.
+    """
+
+    def __init__(
+        self,
+        sizes_y: Sequence[int] = (32, 32, 32),
+        sizes_b: Sequence[int] | None = None,
+        *,
+        alpha: float = 1.0,
+        tau: float = 10.0,
+        c: float = 0.5,
+        tolerance: int = 0,
+        similarity: str = "joint",
+        estimator: str = "cs",
+        reduction: str = "mean",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        sizes_y = _check_sizes("sizes_y", sizes_y)
+        sizes_b = _check_sizes("sizes_b", sizes_y if sizes_b is None else sizes_b)
+        if sizes_y[-1] != sizes_b[-1]:
+            raise ValueError(f"sizes_y and sizes_b must end in the same embedding size, got {sizes_y} and {sizes_b}")
+        for name, value, choices in (
+            ("similarity", similarity, SIMILARITIES),
+            ("estimator", estimator, ESTIMATORS),
+            ("reduction", reduction, REDUCTIONS),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        self.head_y = mlp(sizes_y)
+        self.head_b = mlp(sizes_b)
+        self.alpha = nn.Parameter(torch.tensor(float(alpha)))
+        self.tau_y = nn.Parameter(torch.tensor(float(tau)))
+        self.tau_b = nn.Parameter(torch.tensor(float(tau)))
+        self.c, self.tolerance = c, tolerance
+        self.similarity, self.estimator, self.reduction, self.backend = similarity, estimator, reduction, backend
+
+    def forward(
+        self, hy: torch.Tensor, hb: torch.Tensor, bias: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        for name, h, head in (("hy", hy, self.head_y), ("hb", hb, self.head_b)):
+            expected = head[0].in_features
+            if not isinstance(h, torch.Tensor) or h.dim() < 2 or h.shape[-1] != expected:
+                shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+                raise ValueError(f"{name} must have shape (..., N, {expected}), got {shape}")
+        return cs_mutual_information(
+            self.head_y(hy),
+            self.head_b(hb),
+            bias,
+            mask,
+            alpha=self.alpha,
+            tau_y=self.tau_y,
+            tau_b=self.tau_b,
+            c=self.c,
+            tolerance=self.tolerance,
+            similarity=self.similarity,
+            estimator=self.estimator,
+            reduction=self.reduction,
+            backend=self.backend,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"similarity={self.similarity!r}, estimator={self.estimator!r}, reduction={self.reduction!r}, "
+            f"c={self.c}, tolerance={self.tolerance}, backend={self.backend!r}"
+        )
