@@ -64,6 +64,7 @@ def at_least_two_samples(name: str, n: int) -> None:
 
 
 def finite(name: str, t: torch.Tensor) -> None:
+    t = t.detach()
     if not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{name} must be finite, got {bad} NaN or infinite entries")
@@ -173,6 +174,7 @@ def _labels(bias: object, batch_shape: Sequence[int], n: int, device: torch.devi
 
 
 def row_stochastic(name: str, e: torch.Tensor) -> None:
+    e = e.detach()
     if bool((e < 0).any()):
         raise ValueError(f"{name} must be row-stochastic, but it has negative entries (min {float(e.min()):.3g})")
     deviation = float((e.sum(dim=-1) - 1).abs().max())
@@ -184,6 +186,7 @@ def row_stochastic(name: str, e: torch.Tensor) -> None:
 
 
 def non_negative(name: str, t: torch.Tensor) -> None:
+    t = t.detach()
     if bool((t < 0).any()):
         raise ValueError(
             f"{name} must hold probabilities (>= 0), but it has negative entries (min {float(t.min()):.3g})"

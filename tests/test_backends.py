@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+import csad_kernels as ck
+from csad_kernels._dispatch import resolve
+
+CPU = torch.device("cpu")
+
+
+def test_reference_and_cpu_are_available_here():
+    backends = ck.available_backends()
+    assert backends[:2] == ["reference", "cpu"]
+    assert set(backends) <= set(ck.BACKENDS)
+
+
+def test_auto_prefers_the_fused_cpu_kernel_and_falls_back_per_op():
+    assert resolve("cosine_similarity", "auto", CPU)[0] == "cpu"
+    # ops without a CPU kernel yet run on the reference
+    assert resolve("rwr", "auto", CPU)[0] == "reference"
+
+
+def test_csad_backend_overrides_auto(monkeypatch):
+    monkeypatch.setenv("CSAD_BACKEND", "reference")
+    assert resolve("cosine_similarity", "auto", CPU)[0] == "reference"
+    # an explicit backend is not overridden
+    assert resolve("cosine_similarity", "cpu", CPU)[0] == "cpu"
+
+
+def test_csad_backend_with_a_bad_value_names_the_variable(monkeypatch):
+    monkeypatch.setenv("CSAD_BACKEND", "fastest")
+    with pytest.raises(ValueError, match="CSAD_BACKEND must be 'auto' or one of"):
+        ck.cosine_similarity(torch.randn(3, 2), torch.randn(3, 2))
+
+
+def test_csad_backend_naming_an_unavailable_backend_says_why(monkeypatch):
+    monkeypatch.setenv("CSAD_BACKEND", "cuda")
+    with pytest.raises(ck.BackendUnavailableError, match="CSAD_BACKEND='cuda' is not available: .*without CUDA"):
+        ck.cosine_similarity(torch.randn(3, 2), torch.randn(3, 2))
+
+
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_unavailable_backends_say_why_and_how(backend):
+    reason = ck.unavailable_reason(backend)
+    assert reason is not None and backend not in ck.available_backends()
+    with pytest.raises(ck.BackendUnavailableError, match=f"backend='{backend}' is not available"):
+        ck.cosine_similarity(torch.randn(3, 2), torch.randn(3, 2), backend=backend)
+    hints = {"cuda": "FORCE_CUDA", "triton": "pip install triton|TRITON_INTERPRET|no kernels"}
+    assert any(h in reason for h in hints[backend].split("|"))
+
+
+def test_an_op_without_a_kernel_on_an_available_backend_is_an_error_naming_alternatives():
+    e = torch.full((3, 3), 1 / 3)
+    with pytest.raises(ck.BackendUnavailableError, match=r"has no kernel for rwr yet; .*\['reference'\]"):
+        ck.rwr(e, backend="cpu")
+
+
+def test_cpu_backend_refuses_tensors_on_other_devices():
+    with pytest.raises(ck.BackendUnavailableError, match="runs on cpu tensors"):
+        ck.cosine_similarity(torch.empty(3, 2, device="meta"), torch.empty(3, 2, device="meta"), backend="cpu")
+
+
+def test_reference_runs_any_floating_dtype():
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        e = torch.full((4, 4), 0.25, dtype=dtype)
+        assert ck.rwr(e, backend="reference").dtype == dtype
