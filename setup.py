@@ -47,18 +47,19 @@ def _build_cuda(cuda_sources: list[str]) -> bool:
 def extensions() -> list:
     cpu_sources = _sources("csrc/csad.cpp") + _sources("csrc/cpu/*.cpp")
     cuda_sources = _sources("csrc/cuda/*.cu") + _sources("csrc/cuda/*.cpp")
-    cxx_flags = ["-O3", "-std=c++17", "-fopenmp"]
-    # at::parallel_for is a header template: without -fopenmp its OpenMP pragma is dropped
-    # and every "parallel" loop of the extension runs on one thread.
-    link_flags = ["-fopenmp"]
+    cxx_flags = ["-O3", "-std=c++17"]
+    if "ATen parallel backend: OpenMP" in torch.__config__.parallel_info():
+        # at::parallel_for is a header template: without -fopenmp its OpenMP pragma is dropped and
+        # every "parallel" loop runs on one thread. Not linked: the GOMP symbols resolve to the
+        # OpenMP runtime torch has already loaded, so no second runtime enters the process.
+        cxx_flags += ["-fopenmp", "-DAT_PARALLEL_OPENMP"]
     if _build_cuda(cuda_sources):
         return [
             CUDAExtension(
                 "csad_kernels._C",
                 cpu_sources + cuda_sources,
                 define_macros=[("WITH_CUDA", None)],
-                extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math", "-std=c++17"]},
-                extra_link_args=link_flags,
+                extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17"]},
             )
         ]
     return [
@@ -66,7 +67,6 @@ def extensions() -> list:
             "csad_kernels._C",
             cpu_sources,
             extra_compile_args={"cxx": cxx_flags},
-            extra_link_args=link_flags,
         )
     ]
 

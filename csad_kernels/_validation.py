@@ -8,6 +8,7 @@ for fused backends on a GPU, where they would force a device synchronisation, an
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 
@@ -82,7 +83,7 @@ def scalar(name: str, value: object, device: torch.device) -> torch.Tensor | flo
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number or a 0-d floating tensor, got {type(value).__name__}")
-    if not torch.isfinite(torch.tensor(float(value))):
+    if not math.isfinite(float(value)):
         raise ValueError(f"{name} must be finite, got {value}")
     return float(value)
 
