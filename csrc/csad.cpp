@@ -17,4 +17,16 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(csad, m) {
   m.def("cosine_similarity(Tensor x, Tensor y) -> Tensor");
   m.def("cosine_similarity_backward(Tensor grad, Tensor x, Tensor y) -> (Tensor, Tensor)");
+  // The fused estimator. The forward returns the value and what its backward reuses:
+  // (value, un, vn, inv_u, inv_v, ey, eb, ry, rb, wsum_y, wsum_b, scores, stats); the graph
+  // tensors are empty for similarity="content".
+  m.def(
+      "cs_mutual_information_forward(Tensor u, Tensor v, Tensor? labels, Tensor? mask, int tolerance, "
+      "Tensor alpha, Tensor tau_y, Tensor tau_b, float c, str similarity, str estimator, str reduction) -> "
+      "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "cs_mutual_information_backward(Tensor grad, Tensor un, Tensor vn, Tensor inv_u, Tensor inv_v, Tensor ey, "
+      "Tensor eb, Tensor ry, Tensor rb, Tensor wsum_y, Tensor wsum_b, Tensor scores, Tensor stats, Tensor? labels, "
+      "Tensor? mask, int tolerance, Tensor u, Tensor alpha, Tensor tau_y, Tensor tau_b, float c, str similarity, "
+      "str estimator, str reduction) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

@@ -6,4 +6,4 @@ Importing this package registers them; it is a no-op when the extension is not b
 from csad_kernels._extension import LOADED
 
 if LOADED:
-    from csad_kernels.cpu import cosine_similarity  # noqa: F401  (registers the op)
+    from csad_kernels.cpu import cosine_similarity, cs_mutual_information  # noqa: F401  (register the ops)

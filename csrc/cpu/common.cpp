@@ -1,0 +1,320 @@
+#include "common.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace csad::cpu {
+namespace {
+
+constexpr int64_t kRowGrain = 16;
+
+template <typename scalar_t>
+scalar_t softplus(scalar_t x) {
+  return std::max(x, scalar_t(0)) + std::log1p(std::exp(-std::abs(x)));
+}
+
+template <typename scalar_t>
+scalar_t sigmoid(scalar_t x) {
+  return x >= 0 ? scalar_t(1) / (scalar_t(1) + std::exp(-x)) : std::exp(x) / (scalar_t(1) + std::exp(x));
+}
+
+// Calls fn(row_index, row_pointer, row_length) for every row of a (batch, rows, cols) tensor.
+template <typename scalar_t, typename Fn>
+void for_each_row(const at::Tensor& t, const Fn& fn) {
+  TORCH_INTERNAL_ASSERT(t.is_contiguous(), "csad: row loops need contiguous tensors");
+  const int64_t cols = t.size(-1);
+  scalar_t* data = t.data_ptr<scalar_t>();
+  at::parallel_for(0, t.numel() / cols, kRowGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) fn(r, data + r * cols, cols);
+  });
+}
+
+}  // namespace
+
+at::ScalarType compute_type(at::ScalarType type) {
+  return (type == at::kHalf || type == at::kBFloat16) ? at::kFloat : type;
+}
+
+at::Tensor as_batched(const at::Tensor& t) {
+  return t.to(compute_type(t.scalar_type())).contiguous().reshape({-1, t.size(-2), t.size(-1)});
+}
+
+at::Tensor inverse_row_norms(const at::Tensor& t) {
+  auto out = at::empty({t.size(0), t.size(1)}, t.options());
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "csad_inverse_row_norms", [&] {
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    for_each_row<scalar_t>(t, [&](int64_t r, const scalar_t* row, int64_t d) {
+      scalar_t squares = 0;
+      for (int64_t k = 0; k < d; ++k) squares += row[k] * row[k];
+      dst[r] = scalar_t(1) / std::max(std::sqrt(squares), scalar_t(kNormEps));
+    });
+  });
+  return out;
+}
+
+at::Tensor scale_rows(const at::Tensor& t, const at::Tensor& inv_norm) {
+  return t * inv_norm.unsqueeze(-1);
+}
+
+void normalize_backward_(at::Tensor& grad, const at::Tensor& normalized, const at::Tensor& inv_norm) {
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "csad_normalize_backward", [&] {
+    const scalar_t* n = normalized.data_ptr<scalar_t>();
+    const scalar_t* inv = inv_norm.data_ptr<scalar_t>();
+    const scalar_t clamped = scalar_t(1) / scalar_t(kNormEps);
+    for_each_row<scalar_t>(grad, [&](int64_t r, scalar_t* g, int64_t d) {
+      const scalar_t* nrow = n + r * d;
+      scalar_t dot = 0;
+      if (inv[r] < clamped)
+        for (int64_t k = 0; k < d; ++k) dot += nrow[k] * g[k];
+      for (int64_t k = 0; k < d; ++k) g[k] = inv[r] * (g[k] - nrow[k] * dot);
+    });
+  });
+}
+
+void softmax_rows_(at::Tensor& s, double tau) {
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "csad_softmax_rows", [&] {
+    const scalar_t t = static_cast<scalar_t>(tau);
+    for_each_row<scalar_t>(s, [&](int64_t, scalar_t* row, int64_t n) {
+      scalar_t top = -std::numeric_limits<scalar_t>::infinity();
+      for (int64_t j = 0; j < n; ++j) top = std::max(top, t * row[j]);
+      scalar_t total = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        row[j] = std::exp(t * row[j] - top);
+        total += row[j];
+      }
+      const scalar_t inv = scalar_t(1) / total;
+      for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+    });
+  });
+}
+
+void softmax_backward_(at::Tensor& grad, const at::Tensor& e) {
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "csad_softmax_backward", [&] {
+    const scalar_t* edata = e.data_ptr<scalar_t>();
+    for_each_row<scalar_t>(grad, [&](int64_t r, scalar_t* g, int64_t n) {
+      const scalar_t* erow = edata + r * n;
+      scalar_t dot = 0;
+      for (int64_t j = 0; j < n; ++j) dot += g[j] * erow[j];
+      for (int64_t j = 0; j < n; ++j) g[j] = erow[j] * (g[j] - dot);
+    });
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c) {
+  const int64_t n = e.size(-1);
+  auto system = at::eye(n, e.options()).sub(e, c);  // I - cE (broadcast over the batch)
+  auto r = at::linalg_inv(system).contiguous();      // W (LAPACK returns it column-major), made R below
+  auto row_sums = at::empty({r.size(0), n}, r.options());
+  AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "csad_rwr_normalise", [&] {
+    scalar_t* sums = row_sums.data_ptr<scalar_t>();
+    for_each_row<scalar_t>(r, [&](int64_t i, scalar_t* row, int64_t cols) {
+      scalar_t total = 0;
+      for (int64_t j = 0; j < cols; ++j) total += row[j];
+      sums[i] = total;
+      const scalar_t inv = scalar_t(1) / total;
+      for (int64_t j = 0; j < cols; ++j) row[j] *= inv;
+    });
+  });
+  return {r, row_sums};
+}
+
+at::Tensor rwr_backward(at::Tensor grad_r, const at::Tensor& r, const at::Tensor& w_row_sums, double c) {
+  // R = W / rowsum(W): dW = (dR - <dR, R>_row) / rowsum(W), in place on grad_r.
+  AT_DISPATCH_FLOATING_TYPES(grad_r.scalar_type(), "csad_rwr_normalise_backward", [&] {
+    const scalar_t* rdata = r.data_ptr<scalar_t>();
+    const scalar_t* sums = w_row_sums.data_ptr<scalar_t>();
+    for_each_row<scalar_t>(grad_r, [&](int64_t i, scalar_t* g, int64_t n) {
+      const scalar_t* rrow = rdata + i * n;
+      scalar_t dot = 0;
+      for (int64_t j = 0; j < n; ++j) dot += g[j] * rrow[j];
+      const scalar_t inv = scalar_t(1) / sums[i];
+      for (int64_t j = 0; j < n; ++j) g[j] = (g[j] - dot) * inv;
+    });
+  });
+  const auto w_t = (r * w_row_sums.unsqueeze(-1)).transpose(1, 2);
+  return at::bmm(at::bmm(w_t, grad_r), w_t).mul_(c);
+}
+
+double smallest_normal(at::ScalarType type) {
+  return type == at::kDouble ? std::numeric_limits<double>::min() : std::numeric_limits<float>::min();
+}
+
+at::Tensor safe_log(const at::Tensor& p) {
+  return p.clamp_min(smallest_normal(p.scalar_type())).log_();
+}
+
+at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q) {
+  auto out = at::bmm(p, safe_log(q).transpose(1, 2));
+  return out.baddbmm_(safe_log(p), q.transpose(1, 2), /*beta=*/0.5, /*alpha=*/0.5);
+}
+
+namespace {
+// d/dp of 1/2 <G, P log(Q)^T + log(P) Q^T> for one side: 1/2 (G log(Q) + (G Q) / P), where the
+// log's clamp at the smallest normal number cuts the second term's gradient.
+at::Tensor sce_side_grad(const at::Tensor& g, const at::Tensor& p, const at::Tensor& q) {
+  auto grad = at::bmm(g, q);
+  const double tiny = smallest_normal(p.scalar_type());
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "csad_sce_backward", [&] {
+    const scalar_t* pdata = p.data_ptr<scalar_t>();
+    for_each_row<scalar_t>(grad, [&](int64_t r, scalar_t* row, int64_t k) {
+      const scalar_t* prow = pdata + r * k;
+      for (int64_t j = 0; j < k; ++j) row[j] = prow[j] >= scalar_t(tiny) ? row[j] / prow[j] : scalar_t(0);
+    });
+  });
+  return grad.baddbmm_(g, safe_log(q), /*beta=*/0.5, /*alpha=*/0.5);
+}
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q) {
+  return {sce_side_grad(grad, p, q), sce_side_grad(grad.transpose(1, 2), q, p)};
+}
+
+PairsInput::PairsInput(const c10::optional<at::Tensor>& labels_in, const c10::optional<at::Tensor>& mask_in,
+                       int64_t n, int64_t tolerance) {
+  TORCH_CHECK(labels_in.has_value() != mask_in.has_value(), "csad: pass exactly one of labels and mask");
+  pairs.n = n;
+  pairs.tolerance = tolerance;
+  if (mask_in.has_value()) {
+    TORCH_CHECK(mask_in->scalar_type() == at::kBool, "csad: mask must be bool");
+    mask = mask_in->contiguous().reshape({-1, n, n});
+    pairs.mask = mask.data_ptr<bool>();
+  } else {
+    labels = labels_in->to(at::kLong).contiguous();
+    pairs.k = labels.size(-1);
+    labels = labels.reshape({-1, n, pairs.k});
+    pairs.labels = labels.data_ptr<int64_t>();
+  }
+}
+
+Estimator parse_estimator(const std::string& name) {
+  TORCH_CHECK(name == "cs" || name == "jsd", "csad: estimator must be 'cs' or 'jsd', got '", name, "'");
+  return name == "cs" ? Estimator::kCs : Estimator::kJsd;
+}
+
+bool parse_mean(const std::string& reduction) {
+  TORCH_CHECK(reduction == "mean" || reduction == "sum", "csad: reduction must be 'mean' or 'sum', got '", reduction,
+              "'");
+  return reduction == "mean";
+}
+
+namespace {
+
+// Per-row partial reductions of one side of the pairs (Ω: x = -M, ¬Ω: x = M).
+template <typename scalar_t>
+struct RowPartials {
+  std::vector<scalar_t> top, total;  // cs: max x and sum exp(x - max); jsd: unused, sum softplus(x)
+  std::vector<int64_t> count;
+  explicit RowPartials(int64_t rows)
+      : top(rows, -std::numeric_limits<scalar_t>::infinity()), total(rows, 0), count(rows, 0) {}
+};
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, double alpha, const Pairs& pairs,
+                                              Estimator estimator, bool mean) {
+  const int64_t batch = scores.size(0), n = scores.size(1);
+  auto value = at::empty({batch}, scores.options());
+  auto stats = at::zeros({batch, 4}, scores.options());
+  AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "csad_mi_forward", [&] {
+    const scalar_t a = static_cast<scalar_t>(alpha);
+    RowPartials<scalar_t> inside(batch * n), outside(batch * n);
+    for_each_row<scalar_t>(scores, [&](int64_t r, const scalar_t* row, int64_t) {
+      const int64_t b = r / n, i = r % n;
+      for (int pass = 0; pass < (estimator == Estimator::kCs ? 2 : 1); ++pass) {
+        for (int64_t j = 0; j < n; ++j) {
+          const bool member = pairs(b, i, j);
+          const scalar_t x = member ? -a * row[j] : a * row[j];
+          RowPartials<scalar_t>& side = member ? inside : outside;
+          if (estimator == Estimator::kJsd) {
+            side.total[r] += softplus(x);
+            side.count[r] += 1;
+          } else if (pass == 0) {
+            side.top[r] = std::max(side.top[r], x);
+            side.count[r] += 1;
+          } else {
+            side.total[r] += std::exp(x - side.top[r]);
+          }
+        }
+      }
+    });
+    scalar_t* out = value.data_ptr<scalar_t>();
+    scalar_t* st = stats.data_ptr<scalar_t>();
+    at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        scalar_t total_value = 0;
+        int side_index = 0;
+        for (const RowPartials<scalar_t>* side : {&inside, &outside}) {
+          int64_t count = 0;
+          scalar_t top = -std::numeric_limits<scalar_t>::infinity(), sum = 0;
+          for (int64_t i = b * n; i < (b + 1) * n; ++i) {
+            count += side->count[i];
+            if (estimator == Estimator::kCs) {
+              if (side->count[i] > 0) top = std::max(top, side->top[i]);
+            } else {
+              sum += side->total[i];
+            }
+          }
+          if (count > 0) {
+            const scalar_t weight = mean ? scalar_t(1) / scalar_t(count) : scalar_t(1);
+            if (estimator == Estimator::kCs) {
+              for (int64_t i = b * n; i < (b + 1) * n; ++i)
+                if (side->count[i] > 0) sum += side->total[i] * std::exp(side->top[i] - top);
+              const scalar_t lse = std::log(sum) + top;
+              const scalar_t level = mean ? lse - std::log(scalar_t(count)) : lse;
+              total_value -= softplus(level);
+              st[b * 4 + 2 * side_index] = lse;
+              st[b * 4 + 2 * side_index + 1] = sigmoid(level);
+            } else {
+              total_value -= sum * weight;
+              st[b * 4 + 2 * side_index + 1] = weight;
+            }
+          }
+          ++side_index;
+        }
+        out[b] = total_value;
+      }
+    });
+  });
+  return {value, stats};
+}
+
+std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores, double alpha,
+                                               const at::Tensor& stats, const Pairs& pairs, Estimator estimator) {
+  const int64_t batch = scores.size(0), n = scores.size(1);
+  auto grad_scores = at::empty_like(scores);
+  auto alpha_rows = at::empty({batch * n}, scores.options());
+  AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "csad_mi_backward", [&] {
+    const scalar_t a = static_cast<scalar_t>(alpha);
+    const scalar_t* sdata = scores.data_ptr<scalar_t>();
+    const scalar_t* st = stats.data_ptr<scalar_t>();
+    const scalar_t* gv = grad_value.data_ptr<scalar_t>();
+    scalar_t* arow = alpha_rows.data_ptr<scalar_t>();
+    for_each_row<scalar_t>(grad_scores, [&](int64_t r, scalar_t* out, int64_t) {
+      const int64_t b = r / n, i = r % n;
+      const scalar_t* row = sdata + r * n;
+      const scalar_t* s = st + b * 4;
+      scalar_t alpha_sum = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        const scalar_t m = a * row[j];
+        scalar_t d;  // dI/dM
+        if (pairs(b, i, j)) {
+          d = estimator == Estimator::kCs ? s[1] * std::exp(-m - s[0]) : s[1] * sigmoid(-m);
+        } else {
+          d = estimator == Estimator::kCs ? -s[3] * std::exp(m - s[2]) : -s[3] * sigmoid(m);
+        }
+        d *= gv[b];
+        alpha_sum += d * row[j];
+        out[j] = a * d;
+      }
+      arow[r] = alpha_sum;
+    });
+  });
+  return {grad_scores, alpha_rows.reshape({batch, n}).sum(1)};
+}
+
+}  // namespace csad::cpu

@@ -1,0 +1,92 @@
+// Building blocks of the fused CPU kernels. Every function works on batched, contiguous
+// (batch, rows, cols) tensors in the compute dtype (float32, or float64) and runs its row loops
+// with at::parallel_for; the N^3 parts go to BLAS/LAPACK through ATen.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <tuple>
+
+namespace csad::cpu {
+
+constexpr double kNormEps = 1e-12;
+
+at::ScalarType compute_type(at::ScalarType type);
+
+// (batch, rows, cols) contiguous copy/view of a (..., rows, cols) tensor in the compute dtype.
+at::Tensor as_batched(const at::Tensor& t);
+
+// 1 / max(|row|, eps) of each row of t -> (batch, rows).
+at::Tensor inverse_row_norms(const at::Tensor& t);
+
+// t's rows scaled by inv_norm (F.normalize).
+at::Tensor scale_rows(const at::Tensor& t, const at::Tensor& inv_norm);
+
+// Turns grad w.r.t. normalised rows n = t * inv into grad w.r.t. t, in place:
+// inv * (g - n <n, g>) where the norm was not clamped, inv * g where it was.
+void normalize_backward_(at::Tensor& grad, const at::Tensor& normalized, const at::Tensor& inv_norm);
+
+// In place: s <- softmax_rows(tau * s).
+void softmax_rows_(at::Tensor& s, double tau);
+
+// In place: g <- e * (g - <g, e>_row), the gradient w.r.t. the softmax logits.
+void softmax_backward_(at::Tensor& grad, const at::Tensor& e);
+
+// Random Walk with Restart: returns R (rows of (1-c)(I - cE)^-1 renormalised) and the row sums
+// of W = (I - cE)^-1, from which W = diag(row_sums) R is rebuilt in the backward.
+std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c);
+
+// dL/dE from dL/dR (consumed). dL/dE = c W^T (dL/dW) W^T.
+at::Tensor rwr_backward(at::Tensor grad_r, const at::Tensor& r, const at::Tensor& w_row_sums, double c);
+
+// log(max(p, smallest normal)).
+at::Tensor safe_log(const at::Tensor& p);
+
+// S = 1/2 (P log(Q)^T + log(P) Q^T): (batch, N, K), (batch, M, K) -> (batch, N, M).
+at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q);
+
+// Gradients of sce_forward w.r.t. p and q.
+std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
+
+// Ω of a batch: labels (batch, N, K) int64 with a tolerance, or a bool mask (batch, N, N).
+struct Pairs {
+  const int64_t* labels = nullptr;
+  const bool* mask = nullptr;
+  int64_t n = 0, k = 0, tolerance = 0;
+
+  bool operator()(int64_t b, int64_t i, int64_t j) const {
+    if (mask != nullptr) return mask[(b * n + i) * n + j];
+    const int64_t* li = labels + (b * n + i) * k;
+    const int64_t* lj = labels + (b * n + j) * k;
+    for (int64_t q = 0; q < k; ++q) {
+      const int64_t diff = li[q] > lj[q] ? li[q] - lj[q] : lj[q] - li[q];
+      if (diff > tolerance) return false;
+    }
+    return true;
+  }
+};
+
+// Keeps contiguous copies of the Ω inputs alive and exposes them as Pairs.
+struct PairsInput {
+  at::Tensor labels, mask;
+  Pairs pairs;
+  PairsInput(const c10::optional<at::Tensor>& labels, const c10::optional<at::Tensor>& mask, int64_t n,
+             int64_t tolerance);
+};
+
+enum class Estimator { kCs, kJsd };
+Estimator parse_estimator(const std::string& name);
+bool parse_mean(const std::string& reduction);
+
+// I per problem from scores S (batch, N, N), with M = alpha * S. Returns (value (batch,),
+// stats (batch, 4)) where stats hold what the backward needs: for cs the log-sum-exp and the
+// softplus' slope of each side; for jsd the weight (1/n or 1) of each side.
+std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, double alpha, const Pairs& pairs,
+                                              Estimator estimator, bool mean);
+
+// dI/dS * grad_value * alpha (batch, N, N), and dI/dalpha * grad_value summed (batch,).
+std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores, double alpha,
+                                               const at::Tensor& stats, const Pairs& pairs, Estimator estimator);
+
+}  // namespace csad::cpu

@@ -1,0 +1,127 @@
+// The whole cross-sample MI estimator on the CPU, forward and backward (DESIGN.md §2).
+//
+// Forward: normalise u, v (one pass each); content similarity by one GEMM; each graph's Gram GEMM
+// turned into its softmax adjacency in place; RWR by an LU inverse, renormalised in place;
+// structural similarity by two GEMMs; the masked loss in two passes over the scores with Ω built
+// from labels on the fly. Saved for the backward: the normalised rows, E, R and W's row sums
+// (W is rebuilt from R), the unscaled scores and four numbers per problem.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <string>
+#include <tuple>
+
+#include "common.h"
+
+namespace csad::cpu {
+namespace {
+
+struct Options {
+  bool content, structural;
+  Estimator estimator;
+  bool mean;
+  Options(const std::string& similarity, const std::string& estimator_name, const std::string& reduction)
+      : estimator(parse_estimator(estimator_name)), mean(parse_mean(reduction)) {
+    TORCH_CHECK(similarity == "joint" || similarity == "content" || similarity == "structural",
+                "csad: similarity must be 'joint', 'content' or 'structural', got '", similarity, "'");
+    content = similarity != "structural";
+    structural = similarity != "content";
+  }
+};
+
+using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                                 at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+std::vector<int64_t> batch_shape(const at::Tensor& u) {
+  return std::vector<int64_t>(u.sizes().begin(), u.sizes().end() - 2);
+}
+
+}  // namespace
+
+ForwardResult cs_mutual_information_forward(const at::Tensor& u, const at::Tensor& v,
+                                            const c10::optional<at::Tensor>& labels,
+                                            const c10::optional<at::Tensor>& mask, int64_t tolerance,
+                                            const at::Tensor& alpha, const at::Tensor& tau_y, const at::Tensor& tau_b,
+                                            double c, const std::string& similarity, const std::string& estimator,
+                                            const std::string& reduction) {
+  TORCH_CHECK(u.device().is_cpu() && v.device().is_cpu(), "csad::cs_mutual_information (CPU): CPU tensors expected");
+  TORCH_CHECK(u.sizes() == v.sizes() && u.dim() >= 2, "csad::cs_mutual_information: u and v must share a shape");
+  const Options options(similarity, estimator, reduction);
+  const int64_t n = u.size(-2);
+  const PairsInput pairs(labels, mask, n, tolerance);
+  const auto ub = as_batched(u), vb = as_batched(v);
+  const auto inv_u = inverse_row_norms(ub), inv_v = inverse_row_norms(vb);
+  const auto un = scale_rows(ub, inv_u), vn = scale_rows(vb, inv_v);
+  const auto empty = [&] { return at::empty({0}, ub.options()); };  // outputs must not alias
+  at::Tensor ey = empty(), eb = empty(), ry = empty(), rb = empty(), wsum_y = empty(), wsum_b = empty();
+  at::Tensor scores = options.content ? at::bmm(un, vn.transpose(1, 2)) : at::Tensor();
+  if (options.structural) {
+    ey = at::bmm(un, un.transpose(1, 2));
+    softmax_rows_(ey, tau_y.item<double>());
+    eb = at::bmm(vn, vn.transpose(1, 2));
+    softmax_rows_(eb, tau_b.item<double>());
+    std::tie(ry, wsum_y) = rwr_forward(ey, c);
+    std::tie(rb, wsum_b) = rwr_forward(eb, c);
+    auto structural_scores = sce_forward(ry, rb);
+    scores = options.content ? scores.add_(structural_scores) : structural_scores;
+  }
+  auto [value, stats] = mi_forward(scores, alpha.item<double>(), pairs.pairs, options.estimator, options.mean);
+  value = value.reshape(batch_shape(u)).to(u.scalar_type());
+  return {value, un, vn, inv_u, inv_v, ey, eb, ry, rb, wsum_y, wsum_b, scores, stats};
+}
+
+namespace {
+// Adds the gradient that flows from a graph's softmax logits tau * n n^T into the rows n, and
+// returns d/dtau. grad_logits is dL/d(logits).
+at::Tensor graph_backward(const at::Tensor& grad_logits, const at::Tensor& normalized, double tau,
+                          at::Tensor& grad_normalized) {
+  const auto p = at::bmm(grad_logits, normalized);
+  grad_normalized.add_(p, tau).add_(at::bmm(grad_logits.transpose(1, 2), normalized), tau);
+  return (p * normalized).sum();
+}
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cs_mutual_information_backward(
+    const at::Tensor& grad, const at::Tensor& un, const at::Tensor& vn, const at::Tensor& inv_u,
+    const at::Tensor& inv_v, const at::Tensor& ey, const at::Tensor& eb, const at::Tensor& ry, const at::Tensor& rb,
+    const at::Tensor& wsum_y, const at::Tensor& wsum_b, const at::Tensor& scores, const at::Tensor& stats,
+    const c10::optional<at::Tensor>& labels, const c10::optional<at::Tensor>& mask, int64_t tolerance,
+    const at::Tensor& u, const at::Tensor& alpha, const at::Tensor& tau_y, const at::Tensor& tau_b, double c,
+    const std::string& similarity, const std::string& estimator, const std::string& reduction) {
+  const Options options(similarity, estimator, reduction);
+  const int64_t n = un.size(1);
+  const PairsInput pairs(labels, mask, n, tolerance);
+  const auto grad_value = grad.to(un.scalar_type()).contiguous().reshape({un.size(0)});
+  auto [grad_scores, grad_alpha] =
+      mi_backward(grad_value, scores, alpha.item<double>(), stats, pairs.pairs, options.estimator);
+  at::Tensor grad_un, grad_vn;
+  if (options.content) {
+    grad_un = at::bmm(grad_scores, vn);
+    grad_vn = at::bmm(grad_scores.transpose(1, 2), un);
+  } else {
+    grad_un = at::zeros_like(un);
+    grad_vn = at::zeros_like(vn);
+  }
+  auto grad_tau_y = at::zeros({}, un.options()), grad_tau_b = at::zeros({}, un.options());
+  if (options.structural) {
+    auto [grad_ry, grad_rb] = sce_backward(grad_scores, ry, rb);
+    auto grad_ey = rwr_backward(grad_ry, ry, wsum_y, c);
+    auto grad_eb = rwr_backward(grad_rb, rb, wsum_b, c);
+    softmax_backward_(grad_ey, ey);
+    softmax_backward_(grad_eb, eb);
+    grad_tau_y = graph_backward(grad_ey, un, tau_y.item<double>(), grad_un);
+    grad_tau_b = graph_backward(grad_eb, vn, tau_b.item<double>(), grad_vn);
+  }
+  normalize_backward_(grad_un, un, inv_u);
+  normalize_backward_(grad_vn, vn, inv_v);
+  return {grad_un.reshape(u.sizes()).to(u.scalar_type()), grad_vn.reshape(u.sizes()).to(u.scalar_type()),
+          grad_alpha.sum().to(alpha.scalar_type()), grad_tau_y.to(tau_y.scalar_type()),
+          grad_tau_b.to(tau_b.scalar_type())};
+}
+
+TORCH_LIBRARY_IMPL(csad, CPU, m) {
+  m.impl("cs_mutual_information_forward", &cs_mutual_information_forward);
+  m.impl("cs_mutual_information_backward", &cs_mutual_information_backward);
+}
+
+}  // namespace csad::cpu

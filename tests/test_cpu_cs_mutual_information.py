@@ -1,0 +1,158 @@
+"""The fused C++ CPU estimator against the float64 reference."""
+
+import itertools
+
+import pytest
+import torch
+from _helpers import clustered, labels, rel_err
+
+import csad_kernels as ck
+import csad_kernels.reference as ref
+
+OPTIONS = list(itertools.product(["joint", "content", "structural"], ["cs", "jsd"], ["mean", "sum"]))
+SHAPES = [((), 2, 1), ((3,), 37, 7), ((), 64, 32), ((3,), 100, 33), ((), 130, 7), ((3,), 256, 32)]
+TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10}
+
+
+def _case(batch, n, d, dtype, seed=0):
+    u, _ = clustered(batch, n, d, seed=seed)
+    v, _ = clustered(batch, n, d, seed=seed + 1)
+    bias = labels(batch, n, classes=8, k=3, seed=seed)
+    return u.to(dtype), v.to(dtype), bias
+
+
+def _value_and_grads(u, v, backend, pairs, **kw):
+    u = u.detach().clone().requires_grad_()
+    v = v.detach().clone().requires_grad_()
+    scalars = [torch.tensor(x, dtype=u.dtype, requires_grad=True) for x in (1.3, 8.0, 12.0)]
+    out = ck.cs_mutual_information(
+        u, v, **pairs, alpha=scalars[0], tau_y=scalars[1], tau_b=scalars[2], backend=backend, **kw
+    )
+    weights = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
+    grads = torch.autograd.grad((out * weights).sum(), [u, v, *scalars], allow_unused=True)
+    return out, [g if g is not None else torch.zeros((), dtype=u.dtype) for g in grads]
+
+
+def _assert_matches_reference(u, v, pairs, dtype, **kw):
+    """Relative error to the float64 reference <= TOLERANCE, or (flash-attention's rule, for values
+    that are zero in exact arithmetic, e.g. d/dtau at d = 1) at most twice the error of the
+    reference itself run in ``dtype``."""
+    out, grads = _value_and_grads(u.to(dtype), v.to(dtype), "cpu", pairs, **kw)
+    expected, expected_grads = _value_and_grads(u.double(), v.double(), "reference", pairs, **kw)
+    same_precision, same_precision_grads = _value_and_grads(u.to(dtype), v.to(dtype), "reference", pairs, **kw)
+    assert out.dtype == dtype
+    names = ["I", "u", "v", "alpha", "tau_y", "tau_b"]
+    for name, got, exact, plain in zip(
+        names, [out, *grads], [expected, *expected_grads], [same_precision, *same_precision_grads], strict=True
+    ):
+        got, exact, plain = got.detach(), exact.detach(), plain.detach()
+        error = float((got.double() - exact).norm())
+        allowed = max(TOLERANCE[dtype] * float(exact.norm()), 2 * float((plain.double() - exact).norm()))
+        assert error <= allowed, f"{name}: error {error:.3g} > allowed {allowed:.3g}"
+
+
+@pytest.mark.parametrize("batch,n,d", SHAPES)
+@pytest.mark.parametrize("similarity,estimator,reduction", OPTIONS)
+def test_float32_matches_float64_reference(batch, n, d, similarity, estimator, reduction):
+    u, v, bias = _case(batch, n, d, torch.float64, seed=n)
+    kw = dict(similarity=similarity, estimator=estimator, reduction=reduction)
+    _assert_matches_reference(u, v, {"bias": bias}, torch.float32, tolerance=1, **kw)
+
+
+@pytest.mark.parametrize("similarity,estimator,reduction", OPTIONS)
+def test_float64_matches_reference_closely(similarity, estimator, reduction):
+    u, v, bias = _case((2,), 45, 9, torch.float64)
+    kw = dict(similarity=similarity, estimator=estimator, reduction=reduction)
+    _assert_matches_reference(u, v, {"bias": bias}, torch.float64, tolerance=1, **kw)
+
+
+@pytest.mark.parametrize("pairs", ["mask", "single labels", "empty negative side", "empty positive side"])
+def test_pair_specifications(pairs):
+    u, v, bias = _case((2,), 33, 8, torch.float64)
+    spec = {
+        "mask": {"mask": ref.pair_mask(bias, 1)},
+        "single labels": {"bias": bias[..., 0]},
+        "empty negative side": {"bias": torch.zeros(2, 33, dtype=torch.long)},
+        "empty positive side": {"mask": torch.zeros(2, 33, 33, dtype=torch.bool)},
+    }[pairs]
+    for estimator in ("cs", "jsd"):
+        _assert_matches_reference(u, v, spec, torch.float32, estimator=estimator)
+
+
+@pytest.mark.parametrize("similarity,estimator,reduction", OPTIONS)
+def test_gradcheck(similarity, estimator, reduction):
+    u, v, bias = _case((2,), 6, 3, torch.float64)
+    scalars = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in (1.3, 3.0, 4.0)]
+
+    def fn(u, v, alpha, tau_y, tau_b):
+        return ck.cs_mutual_information(
+            u,
+            v,
+            bias,
+            alpha=alpha,
+            tau_y=tau_y,
+            tau_b=tau_b,
+            tolerance=1,
+            similarity=similarity,
+            estimator=estimator,
+            reduction=reduction,
+            backend="cpu",
+        )
+
+    assert torch.autograd.gradcheck(fn, (u.requires_grad_(), v.requires_grad_(), *scalars))
+
+
+def test_non_contiguous_inputs_stride_zero_gradient_and_zero_rows():
+    u, v, bias = _case((3,), 20, 6, torch.float32)
+    u[1, 4] = 0.0
+    u_t = u.transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()
+    assert not u_t.is_contiguous()
+    kw = dict(alpha=1.0, tau_y=10.0, tau_b=10.0, tolerance=1)
+    ck.cs_mutual_information(u_t, v, bias, backend="cpu", **kw).sum().backward()  # grad is an expanded 1
+    u_ref = u.double().requires_grad_()
+    ck.cs_mutual_information(u_ref, v.double(), bias, backend="reference", **kw).sum().backward()
+    assert rel_err(u_t.grad, u_ref.grad) <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_inputs_are_computed_in_float32(dtype):
+    u, v, bias = _case((), 40, 16, dtype)
+    kw = dict(alpha=1.0, tau_y=10.0, tau_b=10.0, tolerance=1)
+    out = ck.cs_mutual_information(u, v, bias, backend="cpu", **kw)
+    assert out.dtype == dtype
+    expected = ck.cs_mutual_information(u.float(), v.float(), bias, backend="cpu", **kw)
+    torch.testing.assert_close(out, expected.to(dtype))
+
+
+def test_opcheck():
+    u, v, bias = _case((2,), 9, 4, torch.float32)
+    for similarity in ("joint", "content"):
+        args = (
+            u.requires_grad_(),
+            v.requires_grad_(),
+            bias.unsqueeze(-1) if bias.dim() == 2 else bias,
+            None,
+            1,
+            torch.tensor(1.0, requires_grad=True),
+            torch.tensor(10.0, requires_grad=True),
+            torch.tensor(10.0, requires_grad=True),
+            0.5,
+            similarity,
+            "cs",
+            "mean",
+        )
+        torch.library.opcheck(torch.ops.csad.cs_mutual_information_forward.default, args)
+
+
+def test_compiles_with_fullgraph():
+    u, v, bias = _case((2,), 24, 8, torch.float32)
+    u.requires_grad_()
+    kw = dict(alpha=1.0, tau_y=10.0, tau_b=10.0, tolerance=1, backend="cpu")
+    compiled = torch.compile(lambda a, b, g: ck.cs_mutual_information(a, b, g, **kw), fullgraph=True)
+    value = compiled(u, v, bias)
+    (grad,) = torch.autograd.grad(value.sum(), u)
+    u_ref = u.detach().double().requires_grad_()
+    expected = ck.cs_mutual_information(u_ref, v.double(), bias, **{**kw, "backend": "reference"})
+    (expected_grad,) = torch.autograd.grad(expected.sum(), u_ref)
+    assert rel_err(value, expected) <= 1e-4
+    assert rel_err(grad, expected_grad) <= 1e-4
