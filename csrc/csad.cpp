@@ -17,6 +17,20 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(csad, m) {
   m.def("cosine_similarity(Tensor x, Tensor y) -> Tensor");
   m.def("cosine_similarity_backward(Tensor grad, Tensor x, Tensor y) -> (Tensor, Tensor)");
+  m.def("softmax_adjacency(Tensor s, Tensor tau) -> Tensor");
+  m.def("softmax_adjacency_backward(Tensor grad, Tensor e, Tensor s, Tensor tau) -> (Tensor, Tensor)");
+  // rwr returns R and the row sums of W = (I - cE)^-1, which its backward uses to rebuild W.
+  m.def("rwr(Tensor e, float c) -> (Tensor, Tensor)");
+  m.def("rwr_backward(Tensor grad, Tensor r, Tensor w_row_sums, float c) -> Tensor");
+  m.def("symmetric_cross_entropy(Tensor p, Tensor q) -> Tensor");
+  m.def("symmetric_cross_entropy_backward(Tensor grad, Tensor p, Tensor q) -> (Tensor, Tensor)");
+  // cross_sample_mi returns the value and four numbers per problem for its backward.
+  m.def(
+      "cross_sample_mi(Tensor m, Tensor? labels, Tensor? mask, int tolerance, str estimator, str reduction) "
+      "-> (Tensor, Tensor)");
+  m.def(
+      "cross_sample_mi_backward(Tensor grad, Tensor m, Tensor stats, Tensor? labels, Tensor? mask, int tolerance, "
+      "str estimator) -> Tensor");
   // The fused estimator. The forward returns the value and what its backward reuses:
   // (value, un, vn, inv_u, inv_v, ey, eb, ry, rb, wsum_y, wsum_b, scores, stats); the graph
   // tensors are empty for similarity="content".

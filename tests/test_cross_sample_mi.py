@@ -1,6 +1,6 @@
 import pytest
 import torch
-from _helpers import brute_force_mask, clustered, labels
+from _helpers import BACKENDS, brute_force_mask, clustered, labels, rel_err
 
 import csad_kernels as ck
 import csad_kernels.reference as ref
@@ -28,19 +28,21 @@ def _direct(m, omega, estimator, reduction):
 @pytest.mark.parametrize("estimator", ["cs", "jsd"])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("n", [2, 13, 40])
-def test_matches_plain_formula(estimator, reduction, n):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_plain_formula(estimator, reduction, n, backend):
     m = _scores((), n, seed=n)
     bias = labels((), n, classes=3, seed=n)
-    out = ck.cross_sample_mi(m, bias, estimator=estimator, reduction=reduction, backend="reference")
+    out = ck.cross_sample_mi(m, bias, estimator=estimator, reduction=reduction, backend=backend)
     torch.testing.assert_close(out, _direct(m, brute_force_mask(bias, 0), estimator, reduction), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("estimator", ["cs", "jsd"])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_gradcheck(estimator, reduction):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck(estimator, reduction, backend):
     m = _scores((2,), 6).requires_grad_()
     bias = labels((2,), 6, classes=2)
-    fn = lambda a: ck.cross_sample_mi(a, bias, estimator=estimator, reduction=reduction, backend="reference")  # noqa: E731
+    fn = lambda a: ck.cross_sample_mi(a, bias, estimator=estimator, reduction=reduction, backend=backend)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (m,))
 
 
@@ -65,31 +67,34 @@ def test_with_sums_the_bound_reverses():
 
 @pytest.mark.parametrize("estimator", ["cs", "jsd"])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_empty_negative_side_contributes_zero_with_finite_gradients(estimator, reduction):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_negative_side_contributes_zero_with_finite_gradients(estimator, reduction, backend):
     m = _scores((), 9).requires_grad_()
     same_bias = torch.zeros(9, dtype=torch.int64)  # every pair shares the bias: ¬Ω is empty
-    out = ck.cross_sample_mi(m, same_bias, estimator=estimator, reduction=reduction)
+    out = ck.cross_sample_mi(m, same_bias, estimator=estimator, reduction=reduction, backend=backend)
     assert torch.isfinite(out)
     (grad,) = torch.autograd.grad(out, m)
     assert torch.isfinite(grad).all()
     torch.testing.assert_close(out, _direct(m.detach(), torch.ones(9, 9, dtype=torch.bool), estimator, reduction))
 
 
-def test_empty_positive_side_from_a_mask_contributes_zero():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_positive_side_from_a_mask_contributes_zero(backend):
     m = _scores((), 5).requires_grad_()
-    out = ck.cross_sample_mi(m, mask=torch.zeros(5, 5, dtype=torch.bool))
+    out = ck.cross_sample_mi(m, mask=torch.zeros(5, 5, dtype=torch.bool), backend=backend)
     (grad,) = torch.autograd.grad(out, m)
     assert torch.isfinite(out) and torch.isfinite(grad).all()
     torch.testing.assert_close(out, _direct(m.detach(), torch.zeros(5, 5, dtype=torch.bool), "cs", "mean"))
 
 
 @pytest.mark.parametrize("estimator", ["cs", "jsd"])
-def test_labels_and_mask_paths_agree(estimator):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_labels_and_mask_paths_agree(estimator, backend):
     m = _scores((3,), 11).requires_grad_()
     bias = labels((3,), 11, classes=4, k=2, seed=2)
     mask = torch.stack([brute_force_mask(b, 1) for b in bias])
-    by_labels = ck.cross_sample_mi(m, bias, tolerance=1, estimator=estimator)
-    by_mask = ck.cross_sample_mi(m, mask=mask, estimator=estimator)
+    by_labels = ck.cross_sample_mi(m, bias, tolerance=1, estimator=estimator, backend=backend)
+    by_mask = ck.cross_sample_mi(m, mask=mask, estimator=estimator, backend=backend)
     torch.testing.assert_close(by_labels, by_mask, rtol=0, atol=0)
     g_labels, g_mask = (torch.autograd.grad(x.sum(), m)[0] for x in (by_labels, by_mask))
     torch.testing.assert_close(g_labels, g_mask, rtol=0, atol=0)
@@ -117,10 +122,11 @@ def test_tolerance_rule_on_three_labels():
 
 @pytest.mark.parametrize("estimator", ["cs", "jsd"])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_huge_scores_do_not_overflow(estimator, reduction):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_huge_scores_do_not_overflow(estimator, reduction, backend):
     m = (1e4 * torch.sign(torch.randn(16, 16))).requires_grad_()
     bias = labels((), 16, classes=2)
-    out = ck.cross_sample_mi(m, bias, estimator=estimator, reduction=reduction)
+    out = ck.cross_sample_mi(m, bias, estimator=estimator, reduction=reduction, backend=backend)
     (grad,) = torch.autograd.grad(out, m)
     assert torch.isfinite(out) and torch.isfinite(grad).all()
     expected = ck.cross_sample_mi(m.detach().double(), bias, estimator=estimator, reduction=reduction)
@@ -133,3 +139,26 @@ def test_batched_equals_looped():
     batched = ck.cross_sample_mi(m, bias)
     looped = torch.stack([torch.stack([ck.cross_sample_mi(m[i, j], bias[i, j]) for j in range(3)]) for i in range(2)])
     torch.testing.assert_close(batched, looped, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("batch,n", [((), 2), ((3,), 37), ((), 130), ((2,), 256)])
+@pytest.mark.parametrize("estimator,reduction", [("cs", "mean"), ("cs", "sum"), ("jsd", "mean"), ("jsd", "sum")])
+def test_cpu_float32_matches_float64_reference(batch, n, estimator, reduction):
+    m = _scores(batch, n, seed=n).requires_grad_()
+    bias = labels(batch, n, classes=8, k=3, seed=n)
+    kw = dict(tolerance=1, estimator=estimator, reduction=reduction)
+    expected = ck.cross_sample_mi(m, bias, **kw, backend="reference")
+    (expected_grad,) = torch.autograd.grad(expected.sum(), m)
+    m32 = m.detach().float().requires_grad_()
+    out = ck.cross_sample_mi(m32, bias, **kw, backend="cpu")
+    (grad,) = torch.autograd.grad(out.sum(), m32)
+    assert rel_err(out, expected) <= 1e-4
+    assert rel_err(grad, expected_grad) <= 1e-4
+
+
+def test_cpu_opcheck():
+    m = _scores((2,), 7).float().requires_grad_()
+    labels_k = labels((2,), 7, classes=3).unsqueeze(-1)
+    for estimator in ("cs", "jsd"):
+        args = (m, labels_k, None, 0, estimator, "mean")
+        torch.library.opcheck(torch.ops.csad.cross_sample_mi.default, args)

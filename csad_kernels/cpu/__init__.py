@@ -6,4 +6,11 @@ Importing this package registers them; it is a no-op when the extension is not b
 from csad_kernels._extension import LOADED
 
 if LOADED:
-    from csad_kernels.cpu import cosine_similarity, cs_mutual_information  # noqa: F401  (register the ops)
+    from csad_kernels.cpu import (  # noqa: F401  (importing registers the ops)
+        cosine_similarity,
+        cross_sample_mi,
+        cs_mutual_information,
+        rwr,
+        softmax_adjacency,
+        symmetric_cross_entropy,
+    )

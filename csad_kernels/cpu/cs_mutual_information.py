@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from csad_kernels._dispatch import register_kernel
+from csad_kernels.cpu._scalars import as_scalar_tensor
 from csad_kernels.reference import compute_dtype
 
 _SAVED = 12  # un, vn, inv_u, inv_v, ey, eb, ry, rb, wsum_y, wsum_b, scores, stats
@@ -65,12 +66,6 @@ def _backward(ctx, grad, *unused_grads):
 torch.library.register_autograd("csad::cs_mutual_information_forward", _backward, setup_context=_setup_context)
 
 
-def _as_tensor(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    return torch.tensor(value, dtype=compute_dtype(like.dtype), device=like.device)
-
-
 def cs_mutual_information(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction):
     """Fused CPU estimator; arguments as :func:`csad_kernels.cs_mutual_information` after validation."""
     outputs = torch.ops.csad.cs_mutual_information_forward(
@@ -79,9 +74,9 @@ def cs_mutual_information(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c,
         labels,
         mask,
         tolerance,
-        _as_tensor(alpha, u),
-        _as_tensor(tau_y, u),
-        _as_tensor(tau_b, u),
+        as_scalar_tensor(alpha, u),
+        as_scalar_tensor(tau_y, u),
+        as_scalar_tensor(tau_b, u),
         c,
         similarity,
         estimator,

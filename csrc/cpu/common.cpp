@@ -93,16 +93,31 @@ void softmax_rows_(at::Tensor& s, double tau) {
   });
 }
 
-void softmax_backward_(at::Tensor& grad, const at::Tensor& e) {
+at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Tensor& s, double tau) {
+  auto tau_rows = at::empty({grad.numel() / grad.size(-1)}, grad.options());
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "csad_softmax_backward", [&] {
     const scalar_t* edata = e.data_ptr<scalar_t>();
+    const scalar_t* sdata = s.data_ptr<scalar_t>();
+    scalar_t* tau_out = tau_rows.data_ptr<scalar_t>();
+    const scalar_t t = static_cast<scalar_t>(tau);
     for_each_row<scalar_t>(grad, [&](int64_t r, scalar_t* g, int64_t n) {
       const scalar_t* erow = edata + r * n;
-      scalar_t dot = 0;
-      for (int64_t j = 0; j < n; ++j) dot += g[j] * erow[j];
-      for (int64_t j = 0; j < n; ++j) g[j] = erow[j] * (g[j] - dot);
+      const scalar_t* srow = sdata + r * n;
+      scalar_t dot = 0, mean_s = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        dot += g[j] * erow[j];
+        mean_s += srow[j] * erow[j];
+      }
+      scalar_t tau_sum = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        const scalar_t dz = erow[j] * (g[j] - dot);
+        tau_sum += dz * (srow[j] - mean_s);
+        g[j] = t * dz;
+      }
+      tau_out[r] = tau_sum;
     });
   });
+  return tau_rows.sum();
 }
 
 std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c) {

@@ -30,8 +30,10 @@ void normalize_backward_(at::Tensor& grad, const at::Tensor& normalized, const a
 // In place: s <- softmax_rows(tau * s).
 void softmax_rows_(at::Tensor& s, double tau);
 
-// In place: g <- e * (g - <g, e>_row), the gradient w.r.t. the softmax logits.
-void softmax_backward_(at::Tensor& grad, const at::Tensor& e);
+// For e = softmax_rows(tau * s): turns grad = dL/de into dL/ds in place and returns dL/dtau.
+// dL/dtau = sum_ij dZ_ij (s_ij - sum_k e_ik s_ik) with dZ = e * (g - <g, e>_row): each row of dZ
+// sums to 0, and centring s on its e-weighted mean keeps fp32 cancellation small.
+at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Tensor& s, double tau);
 
 // Random Walk with Restart: returns R (rows of (1-c)(I - cE)^-1 renormalised) and the row sums
 // of W = (I - cE)^-1, from which W = diag(row_sums) R is rebuilt in the backward.

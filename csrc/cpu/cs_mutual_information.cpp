@@ -71,13 +71,14 @@ ForwardResult cs_mutual_information_forward(const at::Tensor& u, const at::Tenso
 }
 
 namespace {
-// Adds the gradient that flows from a graph's softmax logits tau * n n^T into the rows n, and
-// returns d/dtau. grad_logits is dL/d(logits).
-at::Tensor graph_backward(const at::Tensor& grad_logits, const at::Tensor& normalized, double tau,
+// Backward of a graph E = softmax_rows(tau * n n^T) from dL/dE (consumed): adds dL/dn into
+// grad_normalized and returns dL/dtau. The Gram matrix is recomputed (N^2 d) rather than saved.
+at::Tensor graph_backward(at::Tensor grad_e, const at::Tensor& e, const at::Tensor& normalized, double tau,
                           at::Tensor& grad_normalized) {
-  const auto p = at::bmm(grad_logits, normalized);
-  grad_normalized.add_(p, tau).add_(at::bmm(grad_logits.transpose(1, 2), normalized), tau);
-  return (p * normalized).sum();
+  const auto gram = at::bmm(normalized, normalized.transpose(1, 2));
+  auto grad_tau = softmax_backward_(grad_e, e, gram, tau);  // grad_e is now dL/dGram
+  grad_normalized.baddbmm_(grad_e, normalized).baddbmm_(grad_e.transpose(1, 2), normalized);
+  return grad_tau;
 }
 }  // namespace
 
@@ -105,12 +106,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cs_mutual
   auto grad_tau_y = at::zeros({}, un.options()), grad_tau_b = at::zeros({}, un.options());
   if (options.structural) {
     auto [grad_ry, grad_rb] = sce_backward(grad_scores, ry, rb);
-    auto grad_ey = rwr_backward(grad_ry, ry, wsum_y, c);
-    auto grad_eb = rwr_backward(grad_rb, rb, wsum_b, c);
-    softmax_backward_(grad_ey, ey);
-    softmax_backward_(grad_eb, eb);
-    grad_tau_y = graph_backward(grad_ey, un, tau_y.item<double>(), grad_un);
-    grad_tau_b = graph_backward(grad_eb, vn, tau_b.item<double>(), grad_vn);
+    grad_tau_y = graph_backward(rwr_backward(grad_ry, ry, wsum_y, c), ey, un, tau_y.item<double>(), grad_un);
+    grad_tau_b = graph_backward(rwr_backward(grad_rb, rb, wsum_b, c), eb, vn, tau_b.item<double>(), grad_vn);
   }
   normalize_backward_(grad_un, un, inv_u);
   normalize_backward_(grad_vn, vn, inv_v);

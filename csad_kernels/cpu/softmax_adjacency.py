@@ -1,0 +1,39 @@
+"""``csad::softmax_adjacency``: fake kernel and autograd of the C++ op (csrc/cpu/softmax_adjacency.cpp)."""
+
+from __future__ import annotations
+
+import torch
+
+from csad_kernels._dispatch import register_kernel
+from csad_kernels.cpu._scalars import as_scalar_tensor
+
+
+@torch.library.register_fake("csad::softmax_adjacency")
+def _forward_fake(s, tau):
+    return torch.empty_like(s)
+
+
+@torch.library.register_fake("csad::softmax_adjacency_backward")
+def _backward_fake(grad, e, s, tau):
+    return torch.empty_like(s), torch.empty_like(tau)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    s, tau = inputs
+    ctx.save_for_backward(output, s, tau)
+
+
+def _backward(ctx, grad):
+    e, s, tau = ctx.saved_tensors
+    return torch.ops.csad.softmax_adjacency_backward(grad, e, s, tau)
+
+
+torch.library.register_autograd("csad::softmax_adjacency", _backward, setup_context=_setup_context)
+
+
+def softmax_adjacency(s: torch.Tensor, tau: torch.Tensor | float) -> torch.Tensor:
+    """Fused CPU ``softmax_rows(tau * s)``, ``(..., N, N) -> (..., N, N)``."""
+    return torch.ops.csad.softmax_adjacency(s, as_scalar_tensor(tau, s))
+
+
+register_kernel("softmax_adjacency", "cpu", softmax_adjacency)

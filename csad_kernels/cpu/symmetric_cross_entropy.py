@@ -1,0 +1,37 @@
+"""``csad::symmetric_cross_entropy``: fake kernel and autograd of the C++ op."""
+
+from __future__ import annotations
+
+import torch
+
+from csad_kernels._dispatch import register_kernel
+
+
+@torch.library.register_fake("csad::symmetric_cross_entropy")
+def _forward_fake(p, q):
+    return p.new_empty((*p.shape[:-1], q.shape[-2]))
+
+
+@torch.library.register_fake("csad::symmetric_cross_entropy_backward")
+def _backward_fake(grad, p, q):
+    return torch.empty_like(p), torch.empty_like(q)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, grad):
+    p, q = ctx.saved_tensors
+    return torch.ops.csad.symmetric_cross_entropy_backward(grad, p, q)
+
+
+torch.library.register_autograd("csad::symmetric_cross_entropy", _backward, setup_context=_setup_context)
+
+
+def symmetric_cross_entropy(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Fused CPU inverse symmetric cross-entropy, ``(..., N, K), (..., M, K) -> (..., N, M)``."""
+    return torch.ops.csad.symmetric_cross_entropy(p, q)
+
+
+register_kernel("symmetric_cross_entropy", "cpu", symmetric_cross_entropy)
