@@ -6,7 +6,10 @@ Public API (DESIGN.md §2): :func:`cosine_similarity`, :func:`softmax_adjacency`
 semantics every backend matches.
 """
 
-from csad_kernels import cpu  # noqa: F401  (registers the C++ CPU kernels when built)
+from csad_kernels import (
+    cpu,  # noqa: F401  (registers the C++ CPU kernels when built)
+    triton,  # noqa: F401  (registers the Triton kernels when Triton is installed)
+)
 from csad_kernels._dispatch import BACKENDS, BackendUnavailableError, available_backends, unavailable_reason
 from csad_kernels.api import (
     cosine_similarity,

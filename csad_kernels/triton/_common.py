@@ -1,0 +1,86 @@
+"""Helpers shared by the Triton kernels: Triton device functions and launcher utilities.
+
+Every kernel computes in float32. Launchers upcast float16/bfloat16 (and float64: the Triton
+backend computes float64 inputs in float32 too, and returns float64) and cast results back to the
+input dtype. fp32 GEMMs pin ``input_precision="ieee"`` so tensor cores never drop to tf32.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+NORM_EPS = 1e-12
+# finfo(float32).tiny: the clamp of reference.safe_log for float32.
+TINY = 1.1754943508222875e-38
+LOG_TINY = math.log(TINY)
+# The product-form RWR keeps factors until c^(2^k) / (1 - c) <= this.
+PRODUCT_FORM_TOLERANCE = 1e-8
+
+
+def interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def num_factors(c: float) -> int:
+    """Factors ``k`` of ``(I - A)^-1 = (I + A)(I + A^2)...(I + A^(2^(k-1)))``, ``A = cE`` (k = 5 at c = 0.5)."""
+    k = 1
+    while c ** (2**k) / (1.0 - c) > PRODUCT_FORM_TOLERANCE:
+        k += 1
+    return k
+
+
+def block(n: int, minimum: int = 16) -> int:
+    """Power-of-two block covering ``n`` (at least 16: tl.dot needs dims >= 16)."""
+    return max(minimum, triton.next_power_of_2(n))
+
+
+def as_batched(t: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """``(..., rows, cols)`` -> ``(B, rows, cols)`` float32 (a view where possible; strides are passed on)."""
+    return t.reshape(-1, rows, cols).to(torch.float32)
+
+
+def f32(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.float32)
+
+
+@triton.jit
+def log1p_small(z):
+    """``log(1 + z)`` for ``z`` in [0, 1], accurate also for tiny ``z`` (Goldberg's trick)."""
+    w = 1.0 + z
+    d = w - 1.0
+    return tl.where(d == 0.0, z, tl.log(w) * (z / tl.where(d == 0.0, 1.0, d)))
+
+
+@triton.jit
+def softplus(x):
+    """``log(1 + e^x)`` = ``max(x, 0) + log1p(e^-|x|)``: exact for any finite x, like reference.softplus."""
+    return tl.maximum(x, 0.0) + log1p_small(tl.exp(-tl.abs(x)))
+
+
+@triton.jit
+def sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def normalize_rows(x, EPS: tl.constexpr):
+    """``x / max(|x|, eps)`` row-wise (F.normalize); returns ``(xn, denominator)``."""
+    den = tl.maximum(tl.sqrt(tl.sum(x * x, axis=1)), EPS)
+    return x / den[:, None], den
+
+
+@triton.jit
+def normalize_rows_backward(xn, den, dxn, EPS: tl.constexpr):
+    """Gradient through ``xn = x / max(|x|, eps)`` given ``dxn``: rows with ``|x| <= eps`` get ``dxn / eps``."""
+    proj = tl.sum(xn * dxn, axis=1)
+    return tl.where((den > EPS)[:, None], (dxn - xn * proj[:, None]) / den[:, None], dxn / EPS)
+
+
+@triton.jit
+def safe_log(p):
+    return tl.log(tl.maximum(p, 1.1754943508222875e-38))
