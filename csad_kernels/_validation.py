@@ -66,6 +66,14 @@ def at_least_two_samples(name: str, n: int) -> None:
 
 def finite(name: str, t: torch.Tensor) -> None:
     t = t.detach()
+    if t.dim() == 0:
+        if not math.isfinite(float(t)):
+            raise ValueError(f"{name} must be finite, got {float(t)}")
+        return
+    # A sum is finite only if every entry is (NaN and inf propagate); a non-finite sum may also
+    # be an overflow, so only then are the entries checked one by one.
+    if math.isfinite(float(t.sum())):
+        return
     if not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{name} must be finite, got {bad} NaN or infinite entries")
