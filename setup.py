@@ -71,4 +71,10 @@ def extensions() -> list:
     ]
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExtension})
+def requirements() -> list[str]:
+    # The compiled extension only loads into the torch it was built against: pin that version
+    # (local labels such as +cpu or +cu126 are left out, so either build satisfies it).
+    return [f"torch=={torch.__version__.split('+')[0]}", "numpy"]
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExtension}, install_requires=requirements())
