@@ -8,6 +8,7 @@ semantics every backend matches.
 
 from csad_kernels import (
     cpu,  # noqa: F401  (registers the C++ CPU kernels when built)
+    cuda,  # noqa: F401  (registers the CUDA kernels when the extension was built with them)
     triton,  # noqa: F401  (registers the Triton kernels when Triton is installed)
 )
 from csad_kernels._dispatch import BACKENDS, BackendUnavailableError, available_backends, unavailable_reason

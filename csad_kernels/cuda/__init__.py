@@ -1,0 +1,43 @@
+"""CUDA backend of csad_kernels: the ``csad::`` ops' CUDA kernels (csrc/cuda/), registered as backend ``"cuda"``.
+
+The C++/CUDA side registers a CUDA implementation for every ``csad::`` op of csrc/csad.cpp
+(``TORCH_LIBRARY_IMPL(csad, CUDA, m)``). The fake kernels and autograd formulas are registered per op,
+not per device, by :mod:`csad_kernels.cpu`, and its wrappers call ``torch.ops.csad.*``, which dispatch
+on the tensors' device; so this package only offers those same wrappers for ``backend="cuda"``.
+Importing it is a no-op unless the extension was built with its CUDA sources
+(:func:`csad_kernels._extension.built_with_cuda`).
+
+Status: the CUDA sources have been compiled (nvcc, sm_80/sm_90) but not yet run on a GPU; the GPU
+tests are tests/test_cuda_ops.py.
+
+Numerics: float32 and float64 are computed in their own precision; float16/bfloat16 inputs are upcast
+to float32 inside and results returned in the input dtype. The GEMMs go through cuBLAS via ATen, so
+they follow torch's matmul precision settings: keep TF32 off (the default,
+``torch.backends.cuda.matmul.allow_tf32 = False``) for the 1e-4 accuracy of DESIGN.md §2.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from csad_kernels._extension import built_with_cuda
+
+OPS = (
+    "cosine_similarity",
+    "softmax_adjacency",
+    "rwr",
+    "symmetric_cross_entropy",
+    "cross_sample_mi",
+    "cs_mutual_information",
+)
+
+AVAILABLE = built_with_cuda()
+
+if AVAILABLE:
+    from csad_kernels import cpu as _cpu  # noqa: F401  (registers the ops' fake kernels and autograd)
+    from csad_kernels._dispatch import register_kernel
+
+    # csad_kernels.cpu.<op> defines <op>, a thin wrapper over torch.ops.csad.<op> with the reference
+    # kernel's signature (csad_kernels.api); the dispatcher sends CUDA tensors to csrc/cuda/.
+    for _op in OPS:
+        register_kernel(_op, "cuda", getattr(importlib.import_module(f"csad_kernels.cpu.{_op}"), _op))

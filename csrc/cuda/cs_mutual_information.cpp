@@ -1,0 +1,136 @@
+// The whole cross-sample MI estimator on CUDA, forward and backward (DESIGN.md §2). Mirrors
+// csrc/cpu/cs_mutual_information.cpp step for step, with the same outputs and saved tensors.
+//
+// Forward: normalise u, v (one kernel each); content similarity by one cuBLAS GEMM; each graph's
+// Gram GEMM turned into its softmax adjacency in place by a kernel; RWR by at::linalg_inv
+// (cuSOLVER), renormalised in place by a kernel; structural similarity by two GEMMs; the masked
+// loss by the kernels of mi_kernels.cu with Ω built from labels on the fly. Saved for the
+// backward: the normalised rows, E, R and W's row sums (W is rebuilt from R), the unscaled scores
+// and four numbers per problem. alpha, tau_y and tau_b stay on the device (no synchronisation).
+//
+// STATUS: syntax-checked against torch 2.13's headers, but NOT yet compiled into the extension (that
+// needs a CUDA build of torch) nor run on a GPU; tests/test_cuda_ops.py is the check to run.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "cuda_common.h"
+
+namespace csad::gpu {
+namespace {
+
+struct Options {
+  bool content, structural;
+  Estimator estimator;
+  bool mean;
+  Options(const std::string& similarity, const std::string& estimator_name, const std::string& reduction)
+      : estimator(parse_estimator(estimator_name)), mean(parse_mean(reduction)) {
+    TORCH_CHECK(similarity == "joint" || similarity == "content" || similarity == "structural",
+                "csad: similarity must be 'joint', 'content' or 'structural', got '", similarity, "'");
+    content = similarity != "structural";
+    structural = similarity != "content";
+  }
+};
+
+using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                                 at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+std::vector<int64_t> batch_shape(const at::Tensor& u) {
+  return std::vector<int64_t>(u.sizes().begin(), u.sizes().end() - 2);
+}
+
+}  // namespace
+
+ForwardResult cs_mutual_information_forward(const at::Tensor& u, const at::Tensor& v,
+                                            const c10::optional<at::Tensor>& labels,
+                                            const c10::optional<at::Tensor>& mask, int64_t tolerance,
+                                            const at::Tensor& alpha, const at::Tensor& tau_y, const at::Tensor& tau_b,
+                                            double c, const std::string& similarity, const std::string& estimator,
+                                            const std::string& reduction) {
+  TORCH_CHECK(u.is_cuda() && v.is_cuda() && u.device() == v.device(),
+              "csad::cs_mutual_information (CUDA): u and v must be CUDA tensors on one device, got ", u.device(),
+              " and ", v.device());
+  TORCH_CHECK(u.sizes() == v.sizes() && u.dim() >= 2, "csad::cs_mutual_information: u and v must share a shape");
+  const c10::cuda::OptionalCUDAGuard guard(u.device());
+  const Options options(similarity, estimator, reduction);
+  const int64_t n = u.size(-2);
+  const PairsInput pairs(labels, mask, n, tolerance, u.device());
+  const auto ub = as_batched(u), vb = as_batched(v);
+  const auto [un, inv_u] = normalize_rows(ub);
+  const auto [vn, inv_v] = normalize_rows(vb);
+  const auto empty = [&] { return at::empty({0}, ub.options()); };  // outputs must not alias
+  at::Tensor ey = empty(), eb = empty(), ry = empty(), rb = empty(), wsum_y = empty(), wsum_b = empty();
+  at::Tensor scores = options.content ? at::bmm(un, vn.transpose(1, 2)) : at::Tensor();
+  if (options.structural) {
+    ey = at::bmm(un, un.transpose(1, 2));
+    softmax_rows_(ey, tau_y);
+    eb = at::bmm(vn, vn.transpose(1, 2));
+    softmax_rows_(eb, tau_b);
+    std::tie(ry, wsum_y) = rwr_forward(ey, c);
+    std::tie(rb, wsum_b) = rwr_forward(eb, c);
+    auto structural_scores = sce_forward(ry, rb);
+    scores = options.content ? scores.add_(structural_scores) : structural_scores;
+  }
+  auto [value, stats] = mi_forward(scores, alpha, pairs.view, options.estimator, options.mean);
+  value = value.reshape(batch_shape(u)).to(u.scalar_type());
+  return {value, un, vn, inv_u, inv_v, ey, eb, ry, rb, wsum_y, wsum_b, scores, stats};
+}
+
+namespace {
+// Backward of a graph E = softmax_rows(tau * n n^T) from dL/dE (consumed): adds dL/dn into
+// grad_normalized and returns dL/dtau. The Gram matrix is recomputed (N^2 d) rather than saved.
+at::Tensor graph_backward(at::Tensor grad_e, const at::Tensor& e, const at::Tensor& normalized, const at::Tensor& tau,
+                          at::Tensor& grad_normalized) {
+  const auto gram = at::bmm(normalized, normalized.transpose(1, 2));
+  auto grad_tau = softmax_backward_(grad_e, e, gram, tau);  // grad_e is now dL/dGram
+  grad_normalized.baddbmm_(grad_e, normalized).baddbmm_(grad_e.transpose(1, 2), normalized);
+  return grad_tau;
+}
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cs_mutual_information_backward(
+    const at::Tensor& grad, const at::Tensor& un, const at::Tensor& vn, const at::Tensor& inv_u,
+    const at::Tensor& inv_v, const at::Tensor& ey, const at::Tensor& eb, const at::Tensor& ry, const at::Tensor& rb,
+    const at::Tensor& wsum_y, const at::Tensor& wsum_b, const at::Tensor& scores, const at::Tensor& stats,
+    const c10::optional<at::Tensor>& labels, const c10::optional<at::Tensor>& mask, int64_t tolerance,
+    const at::Tensor& u, const at::Tensor& alpha, const at::Tensor& tau_y, const at::Tensor& tau_b, double c,
+    const std::string& similarity, const std::string& estimator, const std::string& reduction) {
+  check_cuda(grad, "grad");
+  check_cuda(un, "un");
+  const c10::cuda::OptionalCUDAGuard guard(un.device());
+  const Options options(similarity, estimator, reduction);
+  const int64_t n = un.size(1);
+  const PairsInput pairs(labels, mask, n, tolerance, un.device());
+  const auto grad_value = grad.to(un.scalar_type()).contiguous().reshape({un.size(0)});
+  auto [grad_scores, grad_alpha] = mi_backward(grad_value, scores, alpha, stats, pairs.view, options.estimator);
+  at::Tensor grad_un, grad_vn;
+  if (options.content) {
+    grad_un = at::bmm(grad_scores, vn);
+    grad_vn = at::bmm(grad_scores.transpose(1, 2), un);
+  } else {
+    grad_un = at::zeros_like(un);
+    grad_vn = at::zeros_like(vn);
+  }
+  auto grad_tau_y = at::zeros({}, un.options()), grad_tau_b = at::zeros({}, un.options());
+  if (options.structural) {
+    auto [grad_ry, grad_rb] = sce_backward(grad_scores, ry, rb);
+    grad_tau_y = graph_backward(rwr_backward(grad_ry, ry, wsum_y, c), ey, un, tau_y, grad_un);
+    grad_tau_b = graph_backward(rwr_backward(grad_rb, rb, wsum_b, c), eb, vn, tau_b, grad_vn);
+  }
+  normalize_backward_(grad_un, un, inv_u);
+  normalize_backward_(grad_vn, vn, inv_v);
+  return {grad_un.reshape(u.sizes()).to(u.scalar_type()), grad_vn.reshape(u.sizes()).to(u.scalar_type()),
+          grad_alpha.sum().to(alpha.device(), alpha.scalar_type()), grad_tau_y.to(tau_y.device(), tau_y.scalar_type()),
+          grad_tau_b.to(tau_b.device(), tau_b.scalar_type())};
+}
+
+TORCH_LIBRARY_IMPL(csad, CUDA, m) {
+  m.impl("cs_mutual_information_forward", &cs_mutual_information_forward);
+  m.impl("cs_mutual_information_backward", &cs_mutual_information_backward);
+}
+
+}  // namespace csad::gpu

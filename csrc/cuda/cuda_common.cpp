@@ -1,0 +1,228 @@
+// Building blocks of the CUDA backend (see cuda_common.h), mirroring csrc/cpu/common.cpp line by
+// line: the row loops of the CPU file are the kernels of row_kernels.cu and mi_kernels.cu here.
+//
+// STATUS: syntax-checked against torch 2.13's headers (CPU wheel) and the CUDA 13.0 runtime
+// headers, but NOT yet compiled into the extension (that needs a CUDA build of torch) nor run on
+// a GPU: tests/test_cuda_ops.py has to pass on a GPU machine before this backend is trusted.
+#include "cuda_common.h"
+
+#include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <limits>
+
+namespace csad::gpu {
+namespace {
+
+cudaStream_t current_stream() {
+  return at::cuda::getCurrentCUDAStream();
+}
+
+void check_rows(const at::Tensor& t, const char* what) {
+  TORCH_INTERNAL_ASSERT(t.is_cuda(), "csad (CUDA): ", what, " needs a CUDA tensor");
+  TORCH_INTERNAL_ASSERT(t.is_contiguous(), "csad (CUDA): ", what, " needs a contiguous tensor");
+}
+
+int64_t row_count(const at::Tensor& t) {
+  return t.size(-1) == 0 ? 0 : t.numel() / t.size(-1);
+}
+
+}  // namespace
+
+at::ScalarType compute_type(at::ScalarType type) {
+  return (type == at::kHalf || type == at::kBFloat16) ? at::kFloat : type;
+}
+
+at::Tensor as_batched(const at::Tensor& t) {
+  return t.to(compute_type(t.scalar_type())).contiguous().reshape({-1, t.size(-2), t.size(-1)});
+}
+
+at::Tensor device_scalar(const at::Tensor& scalar, const at::Tensor& like) {
+  TORCH_CHECK(scalar.numel() == 1, "csad (CUDA): a scalar argument must have one element, got shape ",
+              scalar.sizes());
+  return scalar.to(like.device(), like.scalar_type()).contiguous().reshape({1});
+}
+
+void check_cuda(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.is_cuda(), "csad (CUDA backend): ", name, " must be a CUDA tensor, got a tensor on ", t.device());
+}
+
+std::tuple<at::Tensor, at::Tensor> normalize_rows(const at::Tensor& t) {
+  check_rows(t, "normalize_rows");
+  auto out = at::empty_like(t);
+  auto inv_norm = at::empty({t.size(0), t.size(1)}, t.options());
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "csad_cuda_normalize_rows", [&] {
+    C10_CUDA_CHECK(kernels::normalize_rows<scalar_t>(t.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                                     inv_norm.data_ptr<scalar_t>(), row_count(t), t.size(-1),
+                                                     current_stream()));
+  });
+  return {out, inv_norm};
+}
+
+void normalize_backward_(at::Tensor& grad, const at::Tensor& normalized, const at::Tensor& inv_norm) {
+  check_rows(grad, "normalize_backward_");
+  check_rows(normalized, "normalize_backward_");
+  const auto inv = inv_norm.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "csad_cuda_normalize_backward", [&] {
+    C10_CUDA_CHECK(kernels::normalize_backward<scalar_t>(grad.data_ptr<scalar_t>(), normalized.data_ptr<scalar_t>(),
+                                                         inv.data_ptr<scalar_t>(), row_count(grad), grad.size(-1),
+                                                         current_stream()));
+  });
+}
+
+void softmax_rows_(at::Tensor& s, const at::Tensor& tau) {
+  check_rows(s, "softmax_rows_");
+  const auto t = device_scalar(tau, s);
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "csad_cuda_softmax_rows", [&] {
+    C10_CUDA_CHECK(kernels::softmax_rows<scalar_t>(s.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), row_count(s),
+                                                   s.size(-1), current_stream()));
+  });
+}
+
+at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Tensor& s, const at::Tensor& tau) {
+  check_rows(grad, "softmax_backward_");
+  check_rows(e, "softmax_backward_");
+  check_rows(s, "softmax_backward_");
+  auto tau_rows = at::empty({row_count(grad)}, grad.options());
+  const auto t = device_scalar(tau, grad);
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "csad_cuda_softmax_backward", [&] {
+    C10_CUDA_CHECK(kernels::softmax_backward<scalar_t>(grad.data_ptr<scalar_t>(), e.data_ptr<scalar_t>(),
+                                                       s.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(),
+                                                       tau_rows.data_ptr<scalar_t>(), row_count(grad), grad.size(-1),
+                                                       current_stream()));
+  });
+  return tau_rows.sum();
+}
+
+std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c) {
+  const int64_t n = e.size(-1);
+  auto system = at::eye(n, e.options()).sub(e, c);  // I - cE (broadcast over the batch)
+  auto r = at::linalg_inv(system).contiguous();      // W (cuSOLVER/MAGMA, may come column-major), made R below
+  auto row_sums = at::empty({r.size(0), n}, r.options());
+  AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "csad_cuda_rwr_normalise", [&] {
+    C10_CUDA_CHECK(kernels::rwr_normalize_rows<scalar_t>(r.data_ptr<scalar_t>(), row_sums.data_ptr<scalar_t>(),
+                                                         row_count(r), n, current_stream()));
+  });
+  return {r, row_sums};
+}
+
+at::Tensor rwr_backward(at::Tensor grad_r, const at::Tensor& r, const at::Tensor& w_row_sums, double c) {
+  // R = W / rowsum(W): dW = (dR - <dR, R>_row) / rowsum(W), in place on grad_r.
+  check_rows(grad_r, "rwr_backward");
+  check_rows(r, "rwr_backward");
+  const auto sums = w_row_sums.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(grad_r.scalar_type(), "csad_cuda_rwr_normalise_backward", [&] {
+    C10_CUDA_CHECK(kernels::rwr_normalize_backward<scalar_t>(grad_r.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
+                                                             sums.data_ptr<scalar_t>(), row_count(grad_r),
+                                                             grad_r.size(-1), current_stream()));
+  });
+  const auto w_t = (r * w_row_sums.unsqueeze(-1)).transpose(1, 2);
+  return at::bmm(at::bmm(w_t, grad_r), w_t).mul_(c);
+}
+
+namespace {
+double smallest_normal(at::ScalarType type) {
+  return type == at::kDouble ? std::numeric_limits<double>::min() : std::numeric_limits<float>::min();
+}
+}  // namespace
+
+at::Tensor safe_log(const at::Tensor& p) {
+  return p.clamp_min(smallest_normal(p.scalar_type())).log_();
+}
+
+at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q) {
+  auto out = at::bmm(p, safe_log(q).transpose(1, 2));
+  return out.baddbmm_(safe_log(p), q.transpose(1, 2), /*beta=*/0.5, /*alpha=*/0.5);
+}
+
+namespace {
+// d/dp of 1/2 <G, P log(Q)^T + log(P) Q^T> for one side: 1/2 (G log(Q) + (G Q) / P), where the
+// log's clamp at the smallest normal number cuts the second term's gradient.
+at::Tensor sce_side_grad(const at::Tensor& g, const at::Tensor& p, const at::Tensor& q) {
+  auto grad = at::bmm(g, q).contiguous();
+  const auto pc = p.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "csad_cuda_sce_backward", [&] {
+    C10_CUDA_CHECK(kernels::sce_divide<scalar_t>(grad.data_ptr<scalar_t>(), pc.data_ptr<scalar_t>(), grad.numel(),
+                                                 current_stream()));
+  });
+  return grad.baddbmm_(g, safe_log(q), /*beta=*/0.5, /*alpha=*/0.5);
+}
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q) {
+  return {sce_side_grad(grad, p, q), sce_side_grad(grad.transpose(1, 2), q, p)};
+}
+
+PairsInput::PairsInput(const c10::optional<at::Tensor>& labels_in, const c10::optional<at::Tensor>& mask_in,
+                       int64_t n, int64_t tolerance, const at::Device& device) {
+  TORCH_CHECK(labels_in.has_value() != mask_in.has_value(), "csad: pass exactly one of labels and mask");
+  view.n = n;
+  view.tolerance = tolerance;
+  if (mask_in.has_value()) {
+    TORCH_CHECK(mask_in->scalar_type() == at::kBool, "csad: mask must be bool");
+    TORCH_CHECK(mask_in->device() == device, "csad (CUDA): mask must be on ", device, ", got ", mask_in->device());
+    mask = mask_in->contiguous().reshape({-1, n, n});
+    view.mask = mask.data_ptr<bool>();
+  } else {
+    TORCH_CHECK(labels_in->device() == device, "csad (CUDA): labels must be on ", device, ", got ",
+                labels_in->device());
+    labels = labels_in->to(at::kLong).contiguous();
+    view.k = labels.size(-1);
+    labels = labels.reshape({-1, n, view.k});
+    view.labels = labels.data_ptr<int64_t>();
+  }
+}
+
+Estimator parse_estimator(const std::string& name) {
+  TORCH_CHECK(name == "cs" || name == "jsd", "csad: estimator must be 'cs' or 'jsd', got '", name, "'");
+  return name == "cs" ? Estimator::kCs : Estimator::kJsd;
+}
+
+bool parse_mean(const std::string& reduction) {
+  TORCH_CHECK(reduction == "mean" || reduction == "sum", "csad: reduction must be 'mean' or 'sum', got '", reduction,
+              "'");
+  return reduction == "mean";
+}
+
+std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const at::Tensor& alpha,
+                                              const kernels::PairsView& pairs, Estimator estimator, bool mean) {
+  check_rows(scores, "mi_forward");
+  const int64_t batch = scores.size(0), n = scores.size(1);
+  TORCH_INTERNAL_ASSERT(n == pairs.n, "csad (CUDA): scores and pairs disagree on N");
+  auto value = at::empty({batch}, scores.options());
+  auto stats = at::zeros({batch, 4}, scores.options());
+  auto row_partials = at::empty({batch * n, 4}, scores.options());
+  auto row_counts = at::empty({batch * n, 2}, scores.options().dtype(at::kLong));
+  const auto a = alpha.defined() ? device_scalar(alpha, scores) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "csad_cuda_mi_forward", [&] {
+    C10_CUDA_CHECK(kernels::mi_forward<scalar_t>(
+        scores.data_ptr<scalar_t>(), a.defined() ? a.data_ptr<scalar_t>() : nullptr, pairs,
+        estimator == Estimator::kCs, mean, batch, row_partials.data_ptr<scalar_t>(),
+        reinterpret_cast<long long*>(row_counts.data_ptr<int64_t>()), value.data_ptr<scalar_t>(),
+        stats.data_ptr<scalar_t>(), current_stream()));
+  });
+  return {value, stats};
+}
+
+std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores,
+                                               const at::Tensor& alpha, const at::Tensor& stats_in,
+                                               const kernels::PairsView& pairs, Estimator estimator) {
+  check_rows(scores, "mi_backward");
+  const int64_t batch = scores.size(0), n = scores.size(1);
+  TORCH_INTERNAL_ASSERT(n == pairs.n, "csad (CUDA): scores and pairs disagree on N");
+  auto grad_scores = at::empty_like(scores);
+  auto alpha_rows = at::empty({batch * n}, scores.options());
+  const auto gv = grad_value.to(scores.scalar_type()).contiguous();
+  const auto stats = stats_in.to(scores.scalar_type()).contiguous();
+  const auto a = alpha.defined() ? device_scalar(alpha, scores) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "csad_cuda_mi_backward", [&] {
+    C10_CUDA_CHECK(kernels::mi_backward<scalar_t>(
+        gv.data_ptr<scalar_t>(), scores.data_ptr<scalar_t>(), a.defined() ? a.data_ptr<scalar_t>() : nullptr,
+        stats.data_ptr<scalar_t>(), pairs, estimator == Estimator::kCs, batch, grad_scores.data_ptr<scalar_t>(),
+        alpha_rows.data_ptr<scalar_t>(), current_stream()));
+  });
+  return {grad_scores, alpha_rows.reshape({batch, n}).sum(1)};
+}
+
+}  // namespace csad::gpu

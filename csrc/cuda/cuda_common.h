@@ -1,0 +1,84 @@
+// Building blocks of the CUDA backend, the counterpart of csrc/cpu/common.h: every function works
+// on batched, contiguous (batch, rows, cols) CUDA tensors in the compute dtype (float32, or
+// float64), runs its row loops with the plain CUDA kernels of csrc/cuda/*_kernels.cu on the current
+// stream, and leaves the N^3 parts to cuBLAS/cuSOLVER through ATen (at::bmm, at::baddbmm,
+// at::linalg_inv).
+//
+// STATUS: written to mirror csrc/cpu/ exactly, syntax-checked against torch's headers on a
+// machine without a CUDA build of torch, but NOT yet compiled into the extension nor run on a GPU.
+//
+// Learnable scalars (tau, alpha) stay on the device (no .item(), so no host synchronisation); the
+// kernels read them in the compute dtype.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <tuple>
+
+#include "launchers.h"
+
+namespace csad::gpu {
+
+at::ScalarType compute_type(at::ScalarType type);
+
+// (batch, rows, cols) contiguous copy/view of a (..., rows, cols) tensor in the compute dtype.
+at::Tensor as_batched(const at::Tensor& t);
+
+// A 0-d scalar tensor as a contiguous one-element tensor on like's device in like's dtype.
+at::Tensor device_scalar(const at::Tensor& scalar, const at::Tensor& like);
+
+void check_cuda(const at::Tensor& t, const char* name);
+
+// (t's rows scaled by 1 / max(|row|, eps), 1 / max(|row|, eps) (batch, rows)): F.normalize.
+std::tuple<at::Tensor, at::Tensor> normalize_rows(const at::Tensor& t);
+
+// Turns grad w.r.t. normalised rows into grad w.r.t. the raw rows, in place (see common.h).
+void normalize_backward_(at::Tensor& grad, const at::Tensor& normalized, const at::Tensor& inv_norm);
+
+// In place: s <- softmax_rows(tau * s); tau is a device scalar in s's dtype (device_scalar).
+void softmax_rows_(at::Tensor& s, const at::Tensor& tau);
+
+// For e = softmax_rows(tau * s): turns grad = dL/de into dL/ds in place and returns dL/dtau (0-d),
+// the centred form sum_ij dZ_ij (s_ij - sum_k e_ik s_ik) with dZ = e * (g - <g, e>_row).
+at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Tensor& s, const at::Tensor& tau);
+
+// Random Walk with Restart: (R, row sums of W = (I - cE)^-1), W by at::linalg_inv.
+std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c);
+
+// dL/dE from dL/dR (consumed). dL/dE = c W^T (dL/dW) W^T.
+at::Tensor rwr_backward(at::Tensor grad_r, const at::Tensor& r, const at::Tensor& w_row_sums, double c);
+
+// log(max(p, smallest normal)).
+at::Tensor safe_log(const at::Tensor& p);
+
+// S = 1/2 (P log(Q)^T + log(P) Q^T): (batch, N, K), (batch, M, K) -> (batch, N, M).
+at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q);
+
+// Gradients of sce_forward w.r.t. p and q.
+std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
+
+// Keeps contiguous device copies of the Ω inputs alive and exposes them to the kernels.
+struct PairsInput {
+  at::Tensor labels, mask;
+  kernels::PairsView view;
+  PairsInput(const c10::optional<at::Tensor>& labels, const c10::optional<at::Tensor>& mask, int64_t n,
+             int64_t tolerance, const at::Device& device);
+};
+
+enum class Estimator { kCs, kJsd };
+Estimator parse_estimator(const std::string& name);
+bool parse_mean(const std::string& reduction);
+
+// I per problem from scores S (batch, N, N), with M = alpha * S (alpha: a device scalar in the
+// scores' dtype, or an undefined tensor for alpha = 1). Returns (value (batch,), stats (batch, 4)),
+// stats as in csrc/cpu/common.h.
+std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const at::Tensor& alpha,
+                                              const kernels::PairsView& pairs, Estimator estimator, bool mean);
+
+// dI/dS * grad_value * alpha (batch, N, N), and dI/dalpha * grad_value per problem (batch,).
+std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores,
+                                               const at::Tensor& alpha, const at::Tensor& stats,
+                                               const kernels::PairsView& pairs, Estimator estimator);
+
+}  // namespace csad::gpu
