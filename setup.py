@@ -47,7 +47,7 @@ def _build_cuda(cuda_sources: list[str]) -> bool:
 def extensions() -> list:
     cpu_sources = _sources("csrc/csad.cpp") + _sources("csrc/cpu/*.cpp")
     cuda_sources = _sources("csrc/cuda/*.cu") + _sources("csrc/cuda/*.cpp")
-    cxx_flags = ["-O3", "-std=c++17"]
+    cxx_flags = ["-O3"]  # the C++ standard is the one torch's build tools choose for its headers
     if "ATen parallel backend: OpenMP" in torch.__config__.parallel_info():
         # at::parallel_for is a header template: without -fopenmp its OpenMP pragma is dropped and
         # every "parallel" loop runs on one thread. Not linked: the GOMP symbols resolve to the
@@ -59,7 +59,7 @@ def extensions() -> list:
                 "csad_kernels._C",
                 cpu_sources + cuda_sources,
                 define_macros=[("WITH_CUDA", None)],
-                extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17"]},
+                extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
             )
         ]
     return [

@@ -30,7 +30,7 @@ def _forward_fake(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similar
         *(torch.empty(graph_shape, **opts) for _ in range(4)),
         *(torch.empty(sums_shape, **opts) for _ in range(2)),
         torch.empty((b, n, n), **opts),
-        torch.empty((b, 4), **opts),
+        torch.empty((b, 4), dtype=torch.float64, device=u.device),
     )
 
 

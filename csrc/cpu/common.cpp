@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include <ATen/AccumulateType.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
@@ -12,6 +13,10 @@ namespace csad::cpu {
 namespace {
 
 constexpr int64_t kRowGrain = 16;
+
+// Sums accumulate in double for float inputs.
+template <typename scalar_t>
+using acc_t = at::acc_type<scalar_t, /*is_cuda=*/false>;
 
 template <typename scalar_t>
 scalar_t softplus(scalar_t x) {
@@ -49,9 +54,9 @@ at::Tensor inverse_row_norms(const at::Tensor& t) {
   AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "csad_inverse_row_norms", [&] {
     scalar_t* dst = out.data_ptr<scalar_t>();
     for_each_row<scalar_t>(t, [&](int64_t r, const scalar_t* row, int64_t d) {
-      scalar_t squares = 0;
-      for (int64_t k = 0; k < d; ++k) squares += row[k] * row[k];
-      dst[r] = scalar_t(1) / std::max(std::sqrt(squares), scalar_t(kNormEps));
+      acc_t<scalar_t> squares = 0;
+      for (int64_t k = 0; k < d; ++k) squares += acc_t<scalar_t>(row[k]) * row[k];
+      dst[r] = static_cast<scalar_t>(1 / std::max(std::sqrt(squares), acc_t<scalar_t>(kNormEps)));
     });
   });
   return out;
@@ -68,10 +73,10 @@ void normalize_backward_(at::Tensor& grad, const at::Tensor& normalized, const a
     const scalar_t clamped = scalar_t(1) / scalar_t(kNormEps);
     for_each_row<scalar_t>(grad, [&](int64_t r, scalar_t* g, int64_t d) {
       const scalar_t* nrow = n + r * d;
-      scalar_t dot = 0;
+      acc_t<scalar_t> dot = 0;
       if (inv[r] < clamped)
-        for (int64_t k = 0; k < d; ++k) dot += nrow[k] * g[k];
-      for (int64_t k = 0; k < d; ++k) g[k] = inv[r] * (g[k] - nrow[k] * dot);
+        for (int64_t k = 0; k < d; ++k) dot += acc_t<scalar_t>(nrow[k]) * g[k];
+      for (int64_t k = 0; k < d; ++k) g[k] = inv[r] * (g[k] - nrow[k] * static_cast<scalar_t>(dot));
     });
   });
 }
@@ -82,12 +87,12 @@ void softmax_rows_(at::Tensor& s, double tau) {
     for_each_row<scalar_t>(s, [&](int64_t, scalar_t* row, int64_t n) {
       scalar_t top = -std::numeric_limits<scalar_t>::infinity();
       for (int64_t j = 0; j < n; ++j) top = std::max(top, t * row[j]);
-      scalar_t total = 0;
+      acc_t<scalar_t> total = 0;
       for (int64_t j = 0; j < n; ++j) {
         row[j] = std::exp(t * row[j] - top);
         total += row[j];
       }
-      const scalar_t inv = scalar_t(1) / total;
+      const auto inv = static_cast<scalar_t>(1 / total);
       for (int64_t j = 0; j < n; ++j) row[j] *= inv;
     });
   });
@@ -103,18 +108,18 @@ at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Te
     for_each_row<scalar_t>(grad, [&](int64_t r, scalar_t* g, int64_t n) {
       const scalar_t* erow = edata + r * n;
       const scalar_t* srow = sdata + r * n;
-      scalar_t dot = 0, mean_s = 0;
+      acc_t<scalar_t> dot = 0, mean_s = 0;
       for (int64_t j = 0; j < n; ++j) {
-        dot += g[j] * erow[j];
-        mean_s += srow[j] * erow[j];
+        dot += acc_t<scalar_t>(g[j]) * erow[j];
+        mean_s += acc_t<scalar_t>(srow[j]) * erow[j];
       }
-      scalar_t tau_sum = 0;
+      acc_t<scalar_t> tau_sum = 0;
       for (int64_t j = 0; j < n; ++j) {
-        const scalar_t dz = erow[j] * (g[j] - dot);
+        const auto dz = static_cast<scalar_t>(erow[j] * (g[j] - dot));
         tau_sum += dz * (srow[j] - mean_s);
         g[j] = t * dz;
       }
-      tau_out[r] = tau_sum;
+      tau_out[r] = static_cast<scalar_t>(tau_sum);
     });
   });
   return tau_rows.sum();
@@ -128,10 +133,10 @@ std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c) {
   AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "csad_rwr_normalise", [&] {
     scalar_t* sums = row_sums.data_ptr<scalar_t>();
     for_each_row<scalar_t>(r, [&](int64_t i, scalar_t* row, int64_t cols) {
-      scalar_t total = 0;
+      acc_t<scalar_t> total = 0;
       for (int64_t j = 0; j < cols; ++j) total += row[j];
-      sums[i] = total;
-      const scalar_t inv = scalar_t(1) / total;
+      sums[i] = static_cast<scalar_t>(total);
+      const auto inv = static_cast<scalar_t>(1 / total);
       for (int64_t j = 0; j < cols; ++j) row[j] *= inv;
     });
   });
@@ -145,10 +150,10 @@ at::Tensor rwr_backward(at::Tensor grad_r, const at::Tensor& r, const at::Tensor
     const scalar_t* sums = w_row_sums.data_ptr<scalar_t>();
     for_each_row<scalar_t>(grad_r, [&](int64_t i, scalar_t* g, int64_t n) {
       const scalar_t* rrow = rdata + i * n;
-      scalar_t dot = 0;
-      for (int64_t j = 0; j < n; ++j) dot += g[j] * rrow[j];
+      acc_t<scalar_t> dot = 0;
+      for (int64_t j = 0; j < n; ++j) dot += acc_t<scalar_t>(g[j]) * rrow[j];
       const scalar_t inv = scalar_t(1) / sums[i];
-      for (int64_t j = 0; j < n; ++j) g[j] = (g[j] - dot) * inv;
+      for (int64_t j = 0; j < n; ++j) g[j] = static_cast<scalar_t>((g[j] - dot) * inv);
     });
   });
   const auto w_t = (r * w_row_sums.unsqueeze(-1)).transpose(1, 2);
@@ -222,7 +227,8 @@ namespace {
 // Per-row partial reductions of one side of the pairs (Ω: x = -M, ¬Ω: x = M).
 template <typename scalar_t>
 struct RowPartials {
-  std::vector<scalar_t> top, total;  // cs: max x and sum exp(x - max); jsd: unused, sum softplus(x)
+  std::vector<scalar_t> top;            // cs: max x over the row's members of this side
+  std::vector<acc_t<scalar_t>> total;  // cs: sum exp(x - top); jsd: sum softplus(x)
   std::vector<int64_t> count;
   explicit RowPartials(int64_t rows)
       : top(rows, -std::numeric_limits<scalar_t>::infinity()), total(rows, 0), count(rows, 0) {}
@@ -234,7 +240,7 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, double a
                                               Estimator estimator, bool mean) {
   const int64_t batch = scores.size(0), n = scores.size(1);
   auto value = at::empty({batch}, scores.options());
-  auto stats = at::zeros({batch, 4}, scores.options());
+  auto stats = at::zeros({batch, 4}, scores.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "csad_mi_forward", [&] {
     const scalar_t a = static_cast<scalar_t>(alpha);
     RowPartials<scalar_t> inside(batch * n), outside(batch * n);
@@ -258,14 +264,15 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, double a
       }
     });
     scalar_t* out = value.data_ptr<scalar_t>();
-    scalar_t* st = stats.data_ptr<scalar_t>();
+    double* st = stats.data_ptr<double>();
     at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
-        scalar_t total_value = 0;
+        acc_t<scalar_t> total_value = 0;
         int side_index = 0;
         for (const RowPartials<scalar_t>* side : {&inside, &outside}) {
           int64_t count = 0;
-          scalar_t top = -std::numeric_limits<scalar_t>::infinity(), sum = 0;
+          scalar_t top = -std::numeric_limits<scalar_t>::infinity();
+          acc_t<scalar_t> sum = 0;
           for (int64_t i = b * n; i < (b + 1) * n; ++i) {
             count += side->count[i];
             if (estimator == Estimator::kCs) {
@@ -275,12 +282,12 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, double a
             }
           }
           if (count > 0) {
-            const scalar_t weight = mean ? scalar_t(1) / scalar_t(count) : scalar_t(1);
+            const double weight = mean ? 1.0 / static_cast<double>(count) : 1.0;
             if (estimator == Estimator::kCs) {
               for (int64_t i = b * n; i < (b + 1) * n; ++i)
                 if (side->count[i] > 0) sum += side->total[i] * std::exp(side->top[i] - top);
-              const scalar_t lse = std::log(sum) + top;
-              const scalar_t level = mean ? lse - std::log(scalar_t(count)) : lse;
+              const double lse = std::log(static_cast<double>(sum)) + top;
+              const double level = mean ? lse - std::log(static_cast<double>(count)) : lse;
               total_value -= softplus(level);
               st[b * 4 + 2 * side_index] = lse;
               st[b * 4 + 2 * side_index + 1] = sigmoid(level);
@@ -291,7 +298,7 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, double a
           }
           ++side_index;
         }
-        out[b] = total_value;
+        out[b] = static_cast<scalar_t>(total_value);
       }
     });
   });
@@ -306,27 +313,29 @@ std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, con
   AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "csad_mi_backward", [&] {
     const scalar_t a = static_cast<scalar_t>(alpha);
     const scalar_t* sdata = scores.data_ptr<scalar_t>();
-    const scalar_t* st = stats.data_ptr<scalar_t>();
+    const double* st = stats.data_ptr<double>();
     const scalar_t* gv = grad_value.data_ptr<scalar_t>();
     scalar_t* arow = alpha_rows.data_ptr<scalar_t>();
     for_each_row<scalar_t>(grad_scores, [&](int64_t r, scalar_t* out, int64_t) {
       const int64_t b = r / n, i = r % n;
       const scalar_t* row = sdata + r * n;
-      const scalar_t* s = st + b * 4;
-      scalar_t alpha_sum = 0;
+      const double* s = st + b * 4;
+      acc_t<scalar_t> alpha_sum = 0;
       for (int64_t j = 0; j < n; ++j) {
         const scalar_t m = a * row[j];
-        scalar_t d;  // dI/dM
+        // dI/dM; the log-sum-exp is subtracted in double: it can be large, and its float rounding
+        // would shift every weight of its side alike.
+        double d;
         if (pairs(b, i, j)) {
-          d = estimator == Estimator::kCs ? s[1] * std::exp(-m - s[0]) : s[1] * sigmoid(-m);
+          d = estimator == Estimator::kCs ? s[1] * std::exp(-static_cast<double>(m) - s[0]) : s[1] * sigmoid(-m);
         } else {
-          d = estimator == Estimator::kCs ? -s[3] * std::exp(m - s[2]) : -s[3] * sigmoid(m);
+          d = estimator == Estimator::kCs ? -s[3] * std::exp(static_cast<double>(m) - s[2]) : -s[3] * sigmoid(m);
         }
         d *= gv[b];
         alpha_sum += d * row[j];
-        out[j] = a * d;
+        out[j] = static_cast<scalar_t>(a * d);
       }
-      arow[r] = alpha_sum;
+      arow[r] = static_cast<scalar_t>(alpha_sum);
     });
   });
   return {grad_scores, alpha_rows.reshape({batch, n}).sum(1)};

@@ -82,8 +82,8 @@ Estimator parse_estimator(const std::string& name);
 bool parse_mean(const std::string& reduction);
 
 // I per problem from scores S (batch, N, N), with M = alpha * S. Returns (value (batch,),
-// stats (batch, 4)) where stats hold what the backward needs: for cs the log-sum-exp and the
-// softplus' slope of each side; for jsd the weight (1/n or 1) of each side.
+// stats (batch, 4) float64) where stats hold what the backward needs: for cs the log-sum-exp and
+// the softplus' slope of each side; for jsd the weight (1/n or 1) of each side.
 std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, double alpha, const Pairs& pairs,
                                               Estimator estimator, bool mean);
 

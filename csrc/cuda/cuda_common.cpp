@@ -191,7 +191,7 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const at
   const int64_t batch = scores.size(0), n = scores.size(1);
   TORCH_INTERNAL_ASSERT(n == pairs.n, "csad (CUDA): scores and pairs disagree on N");
   auto value = at::empty({batch}, scores.options());
-  auto stats = at::zeros({batch, 4}, scores.options());
+  auto stats = at::zeros({batch, 4}, scores.options().dtype(at::kDouble));
   auto row_partials = at::empty({batch * n, 4}, scores.options());
   auto row_counts = at::empty({batch * n, 2}, scores.options().dtype(at::kLong));
   const auto a = alpha.defined() ? device_scalar(alpha, scores) : at::Tensor();
@@ -200,7 +200,7 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const at
         scores.data_ptr<scalar_t>(), a.defined() ? a.data_ptr<scalar_t>() : nullptr, pairs,
         estimator == Estimator::kCs, mean, batch, row_partials.data_ptr<scalar_t>(),
         reinterpret_cast<long long*>(row_counts.data_ptr<int64_t>()), value.data_ptr<scalar_t>(),
-        stats.data_ptr<scalar_t>(), current_stream()));
+        stats.data_ptr<double>(), current_stream()));
   });
   return {value, stats};
 }
@@ -214,12 +214,12 @@ std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, con
   auto grad_scores = at::empty_like(scores);
   auto alpha_rows = at::empty({batch * n}, scores.options());
   const auto gv = grad_value.to(scores.scalar_type()).contiguous();
-  const auto stats = stats_in.to(scores.scalar_type()).contiguous();
+  const auto stats = stats_in.to(at::kDouble).contiguous();
   const auto a = alpha.defined() ? device_scalar(alpha, scores) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "csad_cuda_mi_backward", [&] {
     C10_CUDA_CHECK(kernels::mi_backward<scalar_t>(
         gv.data_ptr<scalar_t>(), scores.data_ptr<scalar_t>(), a.defined() ? a.data_ptr<scalar_t>() : nullptr,
-        stats.data_ptr<scalar_t>(), pairs, estimator == Estimator::kCs, batch, grad_scores.data_ptr<scalar_t>(),
+        stats.data_ptr<double>(), pairs, estimator == Estimator::kCs, batch, grad_scores.data_ptr<scalar_t>(),
         alpha_rows.data_ptr<scalar_t>(), current_stream()));
   });
   return {grad_scores, alpha_rows.reshape({batch, n}).sum(1)};

@@ -64,18 +64,18 @@ struct PairsView {
 };
 
 // I per problem from scores S (batch, n, n) with M = alpha * S (alpha == nullptr: alpha = 1).
-// value (batch,) is written; stats (batch, 4) must be zero on entry and receives, per side
+// value (batch,) is written; stats (batch, 4, float64) must be zero on entry and receives, per side
 // (Ω then ¬Ω), for cs (lse, sigmoid(level)) and for jsd (0, weight), where level is the side's
 // log-sum-exp minus log(count) for reduction "mean" (lse for "sum"); an empty side keeps (0, 0)
 // and contributes 0. Workspace: row_partials (batch * n, 4) and row_counts (batch * n, 2).
 template <typename T>
 cudaError_t mi_forward(const T* scores, const T* alpha, PairsView pairs, bool cs, bool mean, int64_t batch,
-                       T* row_partials, long long* row_counts, T* value, T* stats, cudaStream_t stream);
+                       T* row_partials, long long* row_counts, T* value, double* stats, cudaStream_t stream);
 
 // grad_scores (batch, n, n) = alpha * grad_value[b] * dI/dM and alpha_rows (batch * n) = the
 // row sums of grad_value[b] * dI/dM * S (dI/dalpha per row; the caller sums them).
 template <typename T>
-cudaError_t mi_backward(const T* grad_value, const T* scores, const T* alpha, const T* stats, PairsView pairs,
+cudaError_t mi_backward(const T* grad_value, const T* scores, const T* alpha, const double* stats, PairsView pairs,
                         bool cs, int64_t batch, T* grad_scores, T* alpha_rows, cudaStream_t stream);
 
 }  // namespace csad::gpu::kernels

@@ -107,9 +107,9 @@ __global__ void mi_rows_kernel(const T* __restrict__ scores, const T* __restrict
 template <typename T>
 __global__ void mi_combine_kernel(const T* __restrict__ row_partials, const long long* __restrict__ row_counts,
                                   int64_t batch, int64_t n, bool cs, bool mean, T* __restrict__ value,
-                                  T* __restrict__ stats) {
+                                  double* __restrict__ stats) {
   for (int64_t b = blockIdx.x; b < batch; b += gridDim.x) {
-    T total_value = 0;
+    double total_value = 0;
     for (int side = 0; side < 2; ++side) {
       long long count = 0;
       T top = negative_infinity<T>();
@@ -121,35 +121,37 @@ __global__ void mi_combine_kernel(const T* __restrict__ row_partials, const long
       }
       count = block_sum(count);
       if (cs) top = block_max(top);
-      T sum = 0;
+      // The combination runs in double: the log-sum-exp can be large, and the backward subtracts
+      // it from every score of its side, so its float rounding would shift all those weights alike.
+      double sum = 0;
       for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
         const int64_t r = b * n + i;
         if (row_counts[r * 2 + side] == 0) continue;
-        const T partial = row_partials[r * 4 + 2 * side + 1];
-        sum += cs ? partial * dev_exp(row_partials[r * 4 + 2 * side] - top) : partial;
+        const double partial = row_partials[r * 4 + 2 * side + 1];
+        sum += cs ? partial * dev_exp(static_cast<double>(row_partials[r * 4 + 2 * side]) - top) : partial;
       }
       sum = block_sum(sum);
       if (threadIdx.x == 0 && count > 0) {
         if (cs) {
-          const T lse = dev_log(sum) + top;
-          const T level = mean ? lse - dev_log(static_cast<T>(count)) : lse;
+          const double lse = dev_log(sum) + top;
+          const double level = mean ? lse - dev_log(static_cast<double>(count)) : lse;
           total_value -= softplus(level);
           stats[b * 4 + 2 * side] = lse;
           stats[b * 4 + 2 * side + 1] = sigmoid(level);
         } else {
-          const T weight = mean ? T(1) / static_cast<T>(count) : T(1);
+          const double weight = mean ? 1.0 / static_cast<double>(count) : 1.0;
           total_value -= sum * weight;
           stats[b * 4 + 2 * side + 1] = weight;
         }
       }
     }
-    if (threadIdx.x == 0) value[b] = total_value;
+    if (threadIdx.x == 0) value[b] = static_cast<T>(total_value);
   }
 }
 
 template <typename T>
 __global__ void mi_backward_kernel(const T* __restrict__ grad_value, const T* __restrict__ scores,
-                                   const T* __restrict__ alpha_ptr, const T* __restrict__ stats, PairsView pairs,
+                                   const T* __restrict__ alpha_ptr, const double* __restrict__ stats, PairsView pairs,
                                    bool cs, int64_t rows, T* __restrict__ grad_scores, T* __restrict__ alpha_rows) {
   const T a = alpha_ptr != nullptr ? *alpha_ptr : T(1);
   const int64_t n = pairs.n;
@@ -157,16 +159,18 @@ __global__ void mi_backward_kernel(const T* __restrict__ grad_value, const T* __
     const int64_t b = r / n, i = r % n;
     const T* row = scores + r * n;
     T* out = grad_scores + r * n;
-    const T* s = stats + b * 4;
+    const double* s = stats + b * 4;
     const T gv = grad_value[b];
     T alpha_sum = 0;
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
       const T m = a * row[j];
       T d;  // dI/dM; a side's stats are only read for pairs of that side, so never for an empty one
       if (in_pairs(pairs, b, i, j)) {
-        d = cs ? s[1] * dev_exp(-m - s[0]) : s[1] * sigmoid(-m);
+        d = cs ? static_cast<T>(s[1]) * dev_exp(static_cast<T>(-static_cast<double>(m) - s[0]))
+               : static_cast<T>(s[1]) * sigmoid(-m);
       } else {
-        d = cs ? -s[3] * dev_exp(m - s[2]) : -s[3] * sigmoid(m);
+        d = cs ? -static_cast<T>(s[3]) * dev_exp(static_cast<T>(static_cast<double>(m) - s[2]))
+               : -static_cast<T>(s[3]) * sigmoid(m);
       }
       d *= gv;
       alpha_sum += d * row[j];
@@ -181,7 +185,7 @@ __global__ void mi_backward_kernel(const T* __restrict__ grad_value, const T* __
 
 template <typename T>
 cudaError_t mi_forward(const T* scores, const T* alpha, PairsView pairs, bool cs, bool mean, int64_t batch,
-                       T* row_partials, long long* row_counts, T* value, T* stats, cudaStream_t stream) {
+                       T* row_partials, long long* row_counts, T* value, double* stats, cudaStream_t stream) {
   if (batch <= 0) return cudaSuccess;
   const int64_t rows = batch * pairs.n;
   if (rows > 0) {
@@ -196,7 +200,7 @@ cudaError_t mi_forward(const T* scores, const T* alpha, PairsView pairs, bool cs
 }
 
 template <typename T>
-cudaError_t mi_backward(const T* grad_value, const T* scores, const T* alpha, const T* stats, PairsView pairs,
+cudaError_t mi_backward(const T* grad_value, const T* scores, const T* alpha, const double* stats, PairsView pairs,
                         bool cs, int64_t batch, T* grad_scores, T* alpha_rows, cudaStream_t stream) {
   const int64_t rows = batch * pairs.n;
   if (rows <= 0) return cudaSuccess;
@@ -206,9 +210,9 @@ cudaError_t mi_backward(const T* grad_value, const T* scores, const T* alpha, co
 }
 
 #define CSAD_INSTANTIATE_MI_LAUNCHERS(T)                                                                             \
-  template cudaError_t mi_forward<T>(const T*, const T*, PairsView, bool, bool, int64_t, T*, long long*, T*, T*,    \
-                                     cudaStream_t);                                                                  \
-  template cudaError_t mi_backward<T>(const T*, const T*, const T*, const T*, PairsView, bool, int64_t, T*, T*,     \
+  template cudaError_t mi_forward<T>(const T*, const T*, PairsView, bool, bool, int64_t, T*, long long*, T*,       \
+                                     double*, cudaStream_t);                                                         \
+  template cudaError_t mi_backward<T>(const T*, const T*, const T*, const double*, PairsView, bool, int64_t, T*, T*, \
                                       cudaStream_t);
 
 CSAD_INSTANTIATE_MI_LAUNCHERS(float)
