@@ -84,14 +84,30 @@ def test_fused_matches_float64_reference(batch, n, d, similarity, estimator, red
     _check(u, v, pairs, similarity, estimator, reduction)
 
 
-@pytest.mark.parametrize(
-    "batch,n,d,similarity,estimator,reduction,omega",
-    [((2,), 100, 7, "joint", "cs", "mean", "tolerance"), ((), 37, 33, "structural", "jsd", "sum", "mask")],
-)
+# The large-N regime (fused Gram + softmax, tiled RWR and cross-entropy, tiled masked loss with Ω from the
+# labels), forced at small N: every similarity, estimator and reduction, and every Ω source.
+TILED_CASES = [
+    ((2,), 100, 7, "joint", "cs", "mean", "tolerance"),
+    ((), 37, 33, "structural", "jsd", "sum", "mask"),
+    ((3,), 64, 16, "content", "jsd", "mean", "labels"),
+    ((), 130, 5, "content", "cs", "sum", "tolerance"),
+    ((3,), 64, 7, "structural", "cs", "sum", "labels"),  # large lse: dalpha with random-sign weights
+    ((1,), 256, 32, "joint", "jsd", "mean", "tolerance"),
+]
+
+
+@pytest.mark.parametrize("batch,n,d,similarity,estimator,reduction,omega", TILED_CASES)
 def test_tiled_regime_matches_float64_reference(monkeypatch, batch, n, d, similarity, estimator, reduction, omega):
     monkeypatch.setattr(tmi, "SMALL_N_OVERRIDE", 0)
     u, v, pairs = _problem(batch, n, d, omega)
-    _check(u, v, pairs, similarity, estimator, reduction)
+    _check(u, v, pairs, similarity, estimator, reduction, grad_seed=n)
+
+
+@pytest.mark.parametrize("similarity,estimator,reduction", [("joint", "cs", "mean"), ("structural", "jsd", "sum")])
+def test_tiled_regime_empty_side(monkeypatch, similarity, estimator, reduction):
+    monkeypatch.setattr(tmi, "SMALL_N_OVERRIDE", 0)
+    u, v, _ = _problem((2,), 20, 7, "labels")
+    _check(u, v, {"bias": torch.zeros(2, 20, dtype=torch.int64)}, similarity, estimator, reduction)
 
 
 @pytest.mark.parametrize("c", [0.15, 0.85])

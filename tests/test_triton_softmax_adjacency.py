@@ -19,3 +19,30 @@ def test_matches_float64_reference(batch, n):
 def test_opcheck():
     s = torch.randn(2, 9, 9)
     torch.library.opcheck(tsm.softmax_adjacency_op, (s.requires_grad_(), torch.tensor(3.0, requires_grad=True)))
+
+
+@pytest.mark.parametrize("batch,n,d", [((), 2, 1), ((3,), 37, 7), ((), 130, 33), ((2,), 256, 32)])
+def test_gram_softmax_matches_float64_reference(batch, n, d):
+    # the estimator's tiled regime: E = softmax_rows(tau · xn xnᵀ) fused, from the normalised rows
+    import torch.nn.functional as F
+    from _helpers import rel_err
+
+    x, _ = clustered(batch, n, d, seed=n)
+    x64, tau64 = x.clone().requires_grad_(), torch.tensor(7.0, dtype=torch.float64, requires_grad=True)
+    expected = ref.softmax_adjacency(ref.cosine_similarity(x64, x64), tau64)
+    g = torch.randn(expected.shape, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
+    eg = torch.autograd.grad(expected, (x64, tau64), g)
+    x32, tau32 = x.float().requires_grad_(), torch.tensor(7.0, requires_grad=True)
+    out = tsm.gram_softmax(F.normalize(x32, dim=-1, eps=1e-12), tau32)
+    og = torch.autograd.grad(out, (x32, tau32), g.float())
+    assert rel_err(out, expected) <= 1e-4
+    for name, got, want in zip(("x", "tau"), og, eg, strict=True):
+        floor = 1.0 if name == "x" and d == 1 else 1e-300  # d = 1: dx is 0 mathematically
+        assert rel_err(got, want, floor=floor) <= 1e-4, name
+
+
+def test_gram_softmax_opcheck():
+    import torch.nn.functional as F
+
+    x = F.normalize(torch.randn(2, 9, 5), dim=-1)
+    torch.library.opcheck(tsm.gram_softmax_op, (x.requires_grad_(), torch.tensor(3.0, requires_grad=True)))

@@ -20,6 +20,7 @@ OPS = (
     "softmax_adjacency",
     "rwr",
     "symmetric_cross_entropy",
+    "cross_sample_mi",
     "cs_mutual_information",
 )
 

@@ -9,6 +9,12 @@ The backward kernel (the same kernel with ``BACKWARD=True``) recomputes that for
 so no N×N buffer is saved between forward and backward, and then runs the whole chain rule on chip:
 loss weights -> dM -> dalpha, dSc, dSs -> dR -> renormalisation -> ``dE = c Wᵀ dW Wᵀ`` -> softmax
 -> dtau, dGram -> row normalisation -> du, dv.
+
+Large-N regime (N > small_n_limit(); see ``_tiled``): tiled multi-program kernels chained under autograd:
+``Sc`` (tiled cosine), each graph from the normalised rows by one fused Gram + online-softmax kernel (no
+similarity matrix written; its backward recomputes E and uses the centred ``dtau``), the product-form RWR,
+the symmetric cross-entropy, ``M = alpha (Sc + Ss)`` and the tiled masked loss of
+:mod:`csad_kernels.triton.cross_sample_mi` (Ω from the labels in the kernel, float64 per-problem statistics).
 """
 
 from __future__ import annotations
@@ -347,29 +353,33 @@ def _scalar_tensor(value, like: torch.Tensor) -> torch.Tensor:
 
 
 def _tiled(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction):
-    """Large-N regime: the tiled multi-program Triton ops chained under autograd.
+    """Large-N regime: tiled multi-program Triton ops chained under autograd.
 
-    Sc, the Gram matrices, the adjacencies, the RWR solve (product form, W saved for the backward)
-    and the symmetric cross-entropy run as tiled Triton kernels; the critic sum and the masked loss
-    reduction on M are PyTorch ops (reference.cross_sample_mi) for now.
+    ``Sc`` by the tiled cosine kernel; each graph ``E = softmax_rows(tau xn xnᵀ)`` by one fused kernel from
+    the normalised rows (online softmax, the Gram matrix never written, E recomputed in the backward from
+    per-row statistics); the RWR solve (product form, W saved for the backward) and the symmetric
+    cross-entropy as tiled kernels; ``M = alpha (Sc + Ss)``; the masked loss by the tiled cross_sample_mi
+    kernel, which builds Ω from the labels tile by tile (no N×N mask is materialised).
     """
-    from csad_kernels import reference
+    import torch.nn.functional as F
+
     from csad_kernels.triton.cosine_similarity import cosine_similarity
+    from csad_kernels.triton.cross_sample_mi import cross_sample_mi_op
     from csad_kernels.triton.rwr import rwr
-    from csad_kernels.triton.softmax_adjacency import softmax_adjacency
+    from csad_kernels.triton.softmax_adjacency import gram_softmax
     from csad_kernels.triton.symmetric_cross_entropy import symmetric_cross_entropy
 
     uc, vc = u.float(), v.float()
-    scores = torch.zeros((), dtype=torch.float32, device=u.device)
+    scores = None
     if similarity != "structural":
-        scores = scores + cosine_similarity(uc, vc)
+        scores = cosine_similarity(uc, vc)
     if similarity != "content":
-        r_y = rwr(softmax_adjacency(cosine_similarity(uc, uc), tau_y), c)
-        r_b = rwr(softmax_adjacency(cosine_similarity(vc, vc), tau_b), c)
-        scores = scores + symmetric_cross_entropy(r_y, r_b)
+        r_y = rwr(gram_softmax(F.normalize(uc, dim=-1, eps=NORM_EPS), tau_y.float()), c)
+        r_b = rwr(gram_softmax(F.normalize(vc, dim=-1, eps=NORM_EPS), tau_b.float()), c)
+        structural = symmetric_cross_entropy(r_y, r_b)
+        scores = structural if scores is None else scores + structural
     m = alpha.float() * scores
-    omega = mask if mask is not None else reference.pair_mask(labels, tolerance)
-    return reference.cross_sample_mi(m, omega, estimator, reduction).to(u.dtype)
+    return cross_sample_mi_op(m, labels, mask, tolerance, estimator, reduction)[0].to(u.dtype)
 
 
 def cs_mutual_information(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction):

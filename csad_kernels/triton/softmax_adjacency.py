@@ -3,7 +3,8 @@
 Forward: one program per (problem, block of rows), an online max/sum pass over column blocks and a
 second pass that writes E. Backward: ``dZ = E (dE - rowsum(dE E))``, ``dS = tau dZ`` and per-program
 partials of ``dtau = sum(dZ S) = sum(E dE (S - rowmean_E S))`` (summed by the launcher).
-(The fused estimator builds its graphs from the embeddings in registers and never calls this op.)
+(The fused estimator's small-N kernel builds its graphs from the embeddings in registers and never calls
+this op; its tiled regime uses ``gram_softmax`` below, which fuses the similarity into the softmax.)
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from csad_kernels.triton._common import block, interpreted
 
 OP = "csad_triton::softmax_adjacency"
 BLOCK_R = 16
@@ -133,3 +136,201 @@ def softmax_adjacency(s: torch.Tensor, tau) -> torch.Tensor:
     if not isinstance(tau, torch.Tensor):
         tau = torch.tensor(float(tau), dtype=torch.float32, device=s.device)
     return softmax_adjacency_op(s, tau)
+
+
+# ---- Fused similarity + softmax for the estimator's tiled regime: E = softmax_rows(tau * xn xnᵀ) from the
+# normalised rows xn, with the Gram matrix formed tile by tile in registers (never written). The forward
+# also returns each row's (max, sum) so the backward recomputes E tiles exactly as the forward wrote them,
+# and nothing N×N is saved for the backward.
+
+GRAM_OP = "csad_triton::gram_softmax"
+
+
+def _gram_tiles(n: int, d: int) -> tuple[int, int, int]:
+    block_d = block(d)
+    block_r = min(64 if interpreted() else 32, block(n))
+    block_c = min(128 if interpreted() else (64 if block_d <= 64 else 32), block(n))
+    return block_r, block_c, block_d
+
+
+@triton.jit
+def _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D: tl.constexpr):
+    rd = tl.arange(0, BLOCK_D)
+    mask = (rows < N)[:, None] & (rd < D)[None, :]
+    return tl.load(x_ptr + b * sxb + rows[:, None] * sxn + rd[None, :] * sxd, mask=mask, other=0.0)
+
+
+@triton.jit
+def _gram_softmax_forward_kernel(
+    x_ptr, tau_ptr, e_ptr, st_ptr, N, D, sxb, sxn, sxd, seb, sen, sem,
+    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    pr, b = tl.program_id(0), tl.program_id(1)
+    tau = tl.load(tau_ptr)
+    rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
+    xr = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
+    run_max = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
+    run_sum = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    for c0 in range(0, N, BLOCK_C):
+        cols = c0 + tl.arange(0, BLOCK_C)
+        xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+        z = tl.where((cols < N)[None, :], tau * tl.dot(xr, tl.trans(xc), input_precision="ieee"), float("-inf"))
+        new_max = tl.maximum(run_max, tl.max(z, axis=1))  # finite: every block holds a valid column
+        run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(z - new_max[:, None]), axis=1)
+        run_max = new_max
+    for c0 in range(0, N, BLOCK_C):
+        cols = c0 + tl.arange(0, BLOCK_C)
+        xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+        z = tau * tl.dot(xr, tl.trans(xc), input_precision="ieee")
+        e = tl.exp(z - run_max[:, None]) / run_sum[:, None]
+        mask = (rows < N)[:, None] & (cols < N)[None, :]
+        tl.store(e_ptr + b * seb + rows[:, None] * sen + cols[None, :] * sem, e, mask=mask)
+    tl.store(st_ptr + (b * 2) * N + rows, run_max, mask=rows < N)
+    tl.store(st_ptr + (b * 2 + 1) * N + rows, run_sum, mask=rows < N)
+
+
+@triton.jit
+def _gram_softmax_rows_kernel(
+    x_ptr, tau_ptr, st_ptr, g_ptr, rowdot_ptr, dtau_ptr, N, D, sxb, sxn, sxd, sgb, sgn, sgm,
+    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    """Per row: ``rowdot_i = Σ_j E_ij dE_ij``; per program: ``Σ dZ_ij (G_ij - Σ_k E_ik G_ik)`` (centred dtau)."""
+    pr, b = tl.program_id(0), tl.program_id(1)
+    tau = tl.load(tau_ptr)
+    rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
+    xr = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
+    rmax = tl.load(st_ptr + (b * 2) * N + rows, mask=rows < N, other=0.0)
+    rsum = tl.load(st_ptr + (b * 2 + 1) * N + rows, mask=rows < N, other=1.0)
+    rowdot = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    mean_g = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    for c0 in range(0, N, BLOCK_C):
+        cols = c0 + tl.arange(0, BLOCK_C)
+        mask = (rows < N)[:, None] & (cols < N)[None, :]
+        xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+        gram = tl.dot(xr, tl.trans(xc), input_precision="ieee")
+        e = tl.where(mask, tl.exp(tau * gram - rmax[:, None]) / rsum[:, None], 0.0)
+        g = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
+        rowdot += tl.sum(e * g, axis=1)
+        mean_g += tl.sum(e * gram, axis=1)
+    dtau = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    for c0 in range(0, N, BLOCK_C):
+        cols = c0 + tl.arange(0, BLOCK_C)
+        mask = (rows < N)[:, None] & (cols < N)[None, :]
+        xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+        gram = tl.dot(xr, tl.trans(xc), input_precision="ieee")
+        e = tl.where(mask, tl.exp(tau * gram - rmax[:, None]) / rsum[:, None], 0.0)
+        g = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
+        dtau += tl.sum(e * (g - rowdot[:, None]) * (gram - mean_g[:, None]), axis=1)
+    tl.store(rowdot_ptr + b * N + rows, rowdot, mask=rows < N)
+    tl.store(dtau_ptr + b * tl.num_programs(0) + pr, tl.sum(dtau, axis=0))
+
+
+@triton.jit
+def _gram_softmax_dx_kernel(
+    x_ptr, tau_ptr, st_ptr, g_ptr, rowdot_ptr, dx_ptr, N, D, sxb, sxn, sxd, sgb, sgn, sgm, sdb, sdn, sdd,
+    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    """``dxn_I = tau Σ_J (dZ_IJ + dZ_JIᵀ) xn_J``, ``dZ = E (dE - rowdot)``; G is symmetric: one GEMM, both tiles."""
+    pr, b = tl.program_id(0), tl.program_id(1)
+    tau = tl.load(tau_ptr)
+    rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
+    xr = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
+    rmax = tl.load(st_ptr + (b * 2) * N + rows, mask=rows < N, other=0.0)
+    rsum = tl.load(st_ptr + (b * 2 + 1) * N + rows, mask=rows < N, other=1.0)
+    rdot = tl.load(rowdot_ptr + b * N + rows, mask=rows < N, other=0.0)
+    acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
+    for c0 in range(0, N, BLOCK_C):
+        cols = c0 + tl.arange(0, BLOCK_C)
+        mask = (rows < N)[:, None] & (cols < N)[None, :]
+        xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+        cmax = tl.load(st_ptr + (b * 2) * N + cols, mask=cols < N, other=0.0)
+        csum = tl.load(st_ptr + (b * 2 + 1) * N + cols, mask=cols < N, other=1.0)
+        cdot = tl.load(rowdot_ptr + b * N + cols, mask=cols < N, other=0.0)
+        z = tau * tl.dot(xr, tl.trans(xc), input_precision="ieee")
+        e_rc = tl.exp(z - rmax[:, None]) / rsum[:, None]  # E[rows, cols]
+        e_cr = tl.exp(z - cmax[None, :]) / csum[None, :]  # E[cols, rows]ᵀ
+        g_rc = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
+        g_cr = tl.load(g_ptr + b * sgb + cols[None, :] * sgn + rows[:, None] * sgm, mask=mask, other=0.0)
+        dz = tl.where(mask, e_rc * (g_rc - rdot[:, None]) + e_cr * (g_cr - cdot[None, :]), 0.0)
+        acc = tl.dot(dz, xc, acc, input_precision="ieee")
+    rd = tl.arange(0, BLOCK_D)
+    mask_d = (rows < N)[:, None] & (rd < D)[None, :]
+    tl.store(dx_ptr + b * sdb + rows[:, None] * sdn + rd[None, :] * sdd, tau * acc, mask=mask_d)
+
+
+@torch.library.custom_op(GRAM_OP, mutates_args=())
+def gram_softmax_op(xn: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(E, stats)``: ``E = softmax_rows(tau xn xnᵀ)`` for normalised rows ``xn (..., N, d)``, and the
+    float32 per-row ``(max, sum)`` of the softmax, ``(B, 2, N)`` (non-differentiable, for the backward)."""
+    n, d = xn.shape[-2:]
+    xb = xn.reshape(-1, n, d).float()
+    bsz = xb.shape[0]
+    e = torch.empty((bsz, n, n), dtype=torch.float32, device=xn.device)
+    stats = torch.empty((bsz, 2, n), dtype=torch.float32, device=xn.device)
+    block_r, block_c, block_d = _gram_tiles(n, d)
+    if bsz > 0:
+        _gram_softmax_forward_kernel[(triton.cdiv(n, block_r), bsz)](
+            xb, tau.reshape(1).float(), e, stats, n, d, *xb.stride(), *e.stride(),
+            BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d,
+        )  # fmt: skip
+    return e.reshape(*xn.shape[:-2], n, n).to(xn.dtype), stats
+
+
+@gram_softmax_op.register_fake
+def _(xn, tau):
+    n = xn.shape[-2]
+    problems = 1
+    for size in xn.shape[:-2]:
+        problems *= size
+    return xn.new_empty((*xn.shape[:-1], n)), xn.new_empty((problems, 2, n), dtype=torch.float32)
+
+
+@torch.library.custom_op(GRAM_OP + "_backward", mutates_args=())
+def gram_softmax_backward_op(
+    grad: torch.Tensor, xn: torch.Tensor, tau: torch.Tensor, stats: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n, d = xn.shape[-2:]
+    xb = xn.reshape(-1, n, d).float()
+    gb = grad.reshape(-1, n, n).float()
+    bsz = xb.shape[0]
+    block_r, block_c, block_d = _gram_tiles(n, d)
+    programs = triton.cdiv(n, block_r)
+    rowdot = torch.empty((bsz, n), dtype=torch.float32, device=xn.device)
+    dtau = torch.zeros((bsz, programs), dtype=torch.float32, device=xn.device)
+    dx = torch.empty_like(xb)
+    tau_t = tau.reshape(1).float()
+    stats = stats.contiguous()
+    if bsz > 0:
+        _gram_softmax_rows_kernel[(programs, bsz)](
+            xb, tau_t, stats, gb, rowdot, dtau, n, d, *xb.stride(), *gb.stride(),
+            BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d,
+        )  # fmt: skip
+        _gram_softmax_dx_kernel[(programs, bsz)](
+            xb, tau_t, stats, gb, rowdot, dx, n, d, *xb.stride(), *gb.stride(), *dx.stride(),
+            BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d,
+        )  # fmt: skip
+    return dx.reshape(xn.shape).to(xn.dtype), dtau.double().sum().to(tau.dtype).reshape(tau.shape)
+
+
+@gram_softmax_backward_op.register_fake
+def _(grad, xn, tau, stats):
+    return torch.empty_like(xn), torch.empty_like(tau)
+
+
+def _gram_setup_context(ctx, inputs, output) -> None:
+    xn, tau = inputs
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(xn, tau, output[1])
+
+
+def _gram_backward(ctx, grad_e, _grad_stats):
+    xn, tau, stats = ctx.saved_tensors
+    return gram_softmax_backward_op(grad_e, xn, tau, stats)
+
+
+gram_softmax_op.register_autograd(_gram_backward, setup_context=_gram_setup_context)
+
+
+def gram_softmax(xn: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """``softmax_rows(tau · xn xnᵀ)`` of normalised rows ``xn (..., N, d)`` -> ``(..., N, N)`` (no Gram written)."""
+    return gram_softmax_op(xn, tau)[0]
