@@ -81,31 +81,20 @@ void normalize_backward_(at::Tensor& grad, const at::Tensor& normalized, const a
   });
 }
 
-void softmax_rows_(at::Tensor& s, double tau) {
-  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "csad_softmax_rows", [&] {
-    const scalar_t t = static_cast<scalar_t>(tau);
-    for_each_row<scalar_t>(s, [&](int64_t, scalar_t* row, int64_t n) {
-      scalar_t top = -std::numeric_limits<scalar_t>::infinity();
-      for (int64_t j = 0; j < n; ++j) top = std::max(top, t * row[j]);
-      acc_t<scalar_t> total = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        row[j] = std::exp(t * row[j] - top);
-        total += row[j];
-      }
-      const auto inv = static_cast<scalar_t>(1 / total);
-      for (int64_t j = 0; j < n; ++j) row[j] *= inv;
-    });
-  });
+at::Tensor softmax_rows(const at::Tensor& s, double tau) {
+  return at::_softmax(s * tau, -1, /*half_to_float=*/false);
 }
 
-at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Tensor& s, double tau) {
-  auto tau_rows = at::empty({grad.numel() / grad.size(-1)}, grad.options());
-  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "csad_softmax_backward", [&] {
+std::tuple<at::Tensor, at::Tensor> softmax_backward(const at::Tensor& grad, const at::Tensor& e, const at::Tensor& s,
+                                                    double tau) {
+  auto grad_s = grad.contiguous().clone();
+  auto tau_rows = at::empty({grad_s.numel() / grad_s.size(-1)}, grad_s.options());
+  AT_DISPATCH_FLOATING_TYPES(grad_s.scalar_type(), "csad_softmax_backward", [&] {
     const scalar_t* edata = e.data_ptr<scalar_t>();
     const scalar_t* sdata = s.data_ptr<scalar_t>();
     scalar_t* tau_out = tau_rows.data_ptr<scalar_t>();
     const scalar_t t = static_cast<scalar_t>(tau);
-    for_each_row<scalar_t>(grad, [&](int64_t r, scalar_t* g, int64_t n) {
+    for_each_row<scalar_t>(grad_s, [&](int64_t r, scalar_t* g, int64_t n) {
       const scalar_t* erow = edata + r * n;
       const scalar_t* srow = sdata + r * n;
       acc_t<scalar_t> dot = 0, mean_s = 0;
@@ -113,16 +102,17 @@ at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Te
         dot += acc_t<scalar_t>(g[j]) * erow[j];
         mean_s += acc_t<scalar_t>(srow[j]) * erow[j];
       }
+      const auto dot_t = static_cast<scalar_t>(dot), mean_t = static_cast<scalar_t>(mean_s);
       acc_t<scalar_t> tau_sum = 0;
       for (int64_t j = 0; j < n; ++j) {
-        const auto dz = static_cast<scalar_t>(erow[j] * (g[j] - dot));
-        tau_sum += dz * (srow[j] - mean_s);
+        const scalar_t dz = erow[j] * (g[j] - dot_t);
+        tau_sum += dz * (srow[j] - mean_t);
         g[j] = t * dz;
       }
       tau_out[r] = static_cast<scalar_t>(tau_sum);
     });
   });
-  return tau_rows.sum();
+  return {grad_s, tau_rows.sum()};
 }
 
 std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c) {
@@ -323,13 +313,15 @@ std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, con
       acc_t<scalar_t> alpha_sum = 0;
       for (int64_t j = 0; j < n; ++j) {
         const scalar_t m = a * row[j];
-        // dI/dM; the log-sum-exp is subtracted in double: it can be large, and its float rounding
-        // would shift every weight of its side alike.
+        // dI/dM; the log-sum-exp is subtracted in double (it can be large, and its float rounding
+        // would shift every weight of its side alike), the exponential taken in the input precision.
         double d;
         if (pairs(b, i, j)) {
-          d = estimator == Estimator::kCs ? s[1] * std::exp(-static_cast<double>(m) - s[0]) : s[1] * sigmoid(-m);
+          d = estimator == Estimator::kCs ? s[1] * std::exp(static_cast<scalar_t>(-static_cast<double>(m) - s[0]))
+                                          : s[1] * sigmoid(-m);
         } else {
-          d = estimator == Estimator::kCs ? -s[3] * std::exp(static_cast<double>(m) - s[2]) : -s[3] * sigmoid(m);
+          d = estimator == Estimator::kCs ? -s[3] * std::exp(static_cast<scalar_t>(static_cast<double>(m) - s[2]))
+                                          : -s[3] * sigmoid(m);
         }
         d *= gv[b];
         alpha_sum += d * row[j];

@@ -27,13 +27,14 @@ at::Tensor scale_rows(const at::Tensor& t, const at::Tensor& inv_norm);
 // inv * (g - n <n, g>) where the norm was not clamped, inv * g where it was.
 void normalize_backward_(at::Tensor& grad, const at::Tensor& normalized, const at::Tensor& inv_norm);
 
-// In place: s <- softmax_rows(tau * s).
-void softmax_rows_(at::Tensor& s, double tau);
+// softmax_rows(tau * s) (ATen's vectorised softmax).
+at::Tensor softmax_rows(const at::Tensor& s, double tau);
 
-// For e = softmax_rows(tau * s): turns grad = dL/de into dL/ds in place and returns dL/dtau.
-// dL/dtau = sum_ij dZ_ij (s_ij - sum_k e_ik s_ik) with dZ = e * (g - <g, e>_row): each row of dZ
-// sums to 0, and centring s on its e-weighted mean keeps fp32 cancellation small.
-at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Tensor& s, double tau);
+// For e = softmax_rows(tau * s) and grad = dL/de: returns (dL/ds, dL/dtau), with
+// dL/dtau = sum_ij dZ_ij (s_ij - sum_k e_ik s_ik), dZ = e * (g - <g, e>_row): each row of dZ sums
+// to 0, and centring s on its e-weighted mean keeps fp32 cancellation small.
+std::tuple<at::Tensor, at::Tensor> softmax_backward(const at::Tensor& grad, const at::Tensor& e, const at::Tensor& s,
+                                                    double tau);
 
 // Random Walk with Restart: returns R (rows of (1-c)(I - cE)^-1 renormalised) and the row sums
 // of W = (I - cE)^-1, from which W = diag(row_sums) R is rebuilt in the backward.

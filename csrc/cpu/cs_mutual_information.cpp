@@ -57,10 +57,8 @@ ForwardResult cs_mutual_information_forward(const at::Tensor& u, const at::Tenso
   at::Tensor ey = empty(), eb = empty(), ry = empty(), rb = empty(), wsum_y = empty(), wsum_b = empty();
   at::Tensor scores = options.content ? at::bmm(un, vn.transpose(1, 2)) : at::Tensor();
   if (options.structural) {
-    ey = at::bmm(un, un.transpose(1, 2));
-    softmax_rows_(ey, tau_y.item<double>());
-    eb = at::bmm(vn, vn.transpose(1, 2));
-    softmax_rows_(eb, tau_b.item<double>());
+    ey = softmax_rows(at::bmm(un, un.transpose(1, 2)), tau_y.item<double>());
+    eb = softmax_rows(at::bmm(vn, vn.transpose(1, 2)), tau_b.item<double>());
     // The two graphs' LU inverses run side by side, one per thread: LAPACK at these sizes does
     // not use two cores well on its own.
     at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
@@ -78,13 +76,13 @@ ForwardResult cs_mutual_information_forward(const at::Tensor& u, const at::Tenso
 }
 
 namespace {
-// Backward of a graph E = softmax_rows(tau * n n^T) from dL/dE (consumed): adds dL/dn into
+// Backward of a graph E = softmax_rows(tau * n n^T) from dL/dE: adds dL/dn into
 // grad_normalized and returns dL/dtau. The Gram matrix is recomputed (N^2 d) rather than saved.
-at::Tensor graph_backward(at::Tensor grad_e, const at::Tensor& e, const at::Tensor& normalized, double tau,
+at::Tensor graph_backward(const at::Tensor& grad_e, const at::Tensor& e, const at::Tensor& normalized, double tau,
                           at::Tensor& grad_normalized) {
   const auto gram = at::bmm(normalized, normalized.transpose(1, 2));
-  auto grad_tau = softmax_backward_(grad_e, e, gram, tau);  // grad_e is now dL/dGram
-  grad_normalized.baddbmm_(grad_e, normalized).baddbmm_(grad_e.transpose(1, 2), normalized);
+  auto [grad_gram, grad_tau] = softmax_backward(grad_e, e, gram, tau);
+  grad_normalized.baddbmm_(grad_gram, normalized).baddbmm_(grad_gram.transpose(1, 2), normalized);
   return grad_tau;
 }
 }  // namespace

@@ -1,4 +1,5 @@
-// Row softmax adjacency E = softmax_rows(tau * s) on the CPU: one in-place pass per row.
+// Row softmax adjacency E = softmax_rows(tau * s) on the CPU (ATen's vectorised softmax), with the
+// centred tau gradient.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -9,15 +10,12 @@
 namespace csad::cpu {
 
 at::Tensor softmax_adjacency_forward(const at::Tensor& s, const at::Tensor& tau) {
-  auto e = as_batched(s).clone();
-  softmax_rows_(e, tau.item<double>());
-  return e.reshape(s.sizes()).to(s.scalar_type());
+  return softmax_rows(as_batched(s), tau.item<double>()).reshape(s.sizes()).to(s.scalar_type());
 }
 
 std::tuple<at::Tensor, at::Tensor> softmax_adjacency_backward(const at::Tensor& grad, const at::Tensor& e,
                                                               const at::Tensor& s, const at::Tensor& tau) {
-  auto grad_s = as_batched(grad).clone();
-  const auto grad_tau = softmax_backward_(grad_s, as_batched(e), as_batched(s), tau.item<double>());
+  auto [grad_s, grad_tau] = softmax_backward(as_batched(grad), as_batched(e), as_batched(s), tau.item<double>());
   return {grad_s.reshape(s.sizes()).to(s.scalar_type()), grad_tau.to(tau.scalar_type())};
 }
 
