@@ -41,14 +41,6 @@ void for_each_row(const at::Tensor& t, const Fn& fn) {
 
 }  // namespace
 
-at::ScalarType compute_type(at::ScalarType type) {
-  return (type == at::kHalf || type == at::kBFloat16) ? at::kFloat : type;
-}
-
-at::Tensor as_batched(const at::Tensor& t) {
-  return t.to(compute_type(t.scalar_type())).contiguous().reshape({-1, t.size(-2), t.size(-1)});
-}
-
 at::Tensor inverse_row_norms(const at::Tensor& t) {
   auto out = at::empty({t.size(0), t.size(1)}, t.options());
   AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "csad_inverse_row_norms", [&] {
@@ -199,17 +191,6 @@ PairsInput::PairsInput(const c10::optional<at::Tensor>& labels_in, const c10::op
     labels = labels.reshape({-1, n, pairs.k});
     pairs.labels = labels.data_ptr<int64_t>();
   }
-}
-
-Estimator parse_estimator(const std::string& name) {
-  TORCH_CHECK(name == "cs" || name == "jsd", "csad: estimator must be 'cs' or 'jsd', got '", name, "'");
-  return name == "cs" ? Estimator::kCs : Estimator::kJsd;
-}
-
-bool parse_mean(const std::string& reduction) {
-  TORCH_CHECK(reduction == "mean" || reduction == "sum", "csad: reduction must be 'mean' or 'sum', got '", reduction,
-              "'");
-  return reduction == "mean";
 }
 
 namespace {

@@ -8,14 +8,11 @@
 #include <string>
 #include <tuple>
 
+#include "../shared.h"
+
 namespace csad::cpu {
 
 constexpr double kNormEps = 1e-12;
-
-at::ScalarType compute_type(at::ScalarType type);
-
-// (batch, rows, cols) contiguous copy/view of a (..., rows, cols) tensor in the compute dtype.
-at::Tensor as_batched(const at::Tensor& t);
 
 // 1 / max(|row|, eps) of each row of t -> (batch, rows).
 at::Tensor inverse_row_norms(const at::Tensor& t);
@@ -77,10 +74,6 @@ struct PairsInput {
   PairsInput(const c10::optional<at::Tensor>& labels, const c10::optional<at::Tensor>& mask, int64_t n,
              int64_t tolerance);
 };
-
-enum class Estimator { kCs, kJsd };
-Estimator parse_estimator(const std::string& name);
-bool parse_mean(const std::string& reduction);
 
 // I per problem from scores S (batch, N, N), with M = alpha * S. Returns (value (batch,),
 // stats (batch, 4) float64) where stats hold what the backward needs: for cs the log-sum-exp and

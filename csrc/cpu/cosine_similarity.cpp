@@ -12,17 +12,7 @@ namespace {
 
 void check_inputs(const at::Tensor& x, const at::Tensor& y) {
   TORCH_CHECK(x.device().is_cpu() && y.device().is_cpu(), "csad::cosine_similarity (CPU): x and y must be CPU tensors");
-  TORCH_CHECK(x.dim() >= 2 && y.dim() == x.dim(), "csad::cosine_similarity: x and y must have the same rank >= 2, got ",
-              x.sizes(), " and ", y.sizes());
-  TORCH_CHECK(x.sizes().slice(0, x.dim() - 2) == y.sizes().slice(0, y.dim() - 2) && x.size(-1) == y.size(-1),
-              "csad::cosine_similarity: x (..., N, d) and y (..., M, d) must share leading dims and d, got ", x.sizes(),
-              " and ", y.sizes());
-}
-
-std::vector<int64_t> output_shape(const at::Tensor& x, const at::Tensor& y) {
-  auto shape = x.sizes().vec();
-  shape.back() = y.size(-2);
-  return shape;
+  check_row_pair(x, y, "cosine_similarity");
 }
 
 }  // namespace
@@ -31,7 +21,7 @@ at::Tensor cosine_similarity_forward(const at::Tensor& x, const at::Tensor& y) {
   check_inputs(x, y);
   const auto xb = as_batched(x), yb = as_batched(y);
   const auto xn = scale_rows(xb, inverse_row_norms(xb)), yn = scale_rows(yb, inverse_row_norms(yb));
-  return at::bmm(xn, yn.transpose(1, 2)).reshape(output_shape(x, y)).to(x.scalar_type());
+  return at::bmm(xn, yn.transpose(1, 2)).reshape(pair_shape(x, y)).to(x.scalar_type());
 }
 
 std::tuple<at::Tensor, at::Tensor> cosine_similarity_backward(const at::Tensor& grad, const at::Tensor& x,

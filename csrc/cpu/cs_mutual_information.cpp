@@ -17,25 +17,8 @@
 namespace csad::cpu {
 namespace {
 
-struct Options {
-  bool content, structural;
-  Estimator estimator;
-  bool mean;
-  Options(const std::string& similarity, const std::string& estimator_name, const std::string& reduction)
-      : estimator(parse_estimator(estimator_name)), mean(parse_mean(reduction)) {
-    TORCH_CHECK(similarity == "joint" || similarity == "content" || similarity == "structural",
-                "csad: similarity must be 'joint', 'content' or 'structural', got '", similarity, "'");
-    content = similarity != "structural";
-    structural = similarity != "content";
-  }
-};
-
 using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
                                  at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
-
-std::vector<int64_t> batch_shape(const at::Tensor& u) {
-  return std::vector<int64_t>(u.sizes().begin(), u.sizes().end() - 2);
-}
 
 }  // namespace
 
@@ -47,7 +30,7 @@ ForwardResult cs_mutual_information_forward(const at::Tensor& u, const at::Tenso
                                             const std::string& reduction) {
   TORCH_CHECK(u.device().is_cpu() && v.device().is_cpu(), "csad::cs_mutual_information (CPU): CPU tensors expected");
   TORCH_CHECK(u.sizes() == v.sizes() && u.dim() >= 2, "csad::cs_mutual_information: u and v must share a shape");
-  const Options options(similarity, estimator, reduction);
+  const EstimatorOptions options(similarity, estimator, reduction);
   const int64_t n = u.size(-2);
   const PairsInput pairs(labels, mask, n, tolerance);
   const auto ub = as_batched(u), vb = as_batched(v);
@@ -94,7 +77,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cs_mutual
     const c10::optional<at::Tensor>& labels, const c10::optional<at::Tensor>& mask, int64_t tolerance,
     const at::Tensor& u, const at::Tensor& alpha, const at::Tensor& tau_y, const at::Tensor& tau_b, double c,
     const std::string& similarity, const std::string& estimator, const std::string& reduction) {
-  const Options options(similarity, estimator, reduction);
+  const EstimatorOptions options(similarity, estimator, reduction);
   const int64_t n = un.size(1);
   const PairsInput pairs(labels, mask, n, tolerance);
   const auto grad_value = grad.to(un.scalar_type()).contiguous().reshape({un.size(0)});

@@ -7,14 +7,6 @@
 #include "common.h"
 
 namespace csad::cpu {
-namespace {
-std::vector<int64_t> pair_shape(const at::Tensor& p, const at::Tensor& q) {
-  auto shape = p.sizes().vec();
-  shape.back() = q.size(-2);
-  return shape;
-}
-}  // namespace
-
 at::Tensor symmetric_cross_entropy_forward(const at::Tensor& p, const at::Tensor& q) {
   return sce_forward(as_batched(p), as_batched(q)).reshape(pair_shape(p, q)).to(p.scalar_type());
 }

@@ -20,17 +20,7 @@ void check_inputs(const at::Tensor& x, const at::Tensor& y) {
   TORCH_CHECK(x.is_cuda() && y.is_cuda() && x.device() == y.device(),
               "csad::cosine_similarity (CUDA): x and y must be CUDA tensors on one device, got ", x.device(), " and ",
               y.device());
-  TORCH_CHECK(x.dim() >= 2 && y.dim() == x.dim(), "csad::cosine_similarity: x and y must have the same rank >= 2, got ",
-              x.sizes(), " and ", y.sizes());
-  TORCH_CHECK(x.sizes().slice(0, x.dim() - 2) == y.sizes().slice(0, y.dim() - 2) && x.size(-1) == y.size(-1),
-              "csad::cosine_similarity: x (..., N, d) and y (..., M, d) must share leading dims and d, got ", x.sizes(),
-              " and ", y.sizes());
-}
-
-std::vector<int64_t> output_shape(const at::Tensor& x, const at::Tensor& y) {
-  auto shape = x.sizes().vec();
-  shape.back() = y.size(-2);
-  return shape;
+  check_row_pair(x, y, "cosine_similarity");
 }
 
 }  // namespace
@@ -40,7 +30,7 @@ at::Tensor cosine_similarity_forward(const at::Tensor& x, const at::Tensor& y) {
   const c10::cuda::OptionalCUDAGuard guard(x.device());
   const auto xb = as_batched(x), yb = as_batched(y);
   const auto xn = std::get<0>(normalize_rows(xb)), yn = std::get<0>(normalize_rows(yb));
-  return at::bmm(xn, yn.transpose(1, 2)).reshape(output_shape(x, y)).to(x.scalar_type());
+  return at::bmm(xn, yn.transpose(1, 2)).reshape(pair_shape(x, y)).to(x.scalar_type());
 }
 
 std::tuple<at::Tensor, at::Tensor> cosine_similarity_backward(const at::Tensor& grad, const at::Tensor& x,

@@ -23,25 +23,8 @@
 namespace csad::gpu {
 namespace {
 
-struct Options {
-  bool content, structural;
-  Estimator estimator;
-  bool mean;
-  Options(const std::string& similarity, const std::string& estimator_name, const std::string& reduction)
-      : estimator(parse_estimator(estimator_name)), mean(parse_mean(reduction)) {
-    TORCH_CHECK(similarity == "joint" || similarity == "content" || similarity == "structural",
-                "csad: similarity must be 'joint', 'content' or 'structural', got '", similarity, "'");
-    content = similarity != "structural";
-    structural = similarity != "content";
-  }
-};
-
 using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
                                  at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
-
-std::vector<int64_t> batch_shape(const at::Tensor& u) {
-  return std::vector<int64_t>(u.sizes().begin(), u.sizes().end() - 2);
-}
 
 }  // namespace
 
@@ -56,7 +39,7 @@ ForwardResult cs_mutual_information_forward(const at::Tensor& u, const at::Tenso
               " and ", v.device());
   TORCH_CHECK(u.sizes() == v.sizes() && u.dim() >= 2, "csad::cs_mutual_information: u and v must share a shape");
   const c10::cuda::OptionalCUDAGuard guard(u.device());
-  const Options options(similarity, estimator, reduction);
+  const EstimatorOptions options(similarity, estimator, reduction);
   const int64_t n = u.size(-2);
   const PairsInput pairs(labels, mask, n, tolerance, u.device());
   const auto ub = as_batched(u), vb = as_batched(v);
@@ -102,7 +85,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cs_mutual
   check_cuda(grad, "grad");
   check_cuda(un, "un");
   const c10::cuda::OptionalCUDAGuard guard(un.device());
-  const Options options(similarity, estimator, reduction);
+  const EstimatorOptions options(similarity, estimator, reduction);
   const int64_t n = un.size(1);
   const PairsInput pairs(labels, mask, n, tolerance, un.device());
   const auto grad_value = grad.to(un.scalar_type()).contiguous().reshape({un.size(0)});

@@ -30,14 +30,6 @@ int64_t row_count(const at::Tensor& t) {
 
 }  // namespace
 
-at::ScalarType compute_type(at::ScalarType type) {
-  return (type == at::kHalf || type == at::kBFloat16) ? at::kFloat : type;
-}
-
-at::Tensor as_batched(const at::Tensor& t) {
-  return t.to(compute_type(t.scalar_type())).contiguous().reshape({-1, t.size(-2), t.size(-1)});
-}
-
 at::Tensor device_scalar(const at::Tensor& scalar, const at::Tensor& like) {
   TORCH_CHECK(scalar.numel() == 1, "csad (CUDA): a scalar argument must have one element, got shape ",
               scalar.sizes());
@@ -172,17 +164,6 @@ PairsInput::PairsInput(const c10::optional<at::Tensor>& labels_in, const c10::op
     labels = labels.reshape({-1, n, view.k});
     view.labels = labels.data_ptr<int64_t>();
   }
-}
-
-Estimator parse_estimator(const std::string& name) {
-  TORCH_CHECK(name == "cs" || name == "jsd", "csad: estimator must be 'cs' or 'jsd', got '", name, "'");
-  return name == "cs" ? Estimator::kCs : Estimator::kJsd;
-}
-
-bool parse_mean(const std::string& reduction) {
-  TORCH_CHECK(reduction == "mean" || reduction == "sum", "csad: reduction must be 'mean' or 'sum', got '", reduction,
-              "'");
-  return reduction == "mean";
 }
 
 std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const at::Tensor& alpha,

@@ -16,14 +16,10 @@
 #include <string>
 #include <tuple>
 
+#include "../shared.h"
 #include "launchers.h"
 
 namespace csad::gpu {
-
-at::ScalarType compute_type(at::ScalarType type);
-
-// (batch, rows, cols) contiguous copy/view of a (..., rows, cols) tensor in the compute dtype.
-at::Tensor as_batched(const at::Tensor& t);
 
 // A 0-d scalar tensor as a contiguous one-element tensor on like's device in like's dtype.
 at::Tensor device_scalar(const at::Tensor& scalar, const at::Tensor& like);
@@ -66,9 +62,6 @@ struct PairsInput {
              int64_t tolerance, const at::Device& device);
 };
 
-enum class Estimator { kCs, kJsd };
-Estimator parse_estimator(const std::string& name);
-bool parse_mean(const std::string& reduction);
 
 // I per problem from scores S (batch, N, N), with M = alpha * S (alpha: a device scalar in the
 // scores' dtype, or an undefined tensor for alpha = 1). Returns (value (batch,), stats (batch, 4)),

@@ -13,14 +13,6 @@
 #include "cuda_common.h"
 
 namespace csad::gpu {
-namespace {
-std::vector<int64_t> pair_shape(const at::Tensor& p, const at::Tensor& q) {
-  auto shape = p.sizes().vec();
-  shape.back() = q.size(-2);
-  return shape;
-}
-}  // namespace
-
 at::Tensor symmetric_cross_entropy_forward(const at::Tensor& p, const at::Tensor& q) {
   check_cuda(p, "p");
   check_cuda(q, "q");
