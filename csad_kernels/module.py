@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from csad_kernels import _validation as check
 from csad_kernels.api import cs_mutual_information
-from csad_kernels.reference import ESTIMATORS, REDUCTIONS, SIMILARITIES
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -62,13 +62,8 @@ class CrossSampleMI(nn.Module):
         sizes_b = _check_sizes("sizes_b", sizes_y if sizes_b is None else sizes_b)
         if sizes_y[-1] != sizes_b[-1]:
             raise ValueError(f"sizes_y and sizes_b must end in the same embedding size, got {sizes_y} and {sizes_b}")
-        for name, value, choices in (
-            ("similarity", similarity, SIMILARITIES),
-            ("estimator", estimator, ESTIMATORS),
-            ("reduction", reduction, REDUCTIONS),
-        ):
-            if value not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        check.similarity_option(similarity)
+        check.estimator_options(estimator, reduction)
         self.head_y = mlp(sizes_y)
         self.head_b = mlp(sizes_b)
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))

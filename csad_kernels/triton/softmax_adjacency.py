@@ -190,6 +190,21 @@ def _gram_softmax_forward_kernel(
 
 
 @triton.jit
+def _edge_tile(
+    x_ptr, g_ptr, xr, rows, rmax, rsum, tau, b, c0, N, D, sxb, sxn, sxd, sgb, sgn, sgm,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    """The tile (rows, c0 : c0 + BLOCK_C) of the Gram matrix, of E (from the rows' softmax max and sum) and of dL/dE."""
+    cols = c0 + tl.arange(0, BLOCK_C)
+    mask = (rows < N)[:, None] & (cols < N)[None, :]
+    xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+    gram = tl.dot(xr, tl.trans(xc), input_precision="ieee")
+    e = tl.where(mask, tl.exp(tau * gram - rmax[:, None]) / rsum[:, None], 0.0)
+    g = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
+    return gram, e, g
+
+
+@triton.jit
 def _gram_softmax_rows_kernel(
     x_ptr, tau_ptr, st_ptr, g_ptr, rowdot_ptr, dtau_ptr, N, D, sxb, sxn, sxd, sgb, sgn, sgm,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -204,22 +219,14 @@ def _gram_softmax_rows_kernel(
     rowdot = tl.zeros((BLOCK_R,), dtype=tl.float32)
     mean_g = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
-        cols = c0 + tl.arange(0, BLOCK_C)
-        mask = (rows < N)[:, None] & (cols < N)[None, :]
-        xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
-        gram = tl.dot(xr, tl.trans(xc), input_precision="ieee")
-        e = tl.where(mask, tl.exp(tau * gram - rmax[:, None]) / rsum[:, None], 0.0)
-        g = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
+        gram, e, g = _edge_tile(x_ptr, g_ptr, xr, rows, rmax, rsum, tau, b, c0, N, D, sxb, sxn, sxd, sgb, sgn, sgm,
+                                BLOCK_C, BLOCK_D)  # fmt: skip
         rowdot += tl.sum(e * g, axis=1)
         mean_g += tl.sum(e * gram, axis=1)
     dtau = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
-        cols = c0 + tl.arange(0, BLOCK_C)
-        mask = (rows < N)[:, None] & (cols < N)[None, :]
-        xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
-        gram = tl.dot(xr, tl.trans(xc), input_precision="ieee")
-        e = tl.where(mask, tl.exp(tau * gram - rmax[:, None]) / rsum[:, None], 0.0)
-        g = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
+        gram, e, g = _edge_tile(x_ptr, g_ptr, xr, rows, rmax, rsum, tau, b, c0, N, D, sxb, sxn, sxd, sgb, sgn, sgm,
+                                BLOCK_C, BLOCK_D)  # fmt: skip
         dtau += tl.sum(e * (g - rowdot[:, None]) * (gram - mean_g[:, None]), axis=1)
     tl.store(rowdot_ptr + b * N + rows, rowdot, mask=rows < N)
     tl.store(dtau_ptr + b * tl.num_programs(0) + pr, tl.sum(dtau, axis=0))
