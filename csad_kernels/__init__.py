@@ -2,7 +2,7 @@
 
 Public API (DESIGN.md §2): :func:`cosine_similarity`, :func:`softmax_adjacency`, :func:`rwr`,
 :func:`symmetric_cross_entropy`, :func:`cross_sample_mi`, :func:`cs_mutual_information`,
-:class:`CrossSampleMI`, :func:`available_backends`. :mod:`csad_kernels.reference` defines the
+:class:`CrossSampleMI`, :func:`available_backends`, :func:`selected_backend`. :mod:`csad_kernels.reference` defines the
 semantics every backend matches.
 """
 
@@ -11,7 +11,13 @@ from csad_kernels import (
     cuda,  # noqa: F401  (registers the CUDA kernels when the extension was built with them)
     triton,  # noqa: F401  (registers the Triton kernels when Triton is installed)
 )
-from csad_kernels._dispatch import BACKENDS, BackendUnavailableError, available_backends, unavailable_reason
+from csad_kernels._dispatch import (
+    BACKENDS,
+    BackendUnavailableError,
+    available_backends,
+    selected_backend,
+    unavailable_reason,
+)
 from csad_kernels.api import (
     cosine_similarity,
     cross_sample_mi,
@@ -33,6 +39,7 @@ __all__ = [
     "cross_sample_mi",
     "cs_mutual_information",
     "rwr",
+    "selected_backend",
     "softmax_adjacency",
     "symmetric_cross_entropy",
     "unavailable_reason",

@@ -108,3 +108,11 @@ def _explicit(op: str, backend: str, device: torch.device, source: str) -> tuple
             "(or pass backend='auto')"
         )
     return backend, _KERNELS[backend][op]
+
+
+def selected_backend(backend: str = "auto", device: torch.device | str = "cpu") -> str:
+    """The backend that ``cs_mutual_information(..., backend=backend)`` uses for tensors on ``device``.
+
+    Raises ``BackendUnavailableError`` (saying why) when that backend cannot run there.
+    """
+    return resolve("cs_mutual_information", backend, torch.device(device))[0]

@@ -19,6 +19,14 @@ def test_auto_prefers_the_fused_cpu_kernel():
     assert resolve("cs_mutual_information", "auto", CPU)[0] == "cpu"
 
 
+def test_selected_backend_names_what_the_estimator_runs_on(monkeypatch):
+    assert ck.selected_backend() == "cpu" and ck.selected_backend("reference", "cpu") == "reference"
+    monkeypatch.setenv("CSAD_BACKEND", "reference")
+    assert ck.selected_backend("auto", "cpu") == "reference"
+    with pytest.raises(ck.BackendUnavailableError, match="backend='cuda' is not available"):
+        ck.selected_backend("cuda", "cpu")
+
+
 def test_csad_backend_overrides_auto(monkeypatch):
     monkeypatch.setenv("CSAD_BACKEND", "reference")
     assert resolve("cosine_similarity", "auto", CPU)[0] == "reference"

@@ -1,0 +1,146 @@
+"""Run configuration: defaults per dataset, then a YAML/JSON file, then command-line flags (later wins)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATASETS = ("mpower",)
+METHODS = ("baseline", "csad", "csad_content", "csad_struc", "ad_jsd", "grad_reverse", "mi_label", "blind_eye")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run. Epoch counts are per phase (see ``python.methods``)."""
+
+    dataset: str = "mpower"
+    method: str = "csad"
+    data_root: str | None = None
+    pretrain_epochs: int = 15
+    bias_epochs: int = 3
+    estimator_epochs: int = 3
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 1e-3
+    lambda_: float = 1.0
+    k_inner: int = 10
+    alpha: float = 1.0
+    tau: float = 10.0
+    c: float = 0.5
+    balanced_batches: bool = True
+    backend: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    out: str | None = None
+    cache_dir: str = "data_cache"
+    quick: bool = False
+    baseline: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {_key(f.name): getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / f"{self.dataset}_{self.method}_seed{self.seed}"
+
+
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mpower": {"lambda_": 1.0, "pretrain_epochs": 15, "epochs": 15, "bias_epochs": 3, "estimator_epochs": 3},
+}
+QUICK: dict[str, Any] = {"pretrain_epochs": 2, "epochs": 2, "bias_epochs": 1, "estimator_epochs": 1}
+# settings that may change when a run is resumed: they do not change what is computed (up to round-off for backend)
+RESUMABLE_OVERRIDES = {"device", "backend", "resume", "out"}
+
+
+def _key(name: str) -> str:
+    return "lambda" if name == "lambda_" else name
+
+
+def _field(key: str) -> str:
+    key = key.replace("-", "_")
+    return "lambda_" if key == "lambda" else key
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML (or JSON) mapping of config keys safely; unknown keys are an error naming them."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise ValueError(f"config file {path} is not valid {kind}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of keys to values, got {type(data).__name__}")
+    known = {f.name for f in fields(TrainConfig)}
+    values = {_field(str(k)): v for k, v in data.items()}
+    unknown = sorted(_key(k) for k in values if k not in known)
+    if unknown:
+        raise ValueError(f"config file {path}: unknown keys {unknown}; known: {sorted(_key(k) for k in known)}")
+    return values
+
+
+def resolve(cli: dict[str, Any], file_values: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults ← dataset defaults ← ``--quick`` ← config file ← command line (``None`` means not given)."""
+    given = {**(file_values or {}), **{k: v for k, v in cli.items() if v is not None}}
+    dataset = given.get("dataset", TrainConfig.dataset)
+    quick = bool(given.get("quick", False))
+    values = {**DATASET_DEFAULTS.get(dataset, {}), **(QUICK if quick else {}), **given}
+    config = TrainConfig(**values)
+    validate(config)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise ValueError naming the first setting that cannot work."""
+    if config.dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {config.dataset!r}")
+    if config.method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {config.method!r}")
+    for name in ("pretrain_epochs", "bias_epochs", "estimator_epochs", "epochs", "k_inner"):
+        value, least = getattr(config, name), 1 if name == "k_inner" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+    if isinstance(config.batch_size, bool) or not isinstance(config.batch_size, int) or config.batch_size < 2:
+        raise ValueError(f"batch_size must be an int >= 2 (the estimator compares samples), got {config.batch_size!r}")
+    for name in ("lr", "tau", "alpha"):
+        if not float(getattr(config, name)) > 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(config, name)!r}")
+    if not float(config.lambda_) >= 0:
+        raise ValueError(f"lambda must be >= 0, got {config.lambda_!r}")
+    if not 0 < float(config.c) < 1:
+        raise ValueError(f"c must lie in (0, 1), got {config.c!r}")
+    if config.device not in ("auto", "cpu", "cuda") and not str(config.device).startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
+
+
+def save(config: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def load_saved(path: Path) -> TrainConfig:
+    return TrainConfig(**read_config_file(path))
+
+
+def merge_for_resume(saved: TrainConfig, cli: dict[str, Any]) -> TrainConfig:
+    """The saved config with the allowed overrides; any other flag that differs from the saved run is an error."""
+    changed = {}
+    for key, value in cli.items():
+        if value is None or key in RESUMABLE_OVERRIDES or key == "config":
+            continue
+        if getattr(saved, key, value) != value:
+            changed[_key(key)] = (getattr(saved, key), value)
+    if changed:
+        detail = ", ".join(f"{k}: saved {a!r}, given {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(f"--resume continues the saved run and cannot change its settings ({detail})")
+    overrides = {k: cli[k] for k in ("device", "backend") if cli.get(k) is not None}
+    return dataclasses.replace(saved, **overrides)

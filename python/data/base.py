@@ -1,0 +1,70 @@
+"""What every dataset loader returns: tensors per split plus what the trainer must know about the task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    """One split of a dataset, all tensors on the CPU with the same first dim ``n``.
+
+    inputs: what the feature extractor F takes, e.g. ``(x (n, 41),)`` for Adult or
+        ``(taps (n, C, T), mask (n, T))`` for mPower.
+    y: ``(n,)`` int64 target labels. bias: ``(n, K)`` int64 bias labels, one column per bias head.
+    """
+
+    inputs: tuple[torch.Tensor, ...]
+    y: torch.Tensor
+    bias: torch.Tensor
+
+    def __post_init__(self) -> None:
+        n = self.y.shape[0]
+        if self.y.dim() != 1 or self.bias.dim() != 2 or self.bias.shape[0] != n:
+            raise ValueError(f"Split needs y (n,) and bias (n, K), got {tuple(self.y.shape)}, {tuple(self.bias.shape)}")
+        for i, x in enumerate(self.inputs):
+            if x.shape[0] != n:
+                raise ValueError(f"Split input {i} has {x.shape[0]} rows, expected {n}")
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+    def subset(self, index: torch.Tensor) -> Split:
+        return Split(tuple(x[index] for x in self.inputs), self.y[index], self.bias[index])
+
+
+@dataclass
+class DataBundle:
+    """A loaded dataset.
+
+    name: dataset name (``mpower``, ``adult``, ...). data_source: ``"real"`` or ``"simulated"`` (or
+    ``"embedded"`` for a shipped real subset). description: one line for the console and metrics.json.
+    n_classes: number of target classes (2 means one logit and BCE). bias_classes: classes per bias head.
+    bias_names: a name per bias head. tolerance: Ω tolerance on the bias labels (DESIGN §2).
+    test_is_bias_free: whether the test split decorrelates bias and target. log: what the loader
+    dropped or changed and how many, shown on the console and stored in metrics.json.
+    """
+
+    name: str
+    data_source: str
+    description: str
+    splits: dict[str, Split]
+    n_classes: int
+    bias_classes: tuple[int, ...]
+    bias_names: tuple[str, ...]
+    tolerance: int = 0
+    test_is_bias_free: bool = True
+    log: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        missing = [s for s in SPLITS if s not in self.splits]
+        if missing:
+            raise ValueError(f"DataBundle {self.name!r} lacks splits {missing}")
+        if self.data_source not in ("real", "simulated", "embedded"):
+            raise ValueError(f"data_source must be 'real', 'simulated' or 'embedded', got {self.data_source!r}")
+        if len(self.bias_classes) != len(self.bias_names):
+            raise ValueError("bias_classes and bias_names must have one entry per bias head")

@@ -1,0 +1,90 @@
+"""What a method is: the modules and optimizers it adds, its training phases, and one step per phase.
+
+The trainer (``python.trainer``) owns the loop, batches, evaluation, checkpoints and progress; a method only
+says which losses update which parameters. Every update goes through :meth:`Method.update`, which
+back-propagates into the optimizer's own parameters only (``backward(inputs=...)``): a step can never leave
+gradients on, or move, parameters it does not own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as nnf
+
+from python.config import TrainConfig
+from python.data.base import DataBundle
+from python.models import DebiasNet
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    epochs: int
+
+
+@dataclass
+class Batch:
+    inputs: tuple[torch.Tensor, ...]
+    y: torch.Tensor
+    bias: torch.Tensor  # (n, heads) int64
+
+
+class Method:
+    """Vanilla training of F, D_y and P_y on the target loss (``baseline``); subclasses add debiasing."""
+
+    name = "baseline"
+
+    def __init__(self, net: DebiasNet, bundle: DataBundle, config: TrainConfig) -> None:
+        self.net, self.bundle, self.config = net, bundle, config
+        self.extra = nn.ModuleDict()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.add_optimizer("target", [net.f, net.d_y, net.p_y])
+
+    # ----- construction helpers
+    def add_optimizer(self, name: str, modules: Iterable[nn.Module]) -> None:
+        params = [p for m in modules for p in m.parameters()]
+        self.optimizers[name] = torch.optim.Adam(params, lr=self.config.lr)
+
+    def phases(self) -> list[Phase]:
+        return [Phase("train", self.config.pretrain_epochs + self.config.epochs)]
+
+    def step(self, phase: str, batch: Batch) -> dict[str, float]:
+        return {"target": self.target_step(batch)}
+
+    # ----- shared steps and losses
+    def update(self, optimizer: str, loss: torch.Tensor) -> float:
+        """One step of ``optimizer`` on ``loss``, gradients flowing into that optimizer's parameters only."""
+        opt = self.optimizers[optimizer]
+        params = [p for group in opt.param_groups for p in group["params"]]
+        opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=params)
+        opt.step()
+        return float(loss.detach())
+
+    def target_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if logits.dim() == 1:
+            return nnf.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+        return nnf.cross_entropy(logits, y)
+
+    @staticmethod
+    def bias_loss(logits: list[torch.Tensor], bias: torch.Tensor) -> torch.Tensor:
+        """Mean over bias heads of the cross-entropy."""
+        return torch.stack([nnf.cross_entropy(lg, bias[:, k]) for k, lg in enumerate(logits)]).mean()
+
+    def target_step(self, batch: Batch) -> float:
+        """Algorithm 2 line 10 (and the baseline): F, D_y, P_y minimise the target loss."""
+        net = self.net
+        logits = net.target_logits(net.target_branch(net.features(*batch.inputs)))
+        return self.update("target", self.target_loss(logits, batch.y))
+
+    def state_dict(self) -> dict:
+        return {"extra": self.extra.state_dict(), "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.extra.load_state_dict(state["extra"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])

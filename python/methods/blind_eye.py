@@ -1,0 +1,43 @@
+"""Confusion loss (Alvi et al., ECCV-W 2018, "Turning a Blind Eye")."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as nnf
+
+from python.config import TrainConfig
+from python.data.base import DataBundle
+from python.methods.base import Batch, Method, Phase
+from python.models import DebiasNet
+
+
+def confusion_loss(logits: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over heads of the cross-entropy between each head's prediction and the uniform distribution."""
+    return torch.stack([-nnf.log_softmax(lg, -1).mean(-1).mean() for lg in logits]).mean()
+
+
+class BlindEye(Method):
+    """After target pretraining, per minibatch: the bias branch D_b, P_b learns the bias from detached
+    features; then F, D_y, P_y minimise the target loss plus λ times the confusion loss of that (frozen) head."""
+
+    name = "blind_eye"
+
+    def __init__(self, net: DebiasNet, bundle: DataBundle, config: TrainConfig) -> None:
+        super().__init__(net, bundle, config)
+        self.add_optimizer("bias", [net.d_b, net.p_b])
+
+    def phases(self) -> list[Phase]:
+        return [Phase("pretrain_target", self.config.pretrain_epochs), Phase("adversarial", self.config.epochs)]
+
+    def step(self, phase: str, batch: Batch) -> dict[str, float]:
+        net = self.net
+        if phase == "pretrain_target":
+            return {"target": self.target_step(batch)}
+        with torch.no_grad():
+            z = net.features(*batch.inputs)
+        bias = self.update("bias", self.bias_loss(net.bias_logits(net.bias_branch(z)), batch.bias))
+        z = net.features(*batch.inputs)
+        target = self.target_loss(net.target_logits(net.target_branch(z)), batch.y)
+        confusion = confusion_loss(net.bias_logits(net.bias_branch(z)))
+        self.update("target", target + self.config.lambda_ * confusion)
+        return {"target": float(target.detach()), "bias": bias, "confusion": float(confusion.detach())}

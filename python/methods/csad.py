@@ -1,0 +1,101 @@
+"""CSAD (Algorithm 2 of the supplement) and its ablations: content-only, structure-only, and the JSD estimator."""
+
+from __future__ import annotations
+
+import torch
+
+import csad_kernels as ck
+from python.config import TrainConfig
+from python.data.base import DataBundle
+from python.methods.base import Batch, Method, Phase
+from python.models import DebiasNet
+
+
+class CSAD(Method):
+    """Cross-sample adversarial debiasing.
+
+    Pretraining: F, D_y, P_y on the target loss; D_b, P_b on the bias loss with F frozen; M maximising I.
+    Then per minibatch: one target step of F, D_y, P_y; K steps of D_b, P_b on detached features; K steps
+    of M maximising I on detached h^y, h^b; one step of F alone minimising λ·I.
+    """
+
+    name = "csad"
+    similarity, estimator = "joint", "cs"
+
+    def __init__(self, net: DebiasNet, bundle: DataBundle, config: TrainConfig) -> None:
+        super().__init__(net, bundle, config)
+        sizes = net.spec.estimator
+        self.extra["m"] = ck.CrossSampleMI(
+            sizes, sizes, alpha=config.alpha, tau=config.tau, c=config.c, tolerance=bundle.tolerance,
+            similarity=self.similarity, estimator=self.estimator, backend=config.backend,
+        )
+        self.add_optimizer("bias", [net.d_b, net.p_b])
+        self.add_optimizer("estimator", [self.extra["m"]])
+        self.add_optimizer("adversary", [net.f])
+
+    def phases(self) -> list[Phase]:
+        c = self.config
+        return [Phase("pretrain_target", c.pretrain_epochs), Phase("pretrain_bias", c.bias_epochs),
+                Phase("pretrain_estimator", c.estimator_epochs), Phase("adversarial", c.epochs)]
+
+    def mutual_information(self, hy: torch.Tensor, hb: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return self.extra["m"](hy, hb, bias)
+
+    def bias_step(self, z: torch.Tensor, batch: Batch) -> float:
+        """D_b, P_b minimise the bias loss on detached features ``z``."""
+        net = self.net
+        return self.update("bias", self.bias_loss(net.bias_logits(net.bias_branch(z)), batch.bias))
+
+    def estimator_step(self, hy: torch.Tensor, hb: torch.Tensor, batch: Batch) -> float:
+        """M maximises I on detached ``hy``, ``hb``; returns the estimate I."""
+        return -self.update("estimator", -self.mutual_information(hy, hb, batch.bias))
+
+    def adversarial_step(self, batch: Batch) -> float:
+        """F alone minimises λ·I (D_y, D_b and M receive no update); returns I."""
+        net = self.net
+        z = net.features(*batch.inputs)
+        mi = self.mutual_information(net.target_branch(z), net.bias_branch(z), batch.bias)
+        self.update("adversary", self.config.lambda_ * mi)
+        return float(mi.detach())
+
+    def detached(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            z = self.net.features(*batch.inputs)
+            return z, self.net.target_branch(z), self.net.bias_branch(z)
+
+    def step(self, phase: str, batch: Batch) -> dict[str, float]:
+        if phase == "pretrain_target":
+            return {"target": self.target_step(batch)}
+        if phase == "pretrain_bias":
+            z, _, _ = self.detached(batch)
+            return {"bias": self.bias_step(z, batch)}
+        if phase == "pretrain_estimator":
+            _, hy, hb = self.detached(batch)
+            return {"mi": self.estimator_step(hy, hb, batch)}
+        losses = {"target": self.target_step(batch)}
+        z, _, _ = self.detached(batch)
+        for _ in range(self.config.k_inner):
+            losses["bias"] = self.bias_step(z, batch)
+        _, hy, hb = self.detached(batch)
+        for _ in range(self.config.k_inner):
+            losses["mi"] = self.estimator_step(hy, hb, batch)
+        losses["mi_adversarial"] = self.adversarial_step(batch)
+        return losses
+
+
+class CSADContent(CSAD):
+    """CSAD with the content similarity only (Eq. 3)."""
+
+    name, similarity = "csad_content", "content"
+
+
+class CSADStructural(CSAD):
+    """CSAD with the local-structure similarity only (Eq. 8)."""
+
+    name, similarity = "csad_struc", "structural"
+
+
+class AdversarialJSD(CSAD):
+    """Content similarity with the Jensen-Shannon estimator (Eq. 1) in place of Eq. 2."""
+
+    name, similarity, estimator = "ad_jsd", "content", "jsd"

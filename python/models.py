@@ -1,0 +1,166 @@
+"""Networks of DESIGN.md §3: feature extractor F, target branch D_y → P_y, bias branch D_b → P_b, sizes of M.
+
+ReLU follows every layer but the last of each predictor (the paper's tables omit it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as nnf
+
+
+def mlp(sizes: Sequence[int], *, last_relu: bool = False) -> nn.Sequential:
+    """Linear layers ``sizes[0] → … → sizes[-1]`` with ReLU between them (and after the last if asked)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        if i:
+            layers.append(nn.ReLU())
+        layers.append(nn.Linear(n_in, n_out))
+    if last_relu:
+        layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class CausalConv1d(nn.Conv1d):
+    """Dilated 1-D convolution padded on the left only, so output t sees inputs ≤ t and keeps the length."""
+
+    def __init__(self, n_in: int, n_out: int, kernel_size: int, dilation: int) -> None:
+        super().__init__(n_in, n_out, kernel_size, dilation=dilation)
+        self.left_pad = (kernel_size - 1) * dilation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(nnf.pad(x, (self.left_pad, 0)))
+
+
+class TCN(nn.Module):
+    """Temporal convolutional network for tap sequences (mPower).
+
+    ``layers`` causal dilated convolutions (dilation 1, 2, 4, …), kernel ``kernel_size``, ``filters`` channels,
+    ReLU and a residual connection per layer; masked global average pooling over valid taps.
+    forward(taps (n, C, T), mask (n, T) bool) -> (n, filters).
+    """
+
+    def __init__(self, n_in: int, *, layers: int = 6, kernel_size: int = 5, filters: int = 64) -> None:
+        super().__init__()
+        self.inp = nn.Conv1d(n_in, filters, 1)
+        self.convs = nn.ModuleList(CausalConv1d(filters, filters, kernel_size, 2**i) for i in range(layers))
+        self.out_dim = filters
+
+    def forward(self, taps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        weight = mask.to(taps.dtype).unsqueeze(1)
+        h = self.inp(taps * weight)
+        for conv in self.convs:
+            h = h + torch.relu(conv(h))
+        pooled = (h * weight).sum(-1) / weight.sum(-1).clamp_min(1.0)
+        return torch.relu(pooled)
+
+
+class ConvFeatures(nn.Module):
+    """Colored MNIST feature extractor: 2 conv 5×5, 64 filters, each with 2×2 max-pool; (n, 3, 28, 28) -> (n, 1024)."""
+
+    def __init__(self, n_in: int = 3, filters: int = 64) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(n_in, filters, 5)
+        self.conv2 = nn.Conv2d(filters, filters, 5)
+        self.out_dim = filters * 4 * 4
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        h = nnf.max_pool2d(torch.relu(self.conv1(images)), 2)
+        h = nnf.max_pool2d(torch.relu(self.conv2(h)), 2)
+        return h.flatten(1)
+
+
+class DenseFeatures(nn.Module):
+    """Tabular feature extractor (Adult): one linear layer with ReLU, (n, n_in) -> (n, out_dim)."""
+
+    def __init__(self, n_in: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = mlp((n_in, out_dim), last_relu=True)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class BiasHeads(nn.Module):
+    """One predictor per bias attribute; forward(h (n, d)) -> list of logits (n, classes_k)."""
+
+    def __init__(self, hidden: Sequence[int], bias_classes: Sequence[int]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(mlp((*hidden, k)) for k in bias_classes)
+
+    def forward(self, h: torch.Tensor) -> list[torch.Tensor]:
+        return [head(h) for head in self.heads]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Sizes of one row of DESIGN §3's table. ``branch``: D_y and D_b; ``target``/``bias``: hidden sizes of P_y /
+    P_b before the output layer (input first); ``estimator``: heads of M (input first)."""
+
+    branch: int
+    target: tuple[int, ...]
+    bias: tuple[int, ...]
+    estimator: tuple[int, ...]
+
+
+SPECS: dict[str, ModelSpec] = {
+    "mpower": ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
+    "adult": ModelSpec(branch=32, target=(32,), bias=(32,), estimator=(32, 32, 32)),
+    "colored_mnist": ModelSpec(branch=128, target=(128, 64), bias=(128, 64), estimator=(128, 64, 32, 32)),
+}
+
+
+def feature_extractor(dataset: str, example_inputs: Sequence[torch.Tensor]) -> nn.Module:
+    """F for ``dataset``, sized from one batch of its inputs."""
+    if dataset == "mpower":
+        return TCN(example_inputs[0].shape[1])
+    if dataset == "adult":
+        return DenseFeatures(example_inputs[0].shape[1], 64)
+    if dataset == "colored_mnist":
+        return ConvFeatures(example_inputs[0].shape[1])
+    raise ValueError(f"no model for dataset {dataset!r}; known: {sorted(SPECS)}")
+
+
+class DebiasNet(nn.Module):
+    """F, the target branch (D_y, P_y) and the bias branch (D_b, P_b) of CSAD (Fig. 2 of the paper).
+
+    ``features(*inputs) -> z (n, F.out_dim)``; ``target_branch(z) -> h^y (n, branch)``;
+    ``target_logits(h^y) -> (n,)`` for two classes, else ``(n, classes)``; ``bias_branch(z) -> h^b``;
+    ``bias_logits(h^b) -> [(n, classes_k)]``.
+    """
+
+    def __init__(self, dataset: str, example_inputs: Sequence[torch.Tensor], n_classes: int,
+                 bias_classes: Sequence[int]) -> None:
+        super().__init__()
+        spec = SPECS[dataset]
+        self.spec, self.n_classes = spec, n_classes
+        self.f = feature_extractor(dataset, example_inputs)
+        self.d_y = mlp((self.f.out_dim, spec.branch), last_relu=True)
+        self.p_y = mlp((*spec.target, 1 if n_classes == 2 else n_classes))
+        self.d_b = mlp((self.f.out_dim, spec.branch), last_relu=True)
+        self.p_b = BiasHeads(spec.bias, bias_classes)
+
+    def features(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.f(*inputs)
+
+    def target_branch(self, z: torch.Tensor) -> torch.Tensor:
+        return self.d_y(z)
+
+    def target_logits(self, hy: torch.Tensor) -> torch.Tensor:
+        logits = self.p_y(hy)
+        return logits.squeeze(-1) if self.n_classes == 2 else logits
+
+    def bias_branch(self, z: torch.Tensor) -> torch.Tensor:
+        return self.d_b(z)
+
+    def bias_logits(self, hb: torch.Tensor) -> list[torch.Tensor]:
+        return self.p_b(hb)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Target logits: what is kept at test time (the bias branch and M are dropped)."""
+        return self.target_logits(self.target_branch(self.features(*inputs)))

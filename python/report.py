@@ -1,0 +1,86 @@
+"""What a run leaves behind: metrics.json, curves.png and the console table beside the baseline."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from python.trainer import RunResult
+
+TABLE_ROWS = (
+    ("val", "auc", "val AUC (age-confounded)"),
+    ("test", "auc", "test AUC (bias-free)"),
+    ("test", "ap", "test AP"),
+    ("test", "f1", "test F1"),
+    ("test", "accuracy", "test accuracy"),
+)
+
+
+def write_json_atomic(data: dict[str, Any], path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, allow_nan=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def table(result: RunResult, baseline: RunResult | None, bias_names: tuple[str, ...], val_label: str) -> str:
+    """A plain-text table: one row per metric, columns baseline, method and their difference."""
+    rows: list[tuple[str, float, float | None]] = []
+    for split, key, label in TABLE_ROWS:
+        if key in result.metrics[split]:
+            label = label.replace("(age-confounded)", val_label)
+            rows.append((label, result.metrics[split][key], baseline.metrics[split][key] if baseline else None))
+    for name in bias_names:
+        for kind in ("features", "target_features"):
+            probe = result.bias_leakage[name][kind]
+            base = baseline.bias_leakage[name][kind]["balanced_accuracy"] if baseline else None
+            rows.append((f"{name} leakage, {kind} (bal. acc.; chance {probe['chance_balanced_accuracy']:.3f})",
+                         probe["balanced_accuracy"], base))
+    width = max(len(r[0]) for r in rows)
+    head = f"{'metric':<{width}}  {'baseline':>9}  {result.method:>12}  {'change':>8}"
+    lines = [head, "-" * len(head)]
+    for label, value, base in rows:
+        base_text = f"{base:9.4f}" if base is not None else f"{'-':>9}"
+        change = f"{value - base:+8.4f}" if base is not None and math.isfinite(base) else f"{'':>8}"
+        lines.append(f"{label:<{width}}  {base_text}  {value:12.4f}  {change}")
+    return "\n".join(lines)
+
+
+def plot_curves(results: list[RunResult], primary: str, path: Path) -> None:
+    """curves.png: per method, each training loss and the validation metric over epochs (phases shaded)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    loss_ax, val_ax = axes
+    for result in results:
+        if not result.history:
+            continue
+        x = list(range(1, len(result.history) + 1))
+        keys = sorted({k for h in result.history for k in h if k not in ("phase", "epoch", f"val_{primary}")})
+        for key in keys:
+            points = [(i, h[key]) for i, h in zip(x, result.history, strict=True) if key in h]
+            loss_ax.plot(*zip(*points, strict=True), marker=".", label=f"{result.method}: {key}")
+        val_ax.plot(x, [h[f"val_{primary}"] for h in result.history], marker=".", label=result.method)
+        _mark_phases(val_ax, result.history)
+    loss_ax.set(xlabel="epoch (all phases)", ylabel="mean loss / estimate per epoch", title="training")
+    val_ax.set(xlabel="epoch (all phases)", ylabel=f"validation {primary}", title="validation")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _mark_phases(ax: Any, history: list[dict[str, Any]]) -> None:
+    for i in range(1, len(history)):
+        if history[i]["phase"] != history[i - 1]["phase"]:
+            ax.axvline(i + 0.5, color="grey", lw=0.6, ls=":")

@@ -1,0 +1,149 @@
+"""Train a debiased model: ``python -m python.train --dataset mpower --method csad`` (from the repository root).
+
+Trains the chosen method and, unless --no-baseline, the vanilla baseline on the same data in the same run, then
+prints a table of both on the validation split and the bias-free test split. Everything goes to runs/NAME/:
+config.yaml, checkpoints/, metrics.json and curves.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import csad_kernels as ck
+from python import config as cfg
+from python.data import load_dataset
+from python.report import plot_curves, table, write_json_atomic
+from python.trainer import RunResult, Trainer, resolve_device
+
+FLAG_HELP = {
+    "dataset": "benchmark to train on (default mpower)",
+    "method": "debiasing method (default csad); 'baseline' is vanilla training",
+    "data_root": "folder holding the real data (mPower: DATA_ROOT/mpower/tapping.csv, demographics.csv, "
+                 "tapping_samples/); without it a simulated cohort in the same format is generated and used",
+    "pretrain_epochs": "epochs of Algorithm 2 step 1 (F, D_y, P_y on the target loss) (mpower default 15)",
+    "bias_epochs": "epochs of step 2 (bias branch on frozen F) (default 3)",
+    "estimator_epochs": "epochs of step 3 (M maximising I) (default 3)",
+    "epochs": "epochs of the debiasing phase (step 4) (mpower default 15); the baseline trains "
+              "pretrain-epochs + epochs epochs",
+    "batch_size": "minibatch size, also the number of samples the cross-sample estimator compares (default 128)",
+    "lr": "Adam learning rate of every network (default 1e-3)",
+    "lambda_": "weight λ of the debiasing loss (mpower default 1.0)",
+    "k_inner": "K: steps of the bias branch and of M per minibatch (default 10)",
+    "alpha": "initial scale alpha of the estimator's similarity (default 1)",
+    "tau": "initial temperatures tau_y, tau_b of the estimator's graphs (default 10)",
+    "c": "restart constant c of the random walk, in (0, 1) (default 0.5)",
+    "backend": "csad_kernels backend of the estimator: auto, reference, cpu, cuda, triton (default auto)",
+    "device": "auto, cpu, cuda or cuda:N (default auto: cuda when available)",
+    "seed": "seed of initialisation and minibatch order (default 0)",
+    "out": "run folder (default runs/DATASET_METHOD_seedSEED)",
+    "cache_dir": "where generated data (the simulated cohort) is cached (default data_cache)",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m python.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=cfg.DATASETS, help=FLAG_HELP["dataset"])
+    p.add_argument("--method", choices=cfg.METHODS, help=FLAG_HELP["method"])
+    p.add_argument("--data-root", dest="data_root", metavar="DIR", help=FLAG_HELP["data_root"])
+    for name, kind in (("pretrain_epochs", int), ("bias_epochs", int), ("estimator_epochs", int), ("epochs", int),
+                       ("batch_size", int), ("lr", float), ("lambda_", float), ("k_inner", int), ("alpha", float),
+                       ("tau", float), ("c", float), ("seed", int)):
+        flag = "--lambda" if name == "lambda_" else "--" + name.replace("_", "-")
+        p.add_argument(flag, dest=name, type=kind, metavar="X" if kind is float else "N", help=FLAG_HELP[name])
+    p.add_argument("--balanced-batches", dest="balanced_batches", action=argparse.BooleanOptionalAction,
+                   help="draw minibatches balanced over the target classes (default on)")
+    p.add_argument("--backend", help=FLAG_HELP["backend"])
+    p.add_argument("--device", help=FLAG_HELP["device"])
+    p.add_argument("--out", metavar="DIR", help=FLAG_HELP["out"])
+    p.add_argument("--cache-dir", dest="cache_dir", metavar="DIR", help=FLAG_HELP["cache_dir"])
+    p.add_argument("--config", metavar="FILE.yaml",
+                   help="YAML or JSON file of settings (keys as the flags, e.g. 'lambda: 2'); flags override it")
+    p.add_argument("--quick", action="store_true", default=None,
+                   help="a complete run with every phase on a small cohort and few epochs (< 2 min on 2 CPU cores)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (or the default folder) from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder instead of failing")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
+                   help="do not train the vanilla baseline beside the method")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
+    return p
+
+
+def settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Namespace]:
+    args = parser().parse_args(argv)
+    cli = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "overwrite", "progress")}
+    file_values = cfg.read_config_file(args.config) if args.config else {}
+    fresh = cfg.resolve(cli, file_values)
+    if not args.resume:
+        return fresh, args
+    saved_path = fresh.run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise SystemExit(f"--resume: no run to continue in {fresh.run_dir} (no config.yaml); give its --out")
+    return cfg.merge_for_resume(cfg.load_saved(saved_path), {**file_values, **cli}), args
+
+
+def prepare_run_dir(config: cfg.TrainConfig, args: argparse.Namespace) -> Path:
+    run_dir = config.run_dir
+    if run_dir.exists() and any(run_dir.iterdir()) and not args.resume:
+        if not args.overwrite:
+            raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, --overwrite to replace "
+                             "it, or --out for a new folder")
+        shutil.rmtree(run_dir)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    cfg.save(config, run_dir / "config.yaml")
+    return run_dir
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    config, args = settings(argv)
+    device = resolve_device(config.device)
+    try:
+        backend = ck.selected_backend(config.backend, device)
+    except (ck.BackendUnavailableError, ValueError) as exc:
+        raise SystemExit(f"--backend {config.backend}: {exc}") from exc
+    run_dir = prepare_run_dir(config, args)
+    bundle = load_dataset(config)
+    say = print
+    say(f"csad: {config.dataset} ({bundle.data_source}: {bundle.description})")
+    say("  " + ", ".join(f"{name} {len(split)}" for name, split in bundle.splits.items())
+        + f" samples; method {config.method}; estimator backend {backend}; device {device}; seed {config.seed}")
+    for line in bundle.log:
+        say(f"  data: {line}")
+    say(f"  run folder: {run_dir}")
+
+    def train(method: str) -> RunResult:
+        trainer = Trainer(config, bundle, method, run_dir / "checkpoints" / f"{method}.pt", device,
+                          show_progress=args.progress)
+        return trainer.fit(resume=args.resume)
+
+    baseline = train("baseline") if config.baseline and config.method != "baseline" else None
+    result = train(config.method)
+    metrics = {
+        "dataset": config.dataset, "method": config.method, "data_source": bundle.data_source,
+        "data_description": bundle.description, "data_log": bundle.log, "seed": config.seed, "backend": backend,
+        "device": str(device), "wall_time_s": result.wall_time_s,
+        "metrics": result.metrics, "bias_leakage": result.bias_leakage,
+        "baseline": baseline.to_dict() if baseline else None,
+    }
+    write_json_atomic(metrics, run_dir / "metrics.json")
+    primary = "auc" if bundle.n_classes == 2 else "accuracy"
+    plot_curves([r for r in (baseline, result) if r is not None], primary, run_dir / "curves.png")
+    val_label = "(age-confounded)" if bundle.test_is_bias_free else "(val)"
+    say("")
+    say(table(result, baseline, bundle.bias_names, val_label))
+    say(f"\nwrote {run_dir / 'metrics.json'} and {run_dir / 'curves.png'} ({result.wall_time_s:.0f} s of training)")
+    return metrics
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc

@@ -1,0 +1,197 @@
+"""One trainer for every method: phases, minibatches, evaluation, checkpoints, resume, progress bars."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from python import checkpoint
+from python.config import TrainConfig
+from python.data.base import DataBundle, Split
+from python.methods import METHODS, Batch, Method
+from python.metrics import bias_leakage, target_metrics
+from python.models import DebiasNet
+
+EVAL_BATCH = 512
+
+
+class Interrupted(RuntimeError):
+    """Raised by ``Trainer.fit(stop_after_epochs=...)``: the run stopped after a checkpoint, as a kill would."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this torch has no usable CUDA device (torch.cuda.is_available() is False)")
+    return device
+
+
+def epoch_seed(seed: int, phase: int, epoch: int) -> int:
+    """The RNG seed of one epoch: batches and any randomness inside it depend only on (seed, phase, epoch),
+    so a resumed run replays exactly what an uninterrupted one does."""
+    return (seed * 1_000_003 + phase * 10_007 + epoch) % (2**63)
+
+
+@dataclass
+class RunResult:
+    method: str
+    metrics: dict[str, dict[str, float]]
+    bias_leakage: dict[str, dict[str, dict[str, float]]]
+    history: list[dict[str, Any]]
+    wall_time_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "metrics": self.metrics, "bias_leakage": self.bias_leakage,
+                "wall_time_s": self.wall_time_s}
+
+
+class Trainer:
+    """Trains ``method_name`` on ``bundle`` with ``config``; checkpoints to ``checkpoint_path`` after every epoch."""
+
+    def __init__(self, config: TrainConfig, bundle: DataBundle, method_name: str, checkpoint_path: Path,
+                 device: torch.device, *, show_progress: bool = True) -> None:
+        self.config, self.bundle, self.device = config, bundle, device
+        self.checkpoint_path, self.show_progress = checkpoint_path, show_progress
+        self.splits = {name: _to_device(split, device) for name, split in bundle.splits.items()}
+        torch.manual_seed(config.seed)
+        example = tuple(x[:2] for x in self.splits["train"].inputs)
+        self.net = DebiasNet(config.dataset, example, bundle.n_classes, bundle.bias_classes).to(device)
+        self.method: Method = METHODS[method_name](self.net, bundle, config)
+        self.method.extra.to(device)
+        self.primary = "auc" if bundle.n_classes == 2 else "accuracy"
+
+    # ----- batches
+    def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
+        """Index batches of one epoch: class-balanced draws when ``balanced_batches``, else a permutation."""
+        y, size = self.splits["train"].y, self.config.batch_size
+        n = len(y)
+        if self.config.balanced_batches:
+            counts = torch.bincount(y, minlength=self.bundle.n_classes).clamp_min(1)
+            weights = (1.0 / counts.double())[y].cpu()
+            order = torch.multinomial(weights, n, replacement=True, generator=generator)
+        else:
+            order = torch.randperm(n, generator=generator)
+        chunks = list(order.split(size))
+        if len(chunks) > 1 and len(chunks[-1]) < 2:  # the estimator needs two samples: fold a lone one back in
+            chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
+        return [c.to(self.device) for c in chunks]
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        split = self.splits["train"]
+        return Batch(tuple(x[index] for x in split.inputs), split.y[index], split.bias[index])
+
+    # ----- evaluation
+    @torch.no_grad()
+    def outputs(self, split: Split) -> dict[str, torch.Tensor]:
+        """Target logits, features z = F(x) and target features h^y of a whole split, in eval mode."""
+        self.net.eval()
+        parts: dict[str, list[torch.Tensor]] = {"logits": [], "features": [], "target_features": []}
+        for start in range(0, len(split), EVAL_BATCH):
+            z = self.net.features(*(x[start:start + EVAL_BATCH] for x in split.inputs))
+            hy = self.net.target_branch(z)
+            for key, value in (("logits", self.net.target_logits(hy)), ("features", z), ("target_features", hy)):
+                parts[key].append(value.float().cpu())
+        self.net.train()
+        return {k: torch.cat(v) for k, v in parts.items()}
+
+    def evaluate(self, name: str) -> dict[str, float]:
+        return target_metrics(self.outputs(self.splits[name])["logits"], self.splits[name].y.cpu())
+
+    def leakage(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Bias leakage on the test split, per bias attribute, of F's features and of the target features."""
+        split = self.splits["test"]
+        out = self.outputs(split)
+        bias = split.bias.cpu()
+        return {
+            name: {kind: bias_leakage(out[kind], bias[:, k], seed=self.config.seed)
+                   for kind in ("features", "target_features")}
+            for k, name in enumerate(self.bundle.bias_names)
+        }
+
+    # ----- checkpoints
+    def state(self, phase: int, epoch: int, history: list, wall: float, result: dict | None) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "method": self.method.state_dict(), "phase": phase, "epoch": epoch,
+                "history": history, "wall_time_s": wall, "result": result, "method_name": self.method.name}
+
+    def restore(self) -> tuple[int, int, list, float, dict | None]:
+        state = checkpoint.load(self.checkpoint_path)
+        if state.get("method_name") != self.method.name:
+            raise ValueError(f"checkpoint {self.checkpoint_path} belongs to method {state.get('method_name')!r}")
+        self.net.load_state_dict(state["net"])
+        self.method.load_state_dict(state["method"])
+        return state["phase"], state["epoch"], state["history"], state["wall_time_s"], state["result"]
+
+    # ----- the loop
+    def fit(self, *, resume: bool = False, stop_after_epochs: int | None = None) -> RunResult:
+        """Run every phase of the method (continuing from the checkpoint when ``resume``), then evaluate."""
+        phase0, epoch0, history, wall, result = 0, 0, [], 0.0, None
+        if resume and self.checkpoint_path.exists():
+            phase0, epoch0, history, wall, result = self.restore()
+        if result is not None:
+            return RunResult(self.method.name, result["metrics"], result["bias_leakage"], history, wall)
+        start, done_now = time.perf_counter(), 0
+        phases = self.method.phases()
+        for p, phase in enumerate(phases):
+            if p < phase0 or phase.epochs == 0:
+                continue
+            first = epoch0 if p == phase0 else 0
+            bar = self.progress_bar(phase.name, phase.epochs, first)
+            for epoch in range(first, phase.epochs):
+                losses = self.run_epoch(p, phase.name, epoch, bar)
+                val = self.evaluate("val")
+                record = {**losses, f"val_{self.primary}": val[self.primary]}
+                history.append({"phase": phase.name, "epoch": epoch + 1, **record})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in record.items()})
+                done_now += 1
+                last = p == len(phases) - 1 and epoch + 1 == phase.epochs
+                next_phase, next_epoch = (p, epoch + 1) if epoch + 1 < phase.epochs else (p + 1, 0)
+                elapsed = wall + time.perf_counter() - start
+                if not last:
+                    checkpoint.save_atomic(self.state(next_phase, next_epoch, history, elapsed, None),
+                                           self.checkpoint_path)
+                if stop_after_epochs is not None and done_now >= stop_after_epochs and not last:
+                    bar.close()
+                    raise Interrupted(f"stopped after {done_now} epochs (checkpoint {self.checkpoint_path})")
+            bar.close()
+        metrics = {name: self.evaluate(name) for name in ("val", "test")}
+        leakage = self.leakage()
+        wall += time.perf_counter() - start
+        result = {"metrics": metrics, "bias_leakage": leakage}
+        checkpoint.save_atomic(self.state(len(phases), 0, history, wall, result), self.checkpoint_path)
+        return RunResult(self.method.name, metrics, leakage, history, wall)
+
+    def run_epoch(self, phase_index: int, phase: str, epoch: int, bar: tqdm) -> dict[str, float]:
+        seed = epoch_seed(self.config.seed, phase_index, epoch)
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        sums: dict[str, float] = {}
+        batches = self.batches(generator)
+        for index in batches:
+            for key, value in self.method.step(phase, self.batch(index)).items():
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"{self.method.name}, phase {phase}, epoch {epoch + 1}: loss {key} is "
+                                             f"{value}; try a smaller --lr or --lambda")
+                sums[key] = sums.get(key, 0.0) + value
+            bar.update(1)
+        return {k: v / len(batches) for k, v in sums.items()}
+
+    def progress_bar(self, phase: str, epochs: int, first: int) -> tqdm:
+        n = self.config.batch_size
+        per_epoch = max(1, math.ceil(len(self.splits["train"]) / n))
+        if len(self.splits["train"]) % n == 1 and per_epoch > 1:
+            per_epoch -= 1
+        return tqdm(total=epochs * per_epoch, initial=first * per_epoch, desc=f"{self.method.name}: {phase}",
+                    unit="batch", disable=not self.show_progress, dynamic_ncols=True)
+
+
+def _to_device(split: Split, device: torch.device) -> Split:
+    return Split(tuple(x.to(device) for x in split.inputs), split.y.to(device), split.bias.to(device))

@@ -1,0 +1,278 @@
+"""The training package: every method end to end, Algorithm 2's update discipline, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+from functools import partialmethod
+
+import pytest
+import torch
+
+import python.train as train_cli
+from python import config as cfg
+from python.methods import Batch
+from python.methods.blind_eye import confusion_loss
+from python.methods.csad import CSAD
+from python.methods.grad_reverse import reverse_gradient
+from python.trainer import Interrupted, Trainer
+from tests._train_helpers import tiny_bundle
+
+FEW_EPOCHS = ["--pretrain-epochs", "1", "--bias-epochs", "1", "--estimator-epochs", "1", "--epochs", "1",
+              "--k-inner", "2", "--batch-size", "32", "--no-progress"]
+
+
+@pytest.fixture
+def tiny_data(monkeypatch):
+    monkeypatch.setattr(train_cli, "load_dataset", lambda config: tiny_bundle())
+
+
+def run(tmp_path, *flags: str) -> dict:
+    return train_cli.main(["--out", str(tmp_path / "run"), *FEW_EPOCHS, *flags])
+
+
+@pytest.mark.parametrize("method", cfg.METHODS)
+def test_every_method_runs_end_to_end_and_writes_its_run_folder(tmp_path, tiny_data, method, capsys):
+    metrics = run(tmp_path, "--method", method)
+    folder = tmp_path / "run"
+    assert {"config.yaml", "metrics.json", "curves.png", "checkpoints"} <= {p.name for p in folder.iterdir()}
+    saved = json.loads((folder / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    assert set(saved) >= {"dataset", "method", "data_source", "seed", "backend", "device", "wall_time_s", "metrics",
+                          "bias_leakage", "baseline"}
+    assert saved["method"] == method and saved["data_source"] == "simulated" and saved["backend"] == "cpu"
+    assert set(saved["metrics"]) == {"val", "test"}
+    for split in ("val", "test"):
+        assert {"auc", "ap", "f1", "accuracy"} <= set(saved["metrics"][split])
+        assert 0 <= saved["metrics"][split]["auc"] <= 1
+    probe = saved["bias_leakage"]["age"]["features"]
+    assert 0 <= probe["balanced_accuracy"] <= 1 and probe["chance_balanced_accuracy"] == pytest.approx(1 / 8)
+    if method == "baseline":
+        assert saved["baseline"] is None
+    else:
+        assert set(saved["baseline"]["metrics"]) == {"val", "test"} and "bias_leakage" in saved["baseline"]
+        assert (folder / "checkpoints" / "baseline.pt").is_file()
+    table = capsys.readouterr().out
+    assert "test AUC (bias-free)" in table and "baseline" in table and method in table
+
+
+def test_backend_is_passed_through_to_the_estimator(tmp_path, tiny_data):
+    metrics = run(tmp_path, "--method", "csad", "--backend", "reference", "--no-baseline")
+    assert metrics["backend"] == "reference"
+
+
+def test_an_unavailable_backend_stops_before_training_and_says_why(tmp_path, tiny_data):
+    with pytest.raises(SystemExit, match="--backend cuda: .*not available"):
+        run(tmp_path, "--backend", "cuda")
+
+
+# ----- Algorithm 2's update discipline
+
+
+def make_csad(**overrides) -> tuple[CSAD, Batch]:
+    bundle = tiny_bundle()
+    config = cfg.TrainConfig(**{"batch_size": 32, "k_inner": 3, **overrides})
+    trainer = Trainer(config, bundle, "csad", checkpoint_path=None, device=torch.device("cpu"), show_progress=False)
+    split = bundle.splits["train"]
+    index = torch.arange(32)
+    return trainer.method, Batch(tuple(x[index] for x in split.inputs), split.y[index], split.bias[index])
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str]:
+    return {k for k, v in module.state_dict().items() if not torch.equal(before[k], v)}
+
+
+def parts(method: CSAD) -> dict[str, torch.nn.Module]:
+    net = method.net
+    return {"f": net.f, "d_y": net.d_y, "p_y": net.p_y, "d_b": net.d_b, "p_b": net.p_b, "m": method.extra["m"]}
+
+
+def moved_by(method: CSAD, action) -> set[str]:
+    before = {name: snapshot(module) for name, module in parts(method).items()}
+    action()
+    return {name for name, module in parts(method).items() if changed(before[name], module)}
+
+
+def test_each_csad_step_moves_only_its_own_networks():
+    method, batch = make_csad()
+    z, hy, hb = method.detached(batch)
+    assert moved_by(method, lambda: method.target_step(batch)) == {"f", "d_y", "p_y"}
+    assert moved_by(method, lambda: method.bias_step(z, batch)) == {"d_b", "p_b"}
+    assert moved_by(method, lambda: method.estimator_step(hy, hb, batch)) == {"m"}
+    assert moved_by(method, lambda: method.adversarial_step(batch)) == {"f"}
+
+
+def test_the_adversarial_step_leaves_no_gradient_outside_f():
+    method, batch = make_csad()
+    for p in [p for m in parts(method).values() for p in m.parameters()]:
+        p.grad = None
+    method.adversarial_step(batch)
+    for name, module in parts(method).items():
+        has_grad = [p.grad is not None for p in module.parameters()]
+        assert all(has_grad) if name == "f" else not any(has_grad), name
+
+
+def test_a_csad_minibatch_is_one_target_step_k_bias_k_estimator_then_one_adversarial_step(monkeypatch):
+    method, batch = make_csad(k_inner=4)
+    calls = []
+    original = type(method).update
+    monkeypatch.setattr(type(method), "update", lambda self, opt, loss: calls.append(opt) or original(self, opt, loss))
+    method.step("adversarial", batch)
+    assert calls == ["target"] + ["bias"] * 4 + ["estimator"] * 4 + ["adversary"]
+
+
+def test_optimizers_own_the_parameters_algorithm_2_gives_them():
+    method, _ = make_csad()
+    owned = {name: {id(p) for g in opt.param_groups for p in g["params"]} for name, opt in method.optimizers.items()}
+    ids = {name: {id(p) for p in module.parameters()} for name, module in parts(method).items()}
+    assert owned["adversary"] == ids["f"]
+    assert owned["target"] == ids["f"] | ids["d_y"] | ids["p_y"]
+    assert owned["bias"] == ids["d_b"] | ids["p_b"]
+    assert owned["estimator"] == ids["m"]
+
+
+def test_f_descends_on_mutual_information_and_m_ascends():
+    method, batch = make_csad(lr=1e-4)
+    m = method.extra["m"]
+
+    def mi() -> float:
+        with torch.no_grad():
+            z = method.net.features(*batch.inputs)
+            return float(m(method.net.target_branch(z), method.net.bias_branch(z), batch.bias))
+
+    before = mi()
+    method.adversarial_step(batch)
+    after_f = mi()
+    _, hy, hb = method.detached(batch)
+    method.estimator_step(hy, hb, batch)
+    after_m = mi()
+    assert after_f < before and after_m > after_f
+
+
+def test_the_pretraining_phases_keep_f_frozen():
+    method, batch = make_csad()
+    assert moved_by(method, lambda: method.step("pretrain_bias", batch)) == {"d_b", "p_b"}
+    assert moved_by(method, lambda: method.step("pretrain_estimator", batch)) == {"m"}
+    assert [p.name for p in method.phases()] == ["pretrain_target", "pretrain_bias", "pretrain_estimator",
+                                                 "adversarial"]
+
+
+@pytest.mark.parametrize("name", ["csad_content", "csad_struc", "ad_jsd"])
+def test_csad_variants_configure_the_estimator(name):
+    trainer = Trainer(cfg.TrainConfig(method=name), tiny_bundle(), name, None, torch.device("cpu"),
+                      show_progress=False)
+    m = trainer.method.extra["m"]
+    expected = {"csad_content": ("content", "cs"), "csad_struc": ("structural", "cs"), "ad_jsd": ("content", "jsd")}
+    assert (m.similarity, m.estimator) == expected[name]
+
+
+def test_gradient_reversal_flips_and_scales_the_gradient():
+    x = torch.randn(5, 3, requires_grad=True)
+    w = torch.randn(5, 3)
+    (reverse_gradient(x, 2.5) * w).sum().backward()
+    torch.testing.assert_close(x.grad, -2.5 * w)
+
+
+@pytest.mark.parametrize("name", ["grad_reverse", "blind_eye", "mi_label"])
+def test_adversarial_baselines_give_f_the_target_gradient_plus_the_reversed_bias_gradient(name):
+    """F's gradient in the adversarial step is grad(target) + λ·grad(debias term) where the debias term is the
+    reversed bias loss (grad_reverse), the confusion loss (blind_eye) or the MINE bound (mi_label)."""
+    bundle, lam = tiny_bundle(), 0.7
+    config = cfg.TrainConfig(method=name, lambda_=lam, k_inner=1)
+    trainer = Trainer(config, bundle, name, None, torch.device("cpu"), show_progress=False)
+    method, net = trainer.method, trainer.net
+    split = bundle.splits["train"]
+    batch = Batch(split.inputs, split.y, split.bias)
+    for opt in method.optimizers.values():
+        opt.step = lambda: None  # keep the weights: only the gradients are compared
+    torch.manual_seed(0)
+    method.step("adversarial", batch)
+    got = [p.grad.clone() for p in net.f.parameters()]
+    z = net.features(*batch.inputs)
+    target = method.target_loss(net.target_logits(net.target_branch(z)), batch.y)
+    if name == "grad_reverse":
+        debias = -method.bias_loss(net.bias_logits(net.bias_branch(z)), batch.bias)
+    elif name == "blind_eye":
+        debias = confusion_loss(net.bias_logits(net.bias_branch(z)))
+    else:
+        torch.manual_seed(0)
+        permutation = torch.randperm(len(batch.y))
+        debias = method.extra["mine"](z, batch.bias, permutation)
+    expected = torch.autograd.grad(target + lam * debias, list(net.f.parameters()))
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-7)
+
+
+# ----- checkpoints and resume
+
+
+def test_resume_after_an_interruption_reaches_the_same_metrics(tmp_path, tiny_data, monkeypatch):
+    uninterrupted = run(tmp_path / "a", "--method", "csad")
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "fit", partialmethod(Trainer.fit, stop_after_epochs=2))
+        with pytest.raises(Interrupted):
+            run(tmp_path / "b", "--method", "csad")
+    resumed = run(tmp_path / "b", "--method", "csad", "--resume")
+    for key in ("metrics", "bias_leakage"):
+        assert resumed[key] == uninterrupted[key]
+        assert resumed["baseline"][key] == uninterrupted["baseline"][key]
+
+
+def test_resume_cannot_change_the_saved_settings(tmp_path, tiny_data):
+    run(tmp_path, "--method", "baseline")
+    with pytest.raises(ValueError, match="cannot change its settings.*lambda"):
+        run(tmp_path, "--method", "baseline", "--resume", "--lambda", "3")
+
+
+def test_an_existing_run_folder_is_not_overwritten_silently(tmp_path, tiny_data):
+    run(tmp_path, "--method", "baseline")
+    with pytest.raises(SystemExit, match="already holds a run"):
+        run(tmp_path, "--method", "baseline")
+    run(tmp_path, "--method", "baseline", "--overwrite")
+
+
+def test_checkpoints_hold_only_tensors_and_plain_data(tmp_path, tiny_data):
+    run(tmp_path, "--method", "csad")
+    state = torch.load(tmp_path / "run" / "checkpoints" / "csad.pt", weights_only=True)
+    assert state["result"]["metrics"]["test"]["auc"] >= 0
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp"))
+
+
+# ----- configuration
+
+
+def test_config_file_values_are_used_and_flags_override_them(tmp_path, tiny_data):
+    path = tmp_path / "c.yaml"
+    path.write_text("method: baseline\nlambda: 2.5\nseed: 7\n")
+    config = cfg.resolve({"seed": 3}, cfg.read_config_file(path))
+    assert (config.method, config.lambda_, config.seed) == ("baseline", 2.5, 3)
+
+
+def test_config_file_with_unknown_keys_or_bad_values_is_rejected(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lamda: 2\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['lamda'\]"):
+        cfg.read_config_file(bad)
+    bad.write_text("c: 1.5\n")
+    with pytest.raises(ValueError, match=r"c must lie in \(0, 1\)"):
+        cfg.resolve({}, cfg.read_config_file(bad))
+    bad.write_text("- a list\n")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        cfg.read_config_file(bad)
+    bad.write_text("!!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        cfg.read_config_file(bad)
+
+
+def test_help_documents_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        train_cli.main(["--help"])
+    text = capsys.readouterr().out
+    for action in train_cli.parser()._actions:
+        assert action.help, action.option_strings
+    for flag in ("--dataset", "--method", "--data-root", "--epochs", "--batch-size", "--lambda", "--k-inner",
+                 "--backend", "--device", "--seed", "--out", "--config", "--resume", "--quick", "--no-baseline"):
+        assert flag in text
