@@ -1,0 +1,60 @@
+"""Target metrics and bias leakage against hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from python.metrics import average_precision, balanced_accuracy, bias_leakage, f1_score, roc_auc, target_metrics
+
+
+def test_auc_counts_correctly_ordered_pairs_and_ties_as_half():
+    # positives 0.35, 0.8; negatives 0.1, 0.4: pairs (0.35>0.1), (0.35<0.4), (0.8>0.1), (0.8>0.4) → 3/4
+    assert roc_auc(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1])) == pytest.approx(0.75)
+    # a tie between a positive and a negative counts one half: (0.5 = 0.5) → 0.5, (0.5 > 0.2) → 1 → 0.75
+    assert roc_auc(torch.tensor([0.2, 0.5, 0.5]), torch.tensor([0, 0, 1])) == pytest.approx(0.75)
+    assert math.isnan(roc_auc(torch.tensor([0.1, 0.2]), torch.tensor([1, 1])))
+
+
+def test_auc_is_invariant_to_monotone_transforms_and_flips_with_the_scores():
+    gen = torch.Generator().manual_seed(0)
+    s, y = torch.randn(200, generator=gen), torch.randint(0, 2, (200,), generator=gen)
+    assert roc_auc(torch.exp(3 * s), y) == pytest.approx(roc_auc(s, y))
+    assert roc_auc(-s, y) == pytest.approx(1 - roc_auc(s, y))
+
+
+def test_average_precision_by_hand():
+    # ranked: 0.8 (pos) P=1 R=.5; 0.4 (neg); 0.35 (pos) P=2/3 R=1 → AP = .5·1 + .5·2/3
+    ap = average_precision(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1]))
+    assert ap == pytest.approx(0.5 + 0.5 * 2 / 3)
+    # tied scores form one threshold: both at 0.5 → P = 1/2 at R = 1
+    assert average_precision(torch.tensor([0.5, 0.5]), torch.tensor([0, 1])) == pytest.approx(0.5)
+
+
+def test_f1_and_balanced_accuracy_by_hand():
+    predicted, y = torch.tensor([1, 1, 0, 0, 1]), torch.tensor([1, 0, 0, 1, 1])
+    # tp 2, fp 1, fn 1 → F1 = 4 / 6
+    assert f1_score(predicted, y) == pytest.approx(4 / 6)
+    # recall of 1: 2/3, of 0: 1/2
+    assert balanced_accuracy(predicted, y) == pytest.approx((2 / 3 + 1 / 2) / 2)
+
+
+def test_target_metrics_threshold_binary_logits_at_zero_and_argmax_multiclass():
+    binary = target_metrics(torch.tensor([-1.0, 2.0, 0.5, -0.2]), torch.tensor([0, 1, 0, 1]))
+    assert binary["accuracy"] == pytest.approx(0.5) and binary["auc"] == pytest.approx(0.75)
+    multi = target_metrics(torch.tensor([[2.0, 0, 0], [0, 2.0, 0], [0, 2.0, 0]]), torch.tensor([0, 1, 2]))
+    assert multi["accuracy"] == pytest.approx(2 / 3) and "auc" not in multi
+
+
+def test_bias_leakage_is_high_for_encoded_bias_and_near_chance_for_independent_features():
+    gen = torch.Generator().manual_seed(0)
+    bias = torch.randint(0, 4, (600,), generator=gen)
+    noise = torch.randn(600, 8, generator=gen)
+    leaky = noise.clone()
+    leaky[:, 0] += 5 * bias  # classes 5 sd apart: Bayes accuracy ≈ 0.99
+    high, low = bias_leakage(leaky, bias), bias_leakage(noise, bias)
+    assert high["balanced_accuracy"] > 0.9
+    assert abs(low["balanced_accuracy"] - low["chance_balanced_accuracy"]) < 0.08
+    assert low["chance_balanced_accuracy"] == pytest.approx(0.25) and low["n"] == 600
