@@ -1,11 +1,10 @@
 """End to end: one CSAD training step (K = 10) timed per backend. ``python -m benchmarks.train_step [--device cpu]``.
 
-The training package ``python/`` does not exist yet, so the step is built here from torch and
-``csad_kernels.CrossSampleMI`` only, at the Adult sizes of DESIGN.md §3: 41 input features, F 41→64, D_y and D_b
-64→32, P_y 32→1, P_b 32→2, M heads 32-32-32, batch 128 (gender bias, 2 classes), Adam, λ = 10. One step is
-Algorithm 2's inner loop: one step of F, D_y, P_y on the target loss; K steps of D_b, P_b on detached features;
-K steps of M maximising I on detached h^y, h^b; one step of F alone minimising λ·I. Once ``python/`` has its
-trainer, this entry point will time that trainer's step instead of this stand-in.
+The step is the training package's own: ``python.methods.CSAD.step("adversarial", batch)`` on the
+``python.models.DebiasNet`` of the Adult row of DESIGN.md §3 (41 input features, F 41→64, D_y and D_b 64→32,
+P_y 32→1, P_b 32→2, M heads 32-32-32), batch 128, gender bias (2 classes), Adam, λ = 10, K = 10: one step of
+F, D_y, P_y on the target loss; K steps of D_b, P_b on detached features; K steps of M maximising I on detached
+h^y, h^b; one step of F alone minimising λ·I. Only the estimator's ``backend`` differs between the timed models.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import statistics
 from collections.abc import Iterator, Sequence
 
 import torch
-from torch import nn
 
 import csad_kernels as ck
 from benchmarks.harness import (
@@ -30,51 +28,27 @@ from benchmarks.harness import (
     quartiles,
     wait_for_quiet,
 )
+from python.config import TrainConfig
+from python.data.base import DataBundle, Split
+from python.methods import Batch
+from python.methods.csad import CSAD
+from python.models import DebiasNet
 
-FEATURES, HIDDEN, BRANCH, BATCH, K, LAMBDA = 41, 64, 32, 128, 10, 10.0
+FEATURES, BATCH, K, LAMBDA = 41, 128, 10, 10.0
 BACKENDS = ck.BACKENDS  # "reference" first: the baseline of the §9 end-to-end target
 
 
-class AdultCSAD(nn.Module):
-    def __init__(self, backend: str) -> None:
-        super().__init__()
-        self.f = nn.Sequential(nn.Linear(FEATURES, HIDDEN), nn.ReLU())
-        self.d_y = nn.Sequential(nn.Linear(HIDDEN, BRANCH), nn.ReLU())
-        self.p_y = nn.Linear(BRANCH, 1)
-        self.d_b = nn.Sequential(nn.Linear(HIDDEN, BRANCH), nn.ReLU())
-        self.p_b = nn.Linear(BRANCH, 2)
-        self.m = ck.CrossSampleMI((BRANCH, 32, 32), backend=backend)
-        adam = torch.optim.Adam
-        self.opt_y = adam([*self.f.parameters(), *self.d_y.parameters(), *self.p_y.parameters()], lr=1e-3)
-        self.opt_b = adam([*self.d_b.parameters(), *self.p_b.parameters()], lr=1e-3)
-        self.opt_m = adam(self.m.parameters(), lr=1e-3)
-        self.opt_f = adam(self.f.parameters(), lr=1e-3)
-
-    def step(self, x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """One training step; returns the adversarial loss λ·I."""
-        loss_y = nn.functional.binary_cross_entropy_with_logits(self.p_y(self.d_y(self.f(x))).squeeze(-1), y)
-        self.opt_y.zero_grad()
-        loss_y.backward()
-        self.opt_y.step()
-        h = self.f(x).detach()
-        for _ in range(K):
-            loss_b = nn.functional.cross_entropy(self.p_b(self.d_b(h)), bias)
-            self.opt_b.zero_grad()
-            loss_b.backward()
-            self.opt_b.step()
-        with torch.no_grad():
-            hy, hb = self.d_y(h), self.d_b(h)
-        for _ in range(K):
-            loss_m = -self.m(hy, hb, bias)
-            self.opt_m.zero_grad()
-            loss_m.backward()
-            self.opt_m.step()
-        z = self.f(x)
-        loss_f = LAMBDA * self.m(self.d_y(z), self.d_b(z), bias)
-        self.opt_f.zero_grad()
-        loss_f.backward()
-        self.opt_f.step()
-        return loss_f.detach()
+def adult_sized_step(backend: str, device: torch.device) -> CSAD:
+    """The trainer's CSAD method at Adult sizes, with the estimator on ``backend``."""
+    config = TrainConfig(dataset="adult", method="csad", batch_size=BATCH, k_inner=K, lambda_=LAMBDA,
+                         backend=backend)
+    split = Split((torch.zeros(2, FEATURES),), torch.zeros(2, dtype=torch.long), torch.zeros(2, 1, dtype=torch.long))
+    bundle = DataBundle("adult", "simulated", "benchmark batch", {s: split for s in ("train", "val", "test")},
+                        n_classes=2, bias_classes=(2,), bias_names=("gender",))
+    net = DebiasNet("adult", split.inputs, bundle.n_classes, bundle.bias_classes).to(device)
+    method = CSAD(net, bundle, config)
+    method.extra.to(device)
+    return method
 
 
 def measure(device: torch.device, settings: Settings, backends: Sequence[str] = BACKENDS) -> list[dict]:
@@ -83,8 +57,8 @@ def measure(device: torch.device, settings: Settings, backends: Sequence[str] = 
     batches = [
         (
             torch.randn(BATCH, FEATURES, generator=gen, device=device),
-            torch.randint(0, 2, (BATCH,), generator=gen, device=device).float(),
             torch.randint(0, 2, (BATCH,), generator=gen, device=device),
+            torch.randint(0, 2, (BATCH, 1), generator=gen, device=device),
         )
         for _ in range(8)
     ]
@@ -97,12 +71,12 @@ def measure(device: torch.device, settings: Settings, backends: Sequence[str] = 
             results[backend] = {"status": "skipped", "reason": reason}
             continue
         torch.manual_seed(0)
-        model = AdultCSAD(backend).to(device)
+        method = adult_sized_step(backend, device)
         steps = itertools.count()
 
-        def call(model: AdultCSAD = model, steps: Iterator[int] = steps) -> float:
+        def call(method: CSAD = method, steps: Iterator[int] = steps) -> float:
             x, y, bias = batches[next(steps) % len(batches)]
-            return timer(lambda: model.step(x, y, bias))
+            return timer(lambda: method.step("adversarial", Batch((x,), y, bias)))
 
         try:
             for _ in range(max(settings.warmup, 1)):
