@@ -276,3 +276,15 @@ def test_help_documents_every_flag(capsys):
     for flag in ("--dataset", "--method", "--data-root", "--epochs", "--batch-size", "--lambda", "--k-inner",
                  "--backend", "--device", "--seed", "--out", "--config", "--resume", "--quick", "--no-baseline"):
         assert flag in text
+
+
+def test_evaluate_recomputes_the_metrics_of_a_finished_run(tmp_path, tiny_data, monkeypatch):
+    import python.evaluate as evaluate_cli
+
+    monkeypatch.setattr(evaluate_cli, "load_dataset", lambda config: tiny_bundle())
+    trained = run(tmp_path, "--method", "csad")
+    again = evaluate_cli.main(["--run", str(tmp_path / "run")])
+    assert again["csad"].metrics == trained["metrics"]
+    assert again["baseline"].metrics == trained["baseline"]["metrics"]
+    with pytest.raises(FileNotFoundError, match="config.yaml does not exist"):
+        evaluate_cli.main(["--run", str(tmp_path)])
