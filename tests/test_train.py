@@ -288,3 +288,17 @@ def test_evaluate_recomputes_the_metrics_of_a_finished_run(tmp_path, tiny_data, 
     assert again["baseline"].metrics == trained["baseline"]["metrics"]
     with pytest.raises(FileNotFoundError, match="config.yaml does not exist"):
         evaluate_cli.main(["--run", str(tmp_path)])
+
+
+def test_summarize_reports_mean_and_spread_over_seeds(tmp_path, tiny_data, capsys):
+    from python import summarize
+
+    for seed in ("0", "1"):
+        train_cli.main(["--out", str(tmp_path / f"runs/csad_{seed}"), *FEW_EPOCHS, "--seed", seed])
+    text = summarize.main([str(tmp_path / "runs")])
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()[2:]}
+    assert set(rows) == {"baseline", "csad"} and "0,1" in rows["csad"] and "±" in rows["csad"]
+    first = json.loads((tmp_path / "runs/csad_0/metrics.json").read_text())
+    second = json.loads((tmp_path / "runs/csad_1/metrics.json").read_text())
+    aucs = [first["metrics"]["test"]["auc"], second["metrics"]["test"]["auc"]]
+    assert f"{sum(aucs) / 2:.3f}" in rows["csad"].split("|")[4]

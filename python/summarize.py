@@ -1,0 +1,88 @@
+"""Summarise several runs as a markdown table: ``python -m python.summarize runs/FOLDER [runs/FOLDER ...]``.
+
+Reads every ``metrics.json`` under the given folders, groups by method (the baseline trained beside a method
+counts as a run of ``baseline``), and prints mean ± standard deviation over seeds of each metric.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+COLUMNS = (
+    ("val AUC", ("metrics", "val", "auc")),
+    ("test AUC", ("metrics", "test", "auc")),
+    ("test AP", ("metrics", "test", "ap")),
+    ("test F1", ("metrics", "test", "f1")),
+    ("test acc.", ("metrics", "test", "accuracy")),
+)
+
+
+def collect(folders: Sequence[Path]) -> dict[str, dict[int, dict]]:
+    """``{method: {seed: run}}`` from every metrics.json below ``folders``; a baseline seen twice must agree."""
+    runs: dict[str, dict[int, dict]] = {}
+    files = sorted(p for folder in folders for p in Path(folder).rglob("metrics.json"))
+    if not files:
+        raise FileNotFoundError(f"no metrics.json under {', '.join(map(str, folders))}")
+    for path in files:
+        data = json.loads(path.read_text())
+        entries = [(data["method"], data)]
+        if data.get("baseline"):
+            entries.append(("baseline", data["baseline"]))
+        for method, run in entries:
+            seen = runs.setdefault(method, {}).get(data["seed"])
+            if seen is not None and seen["metrics"] != run["metrics"]:
+                raise ValueError(f"{path}: two different {method} runs with seed {data['seed']} (other settings?): "
+                                 "summarise runs of one configuration")
+            runs[method][data["seed"]] = run
+    return runs
+
+
+def value(run: dict, keys: tuple[str, ...]) -> float:
+    for key in keys:
+        run = run[key]
+    return float(run)
+
+
+def leakage(run: dict) -> float:
+    """Balanced accuracy of the bias probe on F's features, averaged over bias attributes."""
+    probes = [kinds["features"]["balanced_accuracy"] for kinds in run["bias_leakage"].values()]
+    return sum(probes) / len(probes)
+
+
+def cell(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def table(runs: dict[str, dict[int, dict]]) -> str:
+    order = sorted(runs, key=lambda m: (m != "baseline", m))
+    any_run = next(iter(runs[order[0]].values()))
+    chance = [k["features"]["chance_balanced_accuracy"] for k in any_run["bias_leakage"].values()]
+    leak = f"bias leakage (bal. acc., chance {sum(chance) / len(chance):.3f})"
+    head = ["method", "seeds", *(c for c, _ in COLUMNS), leak]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for method in order:
+        seeds = sorted(runs[method])
+        row = [method, ",".join(map(str, seeds))]
+        row += [cell([value(runs[method][s], keys) for s in seeds]) for _, keys in COLUMNS]
+        row.append(cell([leakage(runs[method][s]) for s in seeds]))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(prog="python -m python.summarize", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path, help="folders holding run folders (searched recursively)")
+    text = table(collect(parser.parse_args(argv).folders))
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
