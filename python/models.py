@@ -39,20 +39,25 @@ class CausalConv1d(nn.Conv1d):
 class TCN(nn.Module):
     """Temporal convolutional network for tap sequences (mPower).
 
-    ``layers`` causal dilated convolutions (dilation 1, 2, 4, …), kernel ``kernel_size``, ``filters`` channels,
-    ReLU and a residual connection per layer; masked global average pooling over valid taps.
+    Input channels are standardised with fixed statistics of the training taps (see :func:`masked_channel_stats`),
+    then ``layers`` causal dilated convolutions (dilation 1, 2, 4, …), kernel ``kernel_size``, ``filters``
+    channels, ReLU and a residual connection per layer; masked global average pooling over valid taps.
     forward(taps (n, C, T), mask (n, T) bool) -> (n, filters).
     """
 
-    def __init__(self, n_in: int, *, layers: int = 6, kernel_size: int = 5, filters: int = 64) -> None:
+    def __init__(self, n_in: int, *, layers: int = 6, kernel_size: int = 5, filters: int = 64,
+                 channel_mean: torch.Tensor | None = None, channel_std: torch.Tensor | None = None) -> None:
         super().__init__()
+        self.register_buffer("channel_mean", torch.zeros(n_in) if channel_mean is None else channel_mean.float())
+        self.register_buffer("channel_std", torch.ones(n_in) if channel_std is None else channel_std.float())
         self.inp = nn.Conv1d(n_in, filters, 1)
         self.convs = nn.ModuleList(CausalConv1d(filters, filters, kernel_size, 2**i) for i in range(layers))
         self.out_dim = filters
 
     def forward(self, taps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         weight = mask.to(taps.dtype).unsqueeze(1)
-        h = self.inp(taps * weight)
+        standard = (taps - self.channel_mean[:, None]) / self.channel_std[:, None]
+        h = self.inp(standard * weight)
         for conv in self.convs:
             h = h + torch.relu(conv(h))
         pooled = (h * weight).sum(-1) / weight.sum(-1).clamp_min(1.0)
@@ -115,14 +120,24 @@ SPECS: dict[str, ModelSpec] = {
 }
 
 
-def feature_extractor(dataset: str, example_inputs: Sequence[torch.Tensor]) -> nn.Module:
-    """F for ``dataset``, sized from one batch of its inputs."""
+def masked_channel_stats(taps: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation (floored at 1e-3) over the valid taps of ``taps (n, C, T)``."""
+    weight = mask.to(torch.float64).unsqueeze(1)
+    count = weight.sum().clamp_min(1.0)
+    mean = (taps.double() * weight).sum((0, 2)) / count
+    var = ((taps.double() - mean[:, None]).square() * weight).sum((0, 2)) / count
+    return mean.float(), var.sqrt().clamp_min(1e-3).float()
+
+
+def feature_extractor(dataset: str, train_inputs: Sequence[torch.Tensor]) -> nn.Module:
+    """F for ``dataset``, sized (and, for mPower, input-standardised) from the training split's inputs."""
     if dataset == "mpower":
-        return TCN(example_inputs[0].shape[1])
+        mean, std = masked_channel_stats(*train_inputs)
+        return TCN(train_inputs[0].shape[1], channel_mean=mean, channel_std=std)
     if dataset == "adult":
-        return DenseFeatures(example_inputs[0].shape[1], 64)
+        return DenseFeatures(train_inputs[0].shape[1], 64)
     if dataset == "colored_mnist":
-        return ConvFeatures(example_inputs[0].shape[1])
+        return ConvFeatures(train_inputs[0].shape[1])
     raise ValueError(f"no model for dataset {dataset!r}; known: {sorted(SPECS)}")
 
 
@@ -134,12 +149,12 @@ class DebiasNet(nn.Module):
     ``bias_logits(h^b) -> [(n, classes_k)]``.
     """
 
-    def __init__(self, dataset: str, example_inputs: Sequence[torch.Tensor], n_classes: int,
+    def __init__(self, dataset: str, train_inputs: Sequence[torch.Tensor], n_classes: int,
                  bias_classes: Sequence[int]) -> None:
         super().__init__()
         spec = SPECS[dataset]
         self.spec, self.n_classes = spec, n_classes
-        self.f = feature_extractor(dataset, example_inputs)
+        self.f = feature_extractor(dataset, train_inputs)
         self.d_y = mlp((self.f.out_dim, spec.branch), last_relu=True)
         self.p_y = mlp((*spec.target, 1 if n_classes == 2 else n_classes))
         self.d_b = mlp((self.f.out_dim, spec.branch), last_relu=True)

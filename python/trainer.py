@@ -63,8 +63,8 @@ class Trainer:
         self.checkpoint_path, self.show_progress = checkpoint_path, show_progress
         self.splits = {name: _to_device(split, device) for name, split in bundle.splits.items()}
         torch.manual_seed(config.seed)
-        example = tuple(x[:2] for x in self.splits["train"].inputs)
-        self.net = DebiasNet(config.dataset, example, bundle.n_classes, bundle.bias_classes).to(device)
+        train_inputs = bundle.splits["train"].inputs
+        self.net = DebiasNet(config.dataset, train_inputs, bundle.n_classes, bundle.bias_classes).to(device)
         self.method: Method = METHODS[method_name](self.net, bundle, config)
         self.method.extra.to(device)
         self.primary = "auc" if bundle.n_classes == 2 else "accuracy"
