@@ -52,7 +52,7 @@ def test_every_method_runs_end_to_end_and_writes_its_run_folder(tmp_path, tiny_d
         assert set(saved["baseline"]["metrics"]) == {"val", "test"} and "bias_leakage" in saved["baseline"]
         assert (folder / "checkpoints" / "baseline.pt").is_file()
     table = capsys.readouterr().out
-    assert "test AUC (bias-free)" in table and "baseline" in table and method in table
+    assert "test auc (bias-free)" in table and "baseline" in table and method in table
 
 
 def test_backend_is_passed_through_to_the_estimator(tmp_path, tiny_data):
@@ -119,16 +119,35 @@ def test_a_csad_minibatch_is_one_target_step_k_bias_k_estimator_then_one_adversa
     method, batch = make_csad(k_inner=4)
     calls = []
     original = type(method).update
-    monkeypatch.setattr(type(method), "update", lambda self, opt, loss: calls.append(opt) or original(self, opt, loss))
+    monkeypatch.setattr(type(method), "update",
+                        lambda self, opt, loss, **kw: calls.append(opt) or original(self, opt, loss, **kw))
     method.step("adversarial", batch)
-    assert calls == ["target"] + ["bias"] * 4 + ["estimator"] * 4 + ["adversary"]
+    assert calls == ["target"] + ["bias"] * 4 + ["estimator"] * 4 + ["target"]
+
+
+def test_lambda_weighs_the_adversarial_step_against_the_target_loss():
+    """F's adversarial step shares Adam's moments with the target step, so a large λ turns F's step towards
+    −∇I while a small one leaves it on the target loss's course (a separate Adam for λ·I would normalise λ away)."""
+    alignment = []
+    for lam in (0.01, 100.0):
+        method, batch = make_csad(lambda_=lam)
+        method.target_step(batch)
+        net, m = method.net, method.extra["m"]
+        z = net.features(*batch.inputs)
+        grad_mi = torch.autograd.grad(m(net.target_branch(z), net.bias_branch(z), batch.bias), list(net.f.parameters()))
+        before = [p.detach().clone() for p in net.f.parameters()]
+        method.adversarial_step(batch)
+        step = torch.cat([(p.detach() - b).flatten() for p, b in zip(net.f.parameters(), before, strict=True)])
+        descent = -torch.cat([g.flatten() for g in grad_mi])
+        alignment.append(float(torch.nn.functional.cosine_similarity(step, descent, dim=0)))
+    assert alignment[1] > 0.3 and alignment[1] > alignment[0] + 0.2, alignment
 
 
 def test_optimizers_own_the_parameters_algorithm_2_gives_them():
     method, _ = make_csad()
     owned = {name: {id(p) for g in opt.param_groups for p in g["params"]} for name, opt in method.optimizers.items()}
     ids = {name: {id(p) for p in module.parameters()} for name, module in parts(method).items()}
-    assert owned["adversary"] == ids["f"]
+    assert set(owned) == {"target", "bias", "estimator"}
     assert owned["target"] == ids["f"] | ids["d_y"] | ids["p_y"]
     assert owned["bias"] == ids["d_b"] | ids["p_b"]
     assert owned["estimator"] == ids["m"]

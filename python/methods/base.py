@@ -56,10 +56,16 @@ class Method:
         return {"target": self.target_step(batch)}
 
     # ----- shared steps and losses
-    def update(self, optimizer: str, loss: torch.Tensor) -> float:
-        """One step of ``optimizer`` on ``loss``, gradients flowing into that optimizer's parameters only."""
+    def update(self, optimizer: str, loss: torch.Tensor, only: nn.Module | None = None) -> float:
+        """One step of ``optimizer`` on ``loss``, gradients flowing into that optimizer's parameters only, or
+        into the parameters of ``only`` among them (the others get no gradient, so the step leaves them alone)."""
         opt = self.optimizers[optimizer]
         params = [p for group in opt.param_groups for p in group["params"]]
+        if only is not None:
+            owned = {id(p) for p in params}
+            params = [p for p in only.parameters() if id(p) in owned]
+            if not params:
+                raise ValueError(f"optimizer {optimizer!r} does not own the parameters it was asked to update")
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=params)
         opt.step()

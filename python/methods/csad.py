@@ -17,6 +17,11 @@ class CSAD(Method):
     Pretraining: F, D_y, P_y on the target loss; D_b, P_b on the bias loss with F frozen; M maximising I.
     Then per minibatch: one target step of F, D_y, P_y; K steps of D_b, P_b on detached features; K steps
     of M maximising I on detached h^y, h^b; one step of F alone minimising λ·I.
+
+    F's adversarial step uses the optimizer of the target step (Adam), restricted to F's parameters: Adam
+    divides each step by a running scale of the gradients it has seen, so a separate Adam for λ·I alone would
+    cancel λ and move F by the learning rate whatever I's gradient is. Sharing F's moment estimates between the
+    target loss and λ·I makes λ weigh one against the other, as in a single joint loss.
     """
 
     name = "csad"
@@ -31,7 +36,6 @@ class CSAD(Method):
         )
         self.add_optimizer("bias", [net.d_b, net.p_b])
         self.add_optimizer("estimator", [self.extra["m"]])
-        self.add_optimizer("adversary", [net.f])
 
     def phases(self) -> list[Phase]:
         c = self.config
@@ -55,7 +59,7 @@ class CSAD(Method):
         net = self.net
         z = net.features(*batch.inputs)
         mi = self.mutual_information(net.target_branch(z), net.bias_branch(z), batch.bias)
-        self.update("adversary", self.config.lambda_ * mi)
+        self.update("target", self.config.lambda_ * mi, only=net.f)
         return float(mi.detach())
 
     def detached(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
