@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-DATASETS = ("mpower",)
+DATASETS = ("mpower", "adult", "colored_mnist")
 METHODS = ("baseline", "csad", "csad_content", "csad_struc", "ad_jsd", "grad_reverse", "mi_label", "blind_eye")
 
 
@@ -36,6 +36,9 @@ class TrainConfig:
     backend: str = "auto"
     device: str = "auto"
     seed: int = 0
+    split: int = 0
+    bias: str = "gender"
+    sigma2: float = 0.020
     out: str | None = None
     cache_dir: str = "data_cache"
     quick: bool = False
@@ -51,6 +54,8 @@ class TrainConfig:
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "mpower": {"lambda_": 1.0, "pretrain_epochs": 15, "epochs": 15, "bias_epochs": 3, "estimator_epochs": 3},
+    "adult": {"lambda_": 10.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1},
+    "colored_mnist": {"lambda_": 1.0, "pretrain_epochs": 10, "epochs": 10, "bias_epochs": 2, "estimator_epochs": 2},
 }
 QUICK: dict[str, Any] = {"pretrain_epochs": 2, "epochs": 2, "bias_epochs": 1, "estimator_epochs": 1}
 # settings that may change when a run is resumed: they do not change what is computed (up to round-off for backend)
@@ -119,6 +124,12 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"lambda must be >= 0, got {config.lambda_!r}")
     if not 0 < float(config.c) < 1:
         raise ValueError(f"c must lie in (0, 1), got {config.c!r}")
+    if config.split not in range(10) or isinstance(config.split, bool):
+        raise ValueError(f"split must be an int in 0..9 (Adult's 10 random 80/20 splits), got {config.split!r}")
+    if config.bias not in ("gender", "race", "both"):
+        raise ValueError(f"bias must be gender, race or both (Adult), got {config.bias!r}")
+    if not 0 < float(config.sigma2) <= 1:
+        raise ValueError(f"sigma2 must lie in (0, 1] (Colored MNIST colour variance), got {config.sigma2!r}")
     if config.device not in ("auto", "cpu", "cuda") and not str(config.device).startswith("cuda:"):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
 

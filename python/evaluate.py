@@ -56,8 +56,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, RunResult]:
     if config.method != "baseline" and baseline_path.is_file():
         results["baseline"] = evaluate_checkpoint(config, bundle, "baseline", baseline_path, device)
     print(f"{run}: {config.dataset} ({bundle.data_source}: {bundle.description})")
-    print(table(results[config.method], results.get("baseline"), bundle.bias_names,
-                "(age-confounded)" if bundle.test_is_bias_free else "(val)"))
+    print(table(results[config.method], results.get("baseline"), bundle.bias_names, bundle.test_is_bias_free))
     return results
 
 

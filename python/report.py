@@ -11,13 +11,7 @@ from typing import Any
 
 from python.trainer import RunResult
 
-TABLE_ROWS = (
-    ("val", "auc", "val AUC (age-confounded)"),
-    ("test", "auc", "test AUC (bias-free)"),
-    ("test", "ap", "test AP"),
-    ("test", "f1", "test F1"),
-    ("test", "accuracy", "test accuracy"),
-)
+FIRST = ("auc", "ap", "f1", "accuracy", "balanced_accuracy")
 
 
 def write_json_atomic(data: dict[str, Any], path: Path) -> None:
@@ -28,13 +22,24 @@ def write_json_atomic(data: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def table(result: RunResult, baseline: RunResult | None, bias_names: tuple[str, ...], val_label: str) -> str:
+def metric_rows(result: RunResult, bias_free: bool) -> list[tuple[str, str, str]]:
+    """(split, key, label) of every metric of ``result``: the target's first, then the dataset's own."""
+    suffix = {"val": " (bias-aligned)" if bias_free else "", "test": " (bias-free)" if bias_free else ""}
+    rows = []
+    for split in ("val", "test"):
+        keys = result.metrics[split]
+        ordered = [k for k in FIRST if k in keys] + [k for k in keys if k not in FIRST]
+        if split == "val":
+            ordered = ordered[:1]
+        rows += [(split, key, f"{split} {key}{suffix[split] if i == 0 else ''}") for i, key in enumerate(ordered)]
+    return rows
+
+
+def table(result: RunResult, baseline: RunResult | None, bias_names: tuple[str, ...], bias_free: bool) -> str:
     """A plain-text table: one row per metric, columns baseline, method and their difference."""
     rows: list[tuple[str, float, float | None]] = []
-    for split, key, label in TABLE_ROWS:
-        if key in result.metrics[split]:
-            label = label.replace("(age-confounded)", val_label)
-            rows.append((label, result.metrics[split][key], baseline.metrics[split][key] if baseline else None))
+    for split, key, label in metric_rows(result, bias_free):
+        rows.append((label, result.metrics[split][key], baseline.metrics[split][key] if baseline else None))
     for name in bias_names:
         for kind in ("features", "target_features"):
             probe = result.bias_leakage[name][kind]

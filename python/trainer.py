@@ -104,7 +104,20 @@ class Trainer:
         return {k: torch.cat(v) for k, v in parts.items()}
 
     def evaluate(self, name: str) -> dict[str, float]:
-        return target_metrics(self.outputs(self.splits[name])["logits"], self.splits[name].y.cpu())
+        split = self.splits[name]
+        metrics = target_metrics(self.outputs(split)["logits"], split.y.cpu())
+        if self.bundle.extra_metrics is not None:
+            metrics.update(self.bundle.extra_metrics(self.predict, split))
+        return metrics
+
+    @torch.no_grad()
+    def predict(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Predicted classes ``(m,)`` of ``inputs`` (any rows shaped like a split's inputs), in eval mode."""
+        self.net.eval()
+        logits = torch.cat([self.net(*(x[i:i + EVAL_BATCH].to(self.device) for x in inputs)).float().cpu()
+                            for i in range(0, len(inputs[0]), EVAL_BATCH)])
+        self.net.train()
+        return (logits > 0).long() if logits.dim() == 1 else logits.argmax(-1)
 
     def leakage(self) -> dict[str, dict[str, dict[str, float]]]:
         """Bias leakage on the test split, per bias attribute, of F's features and of the target features."""

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from python.config import TrainConfig
 from python.data.base import SPLITS, DataBundle, Split
 
 MPOWER_MAX_TAPS = 192  # 20 s of tapping; longer records are cut and counted (99% of the simulated ones fit)
+
+
+QUICK_TRAIN_ROWS = 4096  # --quick on Adult trains on this many rows (Colored MNIST a quarter); val and test stay whole
+
+
+def shrink_train(bundle: DataBundle, rows: int, seed: int) -> None:
+    """Keep a random ``rows`` of the train split (for --quick), saying so in the bundle's log."""
+    train = bundle.splits["train"]
+    if len(train) <= rows:
+        return
+    keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:rows]
+    bundle.splits["train"] = train.subset(keep.sort().values)
+    bundle.log.append(f"--quick: training on {rows} random rows of the {len(train)} of the train split")
 
 
 def load_dataset(config: TrainConfig) -> DataBundle:
@@ -20,6 +35,22 @@ def load_dataset(config: TrainConfig) -> DataBundle:
             cohort="quick" if config.quick else "default",
             max_taps=MPOWER_MAX_TAPS,
         )
+    if config.dataset == "adult":
+        from python.adult_metrics import adult_metrics
+        from python.data.adult import load_adult
+
+        bundle = load_adult(config.data_root, split=config.split, bias=config.bias)
+        if config.quick:
+            shrink_train(bundle, QUICK_TRAIN_ROWS, config.seed)
+        bundle.extra_metrics = lambda predict, split: adult_metrics(lambda x: predict((x,)), split.inputs[0], split.y)
+        return bundle
+    if config.dataset == "colored_mnist":
+        from python.data.colored_mnist import load_colored_mnist
+
+        bundle = load_colored_mnist(config.data_root, sigma2=config.sigma2, seed=config.seed)
+        if config.quick:
+            shrink_train(bundle, QUICK_TRAIN_ROWS // 4, config.seed)
+        return bundle
     raise ValueError(f"unknown dataset {config.dataset!r}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -46,7 +47,9 @@ class DataBundle:
     n_classes: number of target classes (2 means one logit and BCE). bias_classes: classes per bias head.
     bias_names: a name per bias head. tolerance: Ω tolerance on the bias labels (DESIGN §2).
     test_is_bias_free: whether the test split decorrelates bias and target. log: what the loader
-    dropped or changed and how many, shown on the console and stored in metrics.json.
+    dropped or changed and how many, shown on the console and stored in metrics.json. extra_metrics: dataset
+    metrics beyond the target's, ``extra_metrics(predict, split) -> {name: value}`` where ``predict(inputs)``
+    gives the predicted class ``(m,)`` of any inputs shaped like ``split.inputs``.
     """
 
     name: str
@@ -59,6 +62,9 @@ class DataBundle:
     tolerance: int = 0
     test_is_bias_free: bool = True
     log: list[str] = field(default_factory=list)
+    extra_metrics: Callable[[Callable[[tuple[torch.Tensor, ...]], torch.Tensor], Split], dict[str, float]] | None = (
+        None
+    )
 
     def __post_init__(self) -> None:
         missing = [s for s in SPLITS if s not in self.splits]

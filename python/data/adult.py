@@ -1,0 +1,395 @@
+"""UCI Adult (income > 50K, bias gender / race) with the preprocessing of SenSR (Yurochkin et al. 2020).
+
+Files: ``adult.data`` and ``adult.test`` (the unmodified UCI release) in ``<data_root>/adult/``, or with
+``data_root=None`` the copy shipped next to the repository in ``../shared/datasets/adult/``. ``download=True``
+fetches missing files from UCI into ``<data_root>/adult/`` and checks them against :data:`SHA256`.
+
+Preprocessing, as SenSR's ``get_adult_data`` / ``preprocess_adult_data`` (DESIGN §4):
+
+* both files concatenated (adult.data first); fields stripped of whitespace; the ``|1x3 Cross validator`` line of
+  adult.test (any line starting with ``|``) and blank lines skipped and counted; the trailing ``.`` of the test
+  labels stripped;
+* rows with ``?`` in occupation or native-country dropped (48,842 -> 45,222 rows);
+* one-hot workclass, marital-status, occupation, relationship, sex, race; fnlwgt, education, native-country,
+  sex_Female and every race column except race_White dropped. That gives 41 features with no extra convention:
+  5 continuous + workclass 7 + marital-status 7 + occupation 14 + relationship 6 + sex_Male + race_White. Workclass
+  has 7 columns, not 9: every row with workclass ``?`` or ``Never-worked`` also has occupation ``?`` and is dropped.
+  (A row of another file that keeps such a workclass gets an all-zero workclass one-hot, counted in the log.)
+* column order is pandas ``get_dummies``' order in SenSR: continuous columns, then each one-hot group in the order
+  above, categories sorted; so relationship_* are columns 33-38, sex_Male 39 and race_White 40 as in SenSR's
+  ``get_consistency``. See :data:`ADULT_FEATURES`.
+* sex_Male and race_White stay among the model's input features, as in SenSR (the paper follows SenSR [53]);
+  they are also the bias labels.
+* splits: ``np.random.RandomState(split).permutation(n)``, the first ``int(0.8 n)`` rows train+val and the rest
+  test, which is what aif360's ``split([0.8], shuffle=True, seed=split)`` in SenSR draws. Of the 80% part, the
+  last 10% (of its permutation order) is the val split, the first 90% the train split.
+* the 5 continuous features are standardised with the train split's mean and population sd (StandardScaler);
+  one-hot columns stay 0/1.
+
+y: income > 50K (int64 0/1). The test split is a random split, not bias-free (``test_is_bias_free=False``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import math
+import os
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from python.data.base import DataBundle, Split
+
+logger = logging.getLogger(__name__)
+
+SHIPPED_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "adult"
+FILES = ("adult.data", "adult.test")
+URL_BASE = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"
+SHA256 = {  # of the UCI release, as listed in ../shared/datasets/adult/README.md
+    "adult.data": "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
+    "adult.test": "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
+}
+DOWNLOAD_TIMEOUT_S = 20.0  # per socket operation (connect, each read)
+DOWNLOAD_DEADLINE_S = 60.0  # whole transfer of one file, DNS included
+
+COLUMNS = (
+    "age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation", "relationship",
+    "race", "sex", "capital-gain", "capital-loss", "hours-per-week", "native-country", "income",
+)  # fmt: skip
+NUMERIC = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
+CONTINUOUS = ("age", "education-num", "capital-gain", "capital-loss", "hours-per-week")
+ONE_HOT = {  # categories that get a column, sorted as pandas get_dummies sorts them
+    "workclass": (
+        "Federal-gov", "Local-gov", "Private", "Self-emp-inc", "Self-emp-not-inc", "State-gov", "Without-pay",
+    ),
+    "marital-status": (
+        "Divorced", "Married-AF-spouse", "Married-civ-spouse", "Married-spouse-absent", "Never-married", "Separated",
+        "Widowed",
+    ),
+    "occupation": (
+        "Adm-clerical", "Armed-Forces", "Craft-repair", "Exec-managerial", "Farming-fishing", "Handlers-cleaners",
+        "Machine-op-inspct", "Other-service", "Priv-house-serv", "Prof-specialty", "Protective-serv", "Sales",
+        "Tech-support", "Transport-moving",
+    ),
+    "relationship": ("Husband", "Not-in-family", "Other-relative", "Own-child", "Unmarried", "Wife"),
+}  # fmt: skip
+RACES = ("White", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other", "Black")
+SEXES = ("Female", "Male")
+OTHER_VALUES = {"workclass": ("?", "Never-worked"), "occupation": ("?",)}  # valid in the files, no column
+LABELS = {"<=50K": 0, ">50K": 1}
+ADULT_FEATURES: tuple[str, ...] = (
+    CONTINUOUS + tuple(f"{col}_{cat}" for col, cats in ONE_HOT.items() for cat in cats) + ("sex_Male", "race_White")
+)
+BIASES = {"gender": ("gender",), "race": ("race",), "both": ("gender", "race")}
+BIAS_COLUMNS = {"gender": "sex_Male", "race": "race_White"}
+N_SPLITS = 10
+TEST_FRACTION = 0.2
+VAL_FRACTION = 0.1  # of the train+val (80%) part
+_EXAMPLES = 3
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Download
+
+
+def _fetch(url: str, timeout: float, deadline: float) -> bytes:
+    """The body at ``url``; RuntimeError naming the URL when offline, on HTTP errors, or past ``deadline`` s."""
+    result: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                result["data"] = response.read()
+        except BaseException as e:  # handed to the caller's thread
+            result["error"] = e
+
+    thread = threading.Thread(target=work, daemon=True)  # a stuck DNS lookup ignores the socket timeout
+    thread.start()
+    thread.join(deadline)
+    hint = "check the network, or download the files by hand and pass --data-root (a folder holding adult/)"
+    if thread.is_alive():
+        raise RuntimeError(f"Adult: downloading {url} took more than {deadline:.0f} s; {hint}")
+    error = result.get("error")
+    if isinstance(error, (urllib.error.URLError, OSError)):
+        raise RuntimeError(f"Adult: cannot download {url}: {error}; {hint}") from error
+    if isinstance(error, BaseException):
+        raise error
+    return result["data"]  # type: ignore[return-value]
+
+
+def download_adult(
+    folder: str | Path, *, timeout: float = DOWNLOAD_TIMEOUT_S, deadline: float = DOWNLOAD_DEADLINE_S
+) -> list[str]:
+    """Downloads the missing ones of adult.data / adult.test from UCI into ``folder``; returns log lines.
+
+    Each file is checked against :data:`SHA256` before it is written (temp file + rename), so a failed or wrong
+    download leaves nothing behind. RuntimeError naming the URL when offline or on a checksum mismatch.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    log = []
+    for name in FILES:
+        target = folder / name
+        if target.is_file():
+            continue
+        url = URL_BASE + name
+        data = _fetch(url, timeout, deadline)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != SHA256[name]:
+            raise RuntimeError(
+                f"Adult: {url} has sha256 {digest}, expected {SHA256[name]} (UCI release); not written to {target}"
+            )
+        _write_atomic(target, data)
+        log.append(f"downloaded {url} -> {target} ({len(data)} bytes, sha256 ok)")
+        logger.info(log[-1])
+    return log
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Parsing
+
+
+class _Counts:
+    """Counts per message with the first few examples (file + line), for ``DataBundle.log``."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, list[str]] = {}
+
+    def add(self, message: str, example: str) -> None:
+        self.counts[message] = self.counts.get(message, 0) + 1
+        ex = self.examples.setdefault(message, [])
+        if len(ex) < _EXAMPLES:
+            ex.append(example)
+
+    def lines(self) -> list[str]:
+        return [f"{m}: {n} (e.g. {'; '.join(self.examples[m])})" for m, n in self.counts.items()]
+
+
+def _number(value: str, column: str, where: str) -> float:
+    try:
+        out = float(value)
+    except ValueError:
+        out = math.nan
+    if not math.isfinite(out):
+        raise ValueError(f"{where}: {column} {value!r} is not a number")
+    return out
+
+
+def _category(value: str, column: str, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{where}: {column} {value!r} is not one of {list(allowed)}")
+    return value
+
+
+def _parse_row(fields: list[str], where: str) -> dict[str, object]:
+    """The 15 stripped fields of one line -> {column: float | str}, income as 0/1; ValueError naming ``where``."""
+    if len(fields) != len(COLUMNS):
+        raise ValueError(
+            f"{where}: {len(fields)} comma-separated fields, expected {len(COLUMNS)} ({', '.join(COLUMNS)})"
+        )
+    raw = dict(zip(COLUMNS, fields, strict=True))
+    row: dict[str, object] = {c: _number(raw[c], c, where) for c in NUMERIC}
+    for column, cats in ONE_HOT.items():
+        row[column] = _category(raw[column], column, cats + OTHER_VALUES.get(column, ()), where)
+    row["race"] = _category(raw["race"], "race", RACES, where)
+    row["sex"] = _category(raw["sex"], "sex", SEXES, where)
+    row["native-country"] = raw["native-country"]
+    label = raw["income"].removesuffix(".")
+    row["income"] = LABELS[_category(label, "income", tuple(LABELS), where)]
+    return row
+
+
+def _read_lines(path: Path) -> tuple[list[tuple[int, list[str]]], int, str]:
+    """(line number, stripped fields) per data line of ``path``, the number of skipped lines, and its sha256."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Adult: {path} not found. Put the UCI files {' and '.join(FILES)} in {path.parent} (from {URL_BASE}), "
+            f"pass download=True to fetch and verify them, or omit --data-root to use the shipped copy {SHIPPED_DIR}"
+        )
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path} line {line}: not UTF-8 text: {e.reason}") from e
+    rows, skipped = [], 0
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("|"):
+            skipped += 1
+            continue
+        rows.append((number, [f.strip() for f in stripped.split(",")]))
+    return rows, skipped, hashlib.sha256(data).hexdigest()
+
+
+def _encode(rows: list[dict[str, object]]) -> np.ndarray:
+    """Parsed rows -> ``(n, 41)`` float64 features in :data:`ADULT_FEATURES` order, continuous ones raw."""
+    index = {name: i for i, name in enumerate(ADULT_FEATURES)}
+    x = np.zeros((len(rows), len(ADULT_FEATURES)), dtype=np.float64)
+    x[:, : len(CONTINUOUS)] = np.array([[r[c] for c in CONTINUOUS] for r in rows], dtype=np.float64).reshape(-1, 5)
+    for i, r in enumerate(rows):
+        for column in ONE_HOT:
+            j = index.get(f"{column}_{r[column]}")
+            if j is not None:
+                x[i, j] = 1.0
+        x[i, index["sex_Male"]] = r["sex"] == "Male"
+        x[i, index["race_White"]] = r["race"] == "White"
+    return x
+
+
+@functools.lru_cache(maxsize=2)
+def _parse_cached(folder: str, stamp: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Features ``(n, 41)`` (unstandardised), labels ``(n,)`` and log lines; ``stamp`` (mtime, size) keys the cache."""
+    del stamp
+    kept: list[dict[str, object]] = []
+    counts, log, total = _Counts(), [], 0
+    for name in FILES:
+        path = Path(folder) / name
+        lines, skipped, digest = _read_lines(path)
+        total += len(lines)
+        for number, fields in lines:
+            where = f"{name} line {number}"
+            row = _parse_row(fields, f"{path} line {number}")
+            missing = [c for c in ("occupation", "native-country") if row[c] == "?"]
+            if missing:
+                counts.add(f"rows dropped: '?' in {' and '.join(missing)}", where)
+                continue
+            if row["workclass"] in OTHER_VALUES["workclass"]:
+                counts.add(f"rows kept with workclass {row['workclass']!r} (no column: all-zero workclass)", where)
+            kept.append(row)
+        check = "matches the UCI release" if digest == SHA256[name] else f"differs from the UCI release ({digest})"
+        log.append(f"{path}: {len(lines)} rows, {skipped} blank or '|' comment lines skipped; sha256 {check}")
+    if not kept:
+        raise ValueError(f"Adult: no usable rows in {folder}/{{{','.join(FILES)}}}")
+    x = _encode(kept)
+    y = np.array([r["income"] for r in kept], dtype=np.int64)
+    log += counts.lines()
+    log.append(f"{len(kept)} of {total} rows kept, {len(ADULT_FEATURES)} features; income >50K share {y.mean():.3f}")
+    return x, y, tuple(log)
+
+
+def _parse(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    paths = [folder / f for f in FILES]
+    stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) if p.is_file() else (-1, -1) for p in paths)
+    x, y, log = _parse_cached(str(folder.resolve()), stamp)
+    return x.copy(), y.copy(), list(log)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Splits
+
+
+def split_indices(n: int, split: int) -> dict[str, np.ndarray]:
+    """Row indices per split for ``split`` in 0..9: SenSR's 80/20 draw, val = last 10% of the 80% part."""
+    order = np.random.RandomState(split).permutation(n)
+    n_trainval = int((1 - TEST_FRACTION) * n)
+    n_val = round(VAL_FRACTION * n_trainval)
+    return {
+        "train": order[: n_trainval - n_val],
+        "val": order[n_trainval - n_val : n_trainval],
+        "test": order[n_trainval:],
+    }
+
+
+def _standardise(x: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, str]:
+    """``x (n, 41)`` with the continuous columns standardised by the ``train`` rows' mean and population sd."""
+    k = len(CONTINUOUS)
+    mean, sd = x[train, :k].mean(0), x[train, :k].std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    x = x.copy()
+    x[:, :k] = (x[:, :k] - mean) / sd
+    stats = ", ".join(f"{c} {m:.4g}/{s:.4g}" for c, m, s in zip(CONTINUOUS, mean, sd, strict=True))
+    return x, f"standardised with the train split's mean/sd: {stats}"
+
+
+def _make_split(x: np.ndarray, y: np.ndarray, index: np.ndarray, bias: str) -> Split:
+    cols = [ADULT_FEATURES.index(BIAS_COLUMNS[b]) for b in BIASES[bias]]
+    b = torch.from_numpy(x[np.ix_(index, cols)].astype(np.int64))
+    return Split((torch.from_numpy(x[index].astype(np.float32)),), torch.from_numpy(y[index]), b)
+
+
+def _summary(name: str, split: Split) -> str:
+    x = split.inputs[0]
+    male, white = x[:, ADULT_FEATURES.index("sex_Male")] == 1, x[:, ADULT_FEATURES.index("race_White")] == 1
+    share = {k: float(split.y[m].double().mean()) for k, m in (("male", male), ("female", ~male), ("white", white))}
+    share["non-white"] = float(split.y[~white].double().mean())
+    return (
+        f"{name}: {len(split)} rows, >50K share {split.y.double().mean():.3f} (male {share['male']:.3f}, "
+        f"female {share['female']:.3f}, white {share['white']:.3f}, non-white {share['non-white']:.3f}); "
+        f"male {male.double().mean():.3f}, white {white.double().mean():.3f}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Public loader
+
+
+def load_adult(
+    data_root: str | Path | None, *, split: int = 0, bias: str = "gender", download: bool = False
+) -> DataBundle:
+    """Loads UCI Adult with SenSR's preprocessing (module docstring).
+
+    data_root: folder holding ``adult/adult.data`` and ``adult/adult.test``; None: the shipped copy
+    :data:`SHIPPED_DIR`. split: which of the 10 random 80/20 splits (0..9; the seed of the permutation).
+    bias: ``"gender"`` (sex_Male), ``"race"`` (race_White) or ``"both"`` (columns gender, race).
+    download: fetch missing files from UCI into ``data_root/adult/`` (sha256-checked; needs a data_root).
+
+    Returns a DataBundle with inputs ``(x (n, 41) float32,)`` (:data:`ADULT_FEATURES`), ``y (n,)`` int64 income
+    >50K, ``bias (n, 1)`` or ``(n, 2)`` int64 0/1.
+    """
+    if isinstance(split, bool) or not isinstance(split, int) or not 0 <= split < N_SPLITS:
+        raise ValueError(f"split must be an int in 0..{N_SPLITS - 1}, got {split!r}")
+    if bias not in BIASES:
+        raise ValueError(f"bias must be one of {list(BIASES)}, got {bias!r}")
+    if data_root is None:
+        if download:
+            raise ValueError("download=True needs a data_root to download into (data_root=None reads the shipped copy)")
+        folder, which = SHIPPED_DIR, "shipped copy"
+    else:
+        folder, which = Path(data_root) / "adult", "data root"
+    log = download_adult(folder) if download else []
+    x, y, parse_log = _parse(folder)
+    log += parse_log
+    index = split_indices(len(y), split)
+    x, note = _standardise(x, index["train"])
+    log.append(note)
+    splits = {name: _make_split(x, y, idx, bias) for name, idx in index.items()}
+    log += [_summary(name, splits[name]) for name in ("train", "val", "test")]
+    for line in log:
+        (logger.warning if line.startswith("rows kept with") or "differs" in line else logger.info)(line)
+    sizes = "/".join(str(len(splits[s])) for s in ("train", "val", "test"))
+    description = (
+        f"UCI Adult ({which} {folder}): {len(y)} rows, {len(ADULT_FEATURES)} features (SenSR preprocessing), "
+        f"income >50K, bias {' + '.join(BIASES[bias])}; split {split} of {N_SPLITS}, train/val/test {sizes}"
+    )
+    return DataBundle(
+        name="adult",
+        data_source="real",
+        description=description,
+        splits=splits,
+        n_classes=2,
+        bias_classes=(2,) * len(BIASES[bias]),
+        bias_names=BIASES[bias],
+        tolerance=0,
+        test_is_bias_free=False,
+        log=log,
+    )
