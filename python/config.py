@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-DATASETS = ("mpower", "adult", "colored_mnist")
+DATASETS = ("mpower", "adult", "colored_mnist", "celeba", "imdb")
 METHODS = ("baseline", "csad", "csad_content", "csad_struc", "ad_jsd", "grad_reverse", "mi_label", "blind_eye")
 
 
@@ -39,6 +39,12 @@ class TrainConfig:
     split: int = 0
     bias: str = "gender"
     sigma2: float = 0.020
+    target: str = "Blond_Hair"
+    train_on: str = "EB1"
+    image_size: int = 64
+    max_images: int | None = None
+    clean_ids: str | None = None
+    resnet_weights: str | None = None
     out: str | None = None
     cache_dir: str = "data_cache"
     quick: bool = False
@@ -56,6 +62,8 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "mpower": {"lambda_": 1.0, "pretrain_epochs": 15, "epochs": 15, "bias_epochs": 3, "estimator_epochs": 3},
     "adult": {"lambda_": 10.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1},
     "colored_mnist": {"lambda_": 1.0, "pretrain_epochs": 10, "epochs": 10, "bias_epochs": 2, "estimator_epochs": 2},
+    "celeba": {"lambda_": 1.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1},
+    "imdb": {"lambda_": 1.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1},
 }
 QUICK: dict[str, Any] = {"pretrain_epochs": 2, "epochs": 2, "bias_epochs": 1, "estimator_epochs": 1}
 # settings that may change when a run is resumed: they do not change what is computed (up to round-off for backend)
@@ -130,6 +138,12 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"bias must be gender, race or both (Adult), got {config.bias!r}")
     if not 0 < float(config.sigma2) <= 1:
         raise ValueError(f"sigma2 must lie in (0, 1] (Colored MNIST colour variance), got {config.sigma2!r}")
+    if config.train_on not in ("EB1", "EB2"):
+        raise ValueError(f"train_on must be EB1 or EB2 (IMDB), got {config.train_on!r}")
+    if isinstance(config.image_size, bool) or not isinstance(config.image_size, int) or config.image_size < 8:
+        raise ValueError(f"image_size must be an int >= 8 (CelebA, IMDB), got {config.image_size!r}")
+    if config.max_images is not None and (not isinstance(config.max_images, int) or config.max_images < 1):
+        raise ValueError(f"max_images must be a positive int or None, got {config.max_images!r}")
     if config.device not in ("auto", "cpu", "cuda") and not str(config.device).startswith("cuda:"):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
 

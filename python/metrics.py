@@ -73,7 +73,7 @@ def target_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
 
 
 def bias_leakage(features: torch.Tensor, bias: torch.Tensor, *, seed: int = 0, folds: int = 2,
-                 steps: int = 300) -> dict[str, float]:
+                 steps: int = 100) -> dict[str, float]:
     """How well a linear probe predicts one bias attribute from frozen ``features (n, d)``; ``bias (n,)`` int64.
 
     Logistic regression (standardised features, L2 1e-3, full-batch L-BFGS), cross-fitted over ``folds``

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as nnf
 
+from python.resnet import resnet18
+
 
 def mlp(sizes: Sequence[int], *, last_relu: bool = False) -> nn.Sequential:
     """Linear layers ``sizes[0] → … → sizes[-1]`` with ReLU between them (and after the last if asked)."""
@@ -117,6 +119,8 @@ SPECS: dict[str, ModelSpec] = {
     "mpower": ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
     "adult": ModelSpec(branch=32, target=(32,), bias=(32,), estimator=(32, 32, 32)),
     "colored_mnist": ModelSpec(branch=128, target=(128, 64), bias=(128, 64), estimator=(128, 64, 32, 32)),
+    "imdb": ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
+    "celeba": ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
 }
 
 
@@ -129,8 +133,13 @@ def masked_channel_stats(taps: torch.Tensor, mask: torch.Tensor) -> tuple[torch.
     return mean.float(), var.sqrt().clamp_min(1e-3).float()
 
 
-def feature_extractor(dataset: str, train_inputs: Sequence[torch.Tensor]) -> nn.Module:
-    """F for ``dataset``, sized (and, for mPower, input-standardised) from the training split's inputs."""
+def feature_extractor(dataset: str, train_inputs: Sequence[torch.Tensor], *,
+                      resnet_weights: str | None = None) -> nn.Module:
+    """F for ``dataset``, sized (and, for mPower, input-standardised) from the training split's inputs.
+
+    CelebA and IMDB: the project's ResNet-18 with fc 512→256, from ``resnet_weights`` (a local torchvision-format
+    ImageNet state dict) when given; IMDB keeps BatchNorm frozen when pretrained, as the paper does.
+    """
     if dataset == "mpower":
         mean, std = masked_channel_stats(*train_inputs)
         return TCN(train_inputs[0].shape[1], channel_mean=mean, channel_std=std)
@@ -138,6 +147,9 @@ def feature_extractor(dataset: str, train_inputs: Sequence[torch.Tensor]) -> nn.
         return DenseFeatures(train_inputs[0].shape[1], 64)
     if dataset == "colored_mnist":
         return ConvFeatures(train_inputs[0].shape[1])
+    if dataset in ("celeba", "imdb"):
+        return resnet18(256, weights=resnet_weights, final_relu=True,
+                        freeze_bn=dataset == "imdb" and resnet_weights is not None)
     raise ValueError(f"no model for dataset {dataset!r}; known: {sorted(SPECS)}")
 
 
@@ -150,11 +162,11 @@ class DebiasNet(nn.Module):
     """
 
     def __init__(self, dataset: str, train_inputs: Sequence[torch.Tensor], n_classes: int,
-                 bias_classes: Sequence[int]) -> None:
+                 bias_classes: Sequence[int], *, resnet_weights: str | None = None) -> None:
         super().__init__()
         spec = SPECS[dataset]
         self.spec, self.n_classes = spec, n_classes
-        self.f = feature_extractor(dataset, train_inputs)
+        self.f = feature_extractor(dataset, train_inputs, resnet_weights=resnet_weights)
         self.d_y = mlp((self.f.out_dim, spec.branch), last_relu=True)
         self.p_y = mlp((*spec.target, 1 if n_classes == 2 else n_classes))
         self.d_b = mlp((self.f.out_dim, spec.branch), last_relu=True)

@@ -43,6 +43,8 @@ FLAG_HELP = {
     "seed": "seed of initialisation and minibatch order (default 0)",
     "split": "Adult: which of the 10 random 80/20 splits (0-9, default 0)",
     "sigma2": "Colored MNIST: variance of the training colours around their digit's colour (paper 0.020-0.050)",
+    "image_size": "CelebA, IMDB: images are resized to this many pixels a side (default 64)",
+    "max_images": "CelebA, IMDB: use a seeded random subset of this many images (default all)",
     "out": "run folder (default runs/DATASET_METHOD_seedSEED)",
     "cache_dir": "where generated data (the simulated cohort) is cached (default data_cache)",
 }
@@ -56,13 +58,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", dest="data_root", metavar="DIR", help=FLAG_HELP["data_root"])
     for name, kind in (("pretrain_epochs", int), ("bias_epochs", int), ("estimator_epochs", int), ("epochs", int),
                        ("batch_size", int), ("lr", float), ("lambda_", float), ("k_inner", int), ("alpha", float),
-                       ("tau", float), ("c", float), ("seed", int), ("split", int), ("sigma2", float)):
+                       ("tau", float), ("c", float), ("seed", int), ("split", int), ("sigma2", float),
+                       ("image_size", int), ("max_images", int)):
         flag = "--lambda" if name == "lambda_" else "--" + name.replace("_", "-")
         p.add_argument(flag, dest=name, type=kind, metavar="X" if kind is float else "N", help=FLAG_HELP[name])
     p.add_argument("--balanced-batches", dest="balanced_batches", action=argparse.BooleanOptionalAction,
                    help="draw minibatches balanced over the target classes (default on)")
     p.add_argument("--bias", choices=("gender", "race", "both"),
                    help="Adult: the bias attribute(s), one bias head each (default gender)")
+    p.add_argument("--target", help="CelebA: target attribute, e.g. Blond_Hair (default) or Heavy_Makeup")
+    p.add_argument("--train-on", dest="train_on", choices=("EB1", "EB2"),
+                   help="IMDB: train on extreme-bias set EB1 (default) or EB2")
+    p.add_argument("--clean-ids", dest="clean_ids", metavar="FILE", help="IMDB: text file of image ids to keep")
+    p.add_argument("--resnet-weights", dest="resnet_weights", metavar="FILE.pth",
+                   help="CelebA, IMDB: local torchvision-format ImageNet ResNet-18 state dict (default: random init)")
     p.add_argument("--backend", help=FLAG_HELP["backend"])
     p.add_argument("--device", help=FLAG_HELP["device"])
     p.add_argument("--out", metavar="DIR", help=FLAG_HELP["out"])

@@ -64,7 +64,8 @@ class Trainer:
         self.splits = {name: _to_device(split, device) for name, split in bundle.splits.items()}
         torch.manual_seed(config.seed)
         train_inputs = bundle.splits["train"].inputs
-        self.net = DebiasNet(config.dataset, train_inputs, bundle.n_classes, bundle.bias_classes).to(device)
+        self.net = DebiasNet(config.dataset, train_inputs, bundle.n_classes, bundle.bias_classes,
+                             resnet_weights=config.resnet_weights).to(device)
         self.method: Method = METHODS[method_name](self.net, bundle, config)
         self.method.extra.to(device)
         self.primary = "auc" if bundle.n_classes == 2 else "accuracy"

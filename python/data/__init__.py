@@ -51,7 +51,21 @@ def load_dataset(config: TrainConfig) -> DataBundle:
         if config.quick:
             shrink_train(bundle, QUICK_TRAIN_ROWS // 4, config.seed)
         return bundle
-    raise ValueError(f"unknown dataset {config.dataset!r}")
+    if config.dataset == "celeba":
+        from python.data.celeba import load_celeba
+
+        bundle = load_celeba(config.data_root, target=config.target, image_size=config.image_size,
+                             max_images=config.max_images, seed=config.split)
+    elif config.dataset == "imdb":
+        from python.data.imdb import load_imdb
+
+        bundle = load_imdb(config.data_root, train_on=config.train_on, image_size=config.image_size,
+                           clean_ids=config.clean_ids, max_images=config.max_images, seed=config.split)
+    else:
+        raise ValueError(f"unknown dataset {config.dataset!r}")
+    if config.quick:
+        shrink_train(bundle, QUICK_TRAIN_ROWS // 4, config.seed)
+    return bundle
 
 
 __all__ = ["SPLITS", "DataBundle", "Split", "load_dataset"]
