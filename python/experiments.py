@@ -1,0 +1,281 @@
+"""The paper's tables as commands: ``python -m python.experiments NAME [--seeds N] [--quick] [--data-root DIR]``.
+
+Each experiment trains a grid of runs with ``python -m python.train`` (one folder per run under
+``runs/experiments/NAME/runs/``; a finished run is reused, an interrupted one resumed), then writes
+``runs/experiments/NAME/table.md`` (mean ± sd over seeds, the paper's numbers beside) and ``plot.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from python import train as train_cli
+
+SIGMAS = ("0.020", "0.025", "0.030", "0.035", "0.040", "0.045", "0.050")
+LAMBDAS = ("1", "2", "10", "20", "40")
+ADULT_METRICS = ("balanced_accuracy", "s_con", "gr_con", "gap_rms_gender", "gap_rms_race", "gap_max_gender",
+                 "gap_max_race")
+# Paper (Zhu et al., ICCV 2021) Table 1, test accuracy per σ²
+PAPER_TABLE1 = {
+    "baseline": (0.476, 0.542, 0.664, 0.720, 0.785, 0.838, 0.870),
+    "blind_eye": (0.676, 0.713, 0.794, 0.825, 0.868, 0.890, 0.917),
+    "grad_reverse": (0.818, 0.882, 0.911, 0.929, 0.936, 0.954, 0.955),
+    "mi_label": (0.864, 0.925, 0.959, 0.973, 0.975, 0.980, 0.982),
+    "ad_jsd": (0.896, 0.937, 0.959, 0.974, 0.975, 0.980, 0.980),
+    "csad_content": (0.933, 0.959, 0.963, 0.976, 0.978, 0.980, 0.983),
+    "csad_struc": (0.928, 0.955, 0.967, 0.973, 0.980, 0.981, 0.985),
+    "csad": (0.943, 0.961, 0.970, 0.980, 0.981, 0.982, 0.985),
+}
+# Table 5 (BA in %, then S-Con, GR-Con, GapRMS G, R, Gapmax G, R); Table 6 (BA, GapRMS G, R, Gapmax G, R) per λ
+PAPER_TABLE5 = {"baseline": (82.9, 0.848, 0.865, 0.179, 0.089, 0.216, 0.105),
+                "csad": (80.4, 0.938, 0.975, 0.065, 0.042, 0.073, 0.058)}
+PAPER_TABLE6 = {"1": (81.4, 0.118, 0.061, 0.130, 0.067), "2": (80.7, 0.080, 0.053, 0.109, 0.055),
+                "10": (80.4, 0.060, 0.042, 0.066, 0.058), "20": (78.9, 0.058, 0.035, 0.065, 0.050),
+                "40": (78.5, 0.063, 0.030, 0.088, 0.042)}
+# Table 4 (AUC, AP, F1) on the real mPower data
+PAPER_TABLE4 = {"baseline": (0.735, 0.419, 0.553), "grad_reverse": (0.759, 0.424, 0.572),
+                "csad": (0.772, 0.434, 0.581)}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: a method under one setting (extra flags), repeated over seeds."""
+
+    method: str
+    setting: str
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Experiment:
+    dataset: str
+    cells: tuple[Cell, ...]
+    metrics: tuple[str, ...]
+    table: Callable[[dict[Cell, list[dict]], Experiment], str]
+    plot: Callable[[dict[Cell, list[dict]], Experiment, Path], None]
+    quick_cells: tuple[Cell, ...] = field(default=())
+    needs_data_root: bool = False
+    seed_flag: str = "--seed"
+
+
+def value(run: dict, key: str) -> float:
+    return float(run["metrics"]["test"][key])
+
+
+def mean_sd(values: list[float], scale: float = 1.0) -> str:
+    values = [v * scale for v in values]
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def by_method_table(results: dict[Cell, list[dict]], experiment: Experiment,
+                    paper: dict[str, tuple[float, ...]] | None = None, paper_scale: tuple[float, ...] = ()) -> str:
+    """Rows: methods (and settings); columns: the experiment's metrics; the paper's row beside ours."""
+    head = ["method", "setting", "seeds", *experiment.metrics]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for cell, runs in results.items():
+        row = [cell.method, cell.setting, str(len(runs)), *(mean_sd([value(r, k) for r in runs])
+                                                            for k in experiment.metrics)]
+        lines.append("| " + " | ".join(row) + " |")
+        key = cell.setting if cell.setting in (paper or {}) else cell.method
+        if paper and key in paper:
+            numbers = [v / (paper_scale[i] if i < len(paper_scale) else 1) for i, v in enumerate(paper[key])]
+            lines.append("| " + " | ".join([f"{cell.method} (paper)", cell.setting, "", *(f"{v:.3f}" for v in
+                                                                                         numbers)]) + " |")
+    return "\n".join(lines)
+
+
+def sigma_table(results: dict[Cell, list[dict]], experiment: Experiment) -> str:
+    """Table 1: test accuracy, rows methods, columns σ²; the paper's value under ours."""
+    sigmas = sorted({c.setting for c in results})
+    methods = list(dict.fromkeys(c.method for c in results))
+    lines = ["| method | " + " | ".join(f"σ² = {s}" for s in sigmas) + " |", "|" + " --- |" * (len(sigmas) + 1)]
+    for method in methods:
+        ours = [mean_sd([value(r, "accuracy") for r in results.get(Cell(method, s, ("--sigma2", s)), [])])
+                if Cell(method, s, ("--sigma2", s)) in results else "" for s in sigmas]
+        lines.append(f"| {method} | " + " | ".join(ours) + " |")
+        if method in PAPER_TABLE1:
+            paper = [f"{PAPER_TABLE1[method][SIGMAS.index(s)]:.3f}" for s in sigmas]
+            lines.append(f"| {method} (paper) | " + " | ".join(paper) + " |")
+    return "\n".join(lines)
+
+
+def curve_plot(x_of: Callable[[Cell], float], y_key: str, x_label: str) -> Callable:
+    def plot(results: dict[Cell, list[dict]], experiment: Experiment, path: Path) -> None:
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        for method in dict.fromkeys(c.method for c in results):
+            cells = sorted((c for c in results if c.method == method), key=x_of)
+            ys = [[value(r, y_key) for r in results[c]] for c in cells]
+            ax.errorbar([x_of(c) for c in cells], [statistics.mean(y) for y in ys],
+                        yerr=[statistics.stdev(y) if len(y) > 1 else 0 for y in ys], marker="o", capsize=3,
+                        label=method)
+        ax.set(xlabel=x_label, ylabel=f"test {y_key}", title=f"{experiment.dataset}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+    return plot
+
+
+def tradeoff_plot(results: dict[Cell, list[dict]], experiment: Experiment, path: Path) -> None:
+    """Accuracy–fairness trade-off: balanced accuracy against GapRMS (gender and race), one point per λ."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for gap, marker in (("gap_rms_gender", "o"), ("gap_rms_race", "s")):
+        xs = [statistics.mean(value(r, gap) for r in runs) for runs in results.values()]
+        ys = [statistics.mean(value(r, "balanced_accuracy") for r in runs) for runs in results.values()]
+        ax.plot(xs, ys, marker=marker, label=gap)
+        for (cell, _), x, y in zip(results.items(), xs, ys, strict=True):
+            ax.annotate(f"λ={cell.setting}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel="GapRMS (lower is fairer)", ylabel="balanced accuracy", title="Adult: CSAD, varying λ")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bar_plot(results: dict[Cell, list[dict]], experiment: Experiment, path: Path) -> None:
+    plt = _pyplot()
+    keys = experiment.metrics
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        names = [f"{c.method}\n{c.setting}".strip() for c in results]
+        means = [statistics.mean(value(r, key) for r in runs) for runs in results.values()]
+        errors = [statistics.stdev([value(r, key) for r in runs]) if len(runs) > 1 else 0 for runs in results.values()]
+        ax.bar(range(len(names)), means, yerr=errors, capsize=3)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+        ax.set_title(key, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+ALL_METHODS = ("baseline", "blind_eye", "grad_reverse", "mi_label", "ad_jsd", "csad_content", "csad_struc", "csad")
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "colored_mnist_sigma": Experiment(
+        "colored_mnist",
+        tuple(Cell(m, s, ("--sigma2", s)) for m in ALL_METHODS for s in SIGMAS),
+        ("accuracy",), sigma_table, curve_plot(lambda c: float(c.setting), "accuracy", "training colour variance σ²"),
+        quick_cells=tuple(Cell(m, s, ("--sigma2", s)) for m in ("baseline", "csad") for s in ("0.020", "0.050")),
+    ),
+    "adult": Experiment(
+        "adult",
+        tuple(Cell(m, "gender+race", ("--bias", "both")) for m in ("baseline", "grad_reverse", "ad_jsd", "csad")),
+        ADULT_METRICS, lambda r, e: by_method_table(r, e, PAPER_TABLE5, (100.0,)), bar_plot,
+        quick_cells=tuple(Cell(m, "gender+race", ("--bias", "both")) for m in ("baseline", "csad")),
+        seed_flag="--split",
+    ),
+    "adult_lambda": Experiment(
+        "adult",
+        tuple(Cell("csad", lam, ("--bias", "both", "--lambda", lam)) for lam in LAMBDAS),
+        ("balanced_accuracy", "gap_rms_gender", "gap_rms_race", "gap_max_gender", "gap_max_race"),
+        lambda r, e: by_method_table(r, e, PAPER_TABLE6, (100.0,)), tradeoff_plot,
+        quick_cells=tuple(Cell("csad", lam, ("--bias", "both", "--lambda", lam)) for lam in ("1", "40")),
+        seed_flag="--split",
+    ),
+    "mpower": Experiment(
+        "mpower", tuple(Cell(m, "") for m in ("baseline", "grad_reverse", "csad")), ("auc", "ap", "f1"),
+        lambda r, e: by_method_table(r, e, PAPER_TABLE4), bar_plot,
+    ),
+    "celeba": Experiment(
+        "celeba", tuple(Cell(m, t, ("--target", t)) for t in ("Blond_Hair", "Heavy_Makeup")
+                        for m in ("baseline", "grad_reverse", "csad")),
+        ("unbiased_accuracy", "bias_conflicting_accuracy"), by_method_table, bar_plot, needs_data_root=True,
+    ),
+    "imdb": Experiment(
+        "imdb", tuple(Cell(m, eb, ("--train-on", eb)) for eb in ("EB1", "EB2")
+                      for m in ("baseline", "grad_reverse", "csad")),
+        ("accuracy", "unbiased_accuracy"), by_method_table, bar_plot, needs_data_root=True,
+    ),
+}
+
+
+def run_cell(experiment: Experiment, cell: Cell, seed: int, folder: Path, common: list[str]) -> dict:
+    """Train one run (or reuse / resume it) and return its metrics.json."""
+    name = "_".join(p for p in (cell.method, cell.setting.replace("+", "-"), f"seed{seed}") if p)
+    out = folder / name
+    if (out / "metrics.json").is_file():
+        return json.loads((out / "metrics.json").read_text())
+    argv = ["--dataset", experiment.dataset, "--method", cell.method, "--no-baseline", experiment.seed_flag,
+            str(seed), "--out", str(out), *cell.flags, *common]
+    if (out / "config.yaml").is_file():
+        argv.append("--resume")
+    return train_cli.main(argv)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m python.experiments", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=sorted(EXPERIMENTS), help="which table of the paper to reproduce")
+    p.add_argument("--seeds", default="3", help="number of seeds (0..N-1) or a comma list, e.g. 0,3 (default 3; "
+                   "Adult uses them as its random 80/20 splits)")
+    p.add_argument("--quick", action="store_true", help="a reduced grid of quick runs (for trying and for CI)")
+    p.add_argument("--data-root", metavar="DIR", help="real data (required for celeba and imdb)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/experiments/NAME)")
+    p.add_argument("--device", help="device of every run (default auto)")
+    p.add_argument("--backend", help="estimator backend of every run (default auto)")
+    return p
+
+
+def seeds_of(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")] if "," in text else list(range(int(text)))
+    except ValueError as exc:
+        raise ValueError(f"--seeds must be a count or a comma list of ints, got {text!r}") from exc
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    args = parser().parse_args(argv)
+    experiment = EXPERIMENTS[args.name]
+    if experiment.needs_data_root and not args.data_root:
+        raise SystemExit(f"{args.name} needs the real data: pass --data-root DIR (see the README); it cannot ship")
+    seeds = seeds_of(args.seeds)
+    out = Path(args.out or Path("runs") / "experiments" / args.name)
+    common = ["--no-progress"] + (["--quick"] if args.quick else [])
+    for flag in ("data_root", "device", "backend"):
+        if getattr(args, flag):
+            common += ["--" + flag.replace("_", "-"), getattr(args, flag)]
+    cells = experiment.quick_cells if args.quick and experiment.quick_cells else experiment.cells
+    results: dict[Cell, list[dict]] = {}
+    for i, cell in enumerate(cells):
+        for seed in seeds:
+            print(f"[{args.name}] run {i + 1}/{len(cells)}: {cell.method} {cell.setting} seed {seed}", flush=True)
+            results.setdefault(cell, []).append(run_cell(experiment, cell, seed, out / "runs", common))
+    text = experiment.table(results, experiment)
+    command = "python -m python.experiments " + " ".join(argv if argv is not None else sys.argv[1:])
+    (out / "table.md").write_text(f"<!-- {command} -->\n{text}\n")
+    experiment.plot(results, experiment, out / "plot.png")
+    print(text)
+    print(f"\nwrote {out / 'table.md'} and {out / 'plot.png'}")
+    return out
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
