@@ -45,6 +45,7 @@ class TrainConfig:
     max_images: int | None = None
     clean_ids: str | None = None
     resnet_weights: str | None = None
+    download: bool = False
     out: str | None = None
     cache_dir: str = "data_cache"
     quick: bool = False

@@ -66,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
                    help="draw minibatches balanced over the target classes (default on)")
     p.add_argument("--bias", choices=("gender", "race", "both"),
                    help="Adult: the bias attribute(s), one bias head each (default gender)")
+    p.add_argument("--download", action="store_true", default=None,
+                   help="Adult: fetch adult.data/adult.test from UCI into --data-root/adult/ when missing (sha256 "
+                        "checked; fails fast offline)")
     p.add_argument("--target", help="CelebA: target attribute, e.g. Blond_Hair (default) or Heavy_Makeup")
     p.add_argument("--train-on", dest="train_on", choices=("EB1", "EB2"),
                    help="IMDB: train on extreme-bias set EB1 (default) or EB2")
@@ -157,6 +160,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 if __name__ == "__main__":
     try:
         main()
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ImportError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

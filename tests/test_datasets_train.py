@@ -41,3 +41,16 @@ def test_image_datasets_quick_run_on_generated_files(tmp_path, dataset):
                     "--image-size", "16")
     key = "unbiased_accuracy"
     assert key in metrics["metrics"]["test"] and metrics["data_source"] == "real"
+
+
+def test_adult_download_flag_reaches_the_loader_and_fails_fast_offline(tmp_path, monkeypatch):
+    import urllib.error
+
+    import python.data.adult as adult
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(adult.urllib.request, "urlopen", offline)
+    with pytest.raises(RuntimeError, match="--data-root"):
+        quick(tmp_path, "adult", "--data-root", str(tmp_path / "data"), "--download")

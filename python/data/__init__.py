@@ -39,7 +39,7 @@ def load_dataset(config: TrainConfig) -> DataBundle:
         from python.adult_metrics import adult_metrics
         from python.data.adult import load_adult
 
-        bundle = load_adult(config.data_root, split=config.split, bias=config.bias)
+        bundle = load_adult(config.data_root, split=config.split, bias=config.bias, download=config.download)
         if config.quick:
             shrink_train(bundle, QUICK_TRAIN_ROWS, config.seed)
         bundle.extra_metrics = lambda predict, split: adult_metrics(lambda x: predict((x,)), split.inputs[0], split.y)
