@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
+from python import cli
 from python import config as cfg
-from python.data import load_dataset
+from python.data import DataBundle, load_dataset
 from python.report import table
 from python.trainer import RunResult, Trainer, resolve_device
 
@@ -27,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def evaluate_checkpoint(config: cfg.TrainConfig, bundle, method: str, path: Path, device) -> RunResult:  # noqa: ANN001
+def evaluate_checkpoint(config: cfg.TrainConfig, bundle: DataBundle, method: str, path: Path,
+                        device: torch.device) -> RunResult:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: the run has no checkpoint of {method}")
     trainer = Trainer(config, bundle, method, path, device, show_progress=False)
@@ -61,8 +64,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, RunResult]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+    cli.run(main)

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from python import cli
 from python import train as train_cli
+from python.summarize import mean_sd
 
 SIGMAS = ("0.020", "0.025", "0.030", "0.035", "0.040", "0.045", "0.050")
 LAMBDAS = ("1", "2", "10", "20", "40")
@@ -69,13 +71,6 @@ def value(run: dict, key: str) -> float:
     return float(run["metrics"]["test"][key])
 
 
-def mean_sd(values: list[float], scale: float = 1.0) -> str:
-    values = [v * scale for v in values]
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
-
-
 def by_method_table(results: dict[Cell, list[dict]], experiment: Experiment,
                     paper: dict[str, tuple[float, ...]] | None = None, paper_scale: tuple[float, ...] = ()) -> str:
     """Rows: methods (and settings); columns: the experiment's metrics; the paper's row beside ours."""
@@ -99,8 +94,8 @@ def sigma_table(results: dict[Cell, list[dict]], experiment: Experiment) -> str:
     methods = list(dict.fromkeys(c.method for c in results))
     lines = ["| method | " + " | ".join(f"σ² = {s}" for s in sigmas) + " |", "|" + " --- |" * (len(sigmas) + 1)]
     for method in methods:
-        ours = [mean_sd([value(r, "accuracy") for r in results.get(Cell(method, s, ("--sigma2", s)), [])])
-                if Cell(method, s, ("--sigma2", s)) in results else "" for s in sigmas]
+        runs = [results.get(Cell(method, s, ("--sigma2", s))) for s in sigmas]
+        ours = [mean_sd([value(r, "accuracy") for r in cell_runs]) if cell_runs else "" for cell_runs in runs]
         lines.append(f"| {method} | " + " | ".join(ours) + " |")
         if method in PAPER_TABLE1:
             paper = [f"{PAPER_TABLE1[method][SIGMAS.index(s)]:.3f}" for s in sigmas]
@@ -274,8 +269,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+    cli.run(main)

@@ -91,7 +91,7 @@ def bias_leakage(features: torch.Tensor, bias: torch.Tensor, *, seed: int = 0, f
     predicted = torch.empty_like(bias_index)
     for f in range(folds):
         train, held_out = fold != f, fold == f
-        probe = _fit_probe(features[train], bias_index[train], len(classes), steps)
+        probe = fit_logistic_regression(features[train], bias_index[train], len(classes), steps=steps)
         predicted[held_out] = probe(features[held_out]).argmax(-1)
     counts = torch.bincount(bias_index, minlength=len(classes))
     return {
@@ -103,7 +103,9 @@ def bias_leakage(features: torch.Tensor, bias: torch.Tensor, *, seed: int = 0, f
     }
 
 
-def _fit_probe(x: torch.Tensor, y: torch.Tensor, n_classes: int, steps: int) -> nn.Module:
+def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, n_classes: int, *, steps: int = 100) -> nn.Module:
+    """Multinomial logistic regression on standardised ``x (n, d)`` float64, ``y (n,)`` in ``0..n_classes-1``
+    (L2 1e-3 on the weights, full-batch L-BFGS, ``steps`` iterations at most); returns ``x (m, d) -> logits (m, C)``."""
     mean, std = x.mean(0), x.std(0).clamp_min(1e-8)
     linear = nn.Linear(x.shape[1], n_classes).double()
     optimizer = torch.optim.LBFGS(linear.parameters(), max_iter=steps, line_search_fn="strong_wolfe")

@@ -9,18 +9,17 @@ split where the dataset has one), beside the bias leakage of each. Writes OUT/me
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from python import cli
 from python.config import DATASETS
 from python.deepminmax import DeepMinMax, as_columns
-from python.metrics import bias_leakage, roc_auc
+from python.metrics import bias_leakage, fit_logistic_regression, roc_auc
 from python.report import write_json_atomic
 
 QUICK_EPOCHS = 5
@@ -126,7 +125,7 @@ def from_run(run: Path, device: str = "cpu") -> dict[str, Any]:
     parts = {}
     for name in ("train", "test"):
         split = trainer.splits[name]
-        parts[name] = {"z": trainer.outputs(split)["features"], "b": split.bias.cpu(), "y": split.y.cpu()}
+        parts[name] = {"z": trainer.outputs(split.inputs)["features"], "b": split.bias.cpu(), "y": split.y.cpu()}
     return {**parts, "bias_names": list(bundle.bias_names), "test_is_bias_free": bundle.test_is_bias_free}
 
 
@@ -146,24 +145,11 @@ def train_baseline(dataset: str, out: Path, quick: bool, seed: int) -> Path:
 # ----- downstream
 
 def logistic_regression(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, *, steps: int = 200) -> torch.Tensor:
-    """Fit a multinomial logistic regression (standardised, L2 1e-3, L-BFGS) on ``x (n, d)``, ``y (n,)``;
-    return the logits ``(m, C)`` of ``x_test (m, d)``."""
-    x, x_test = x.double(), x_test.double()
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-8)
-    classes = int(y.max()) + 1
-    linear = nn.Linear(x.shape[1], max(classes, 2)).double()
-    opt = torch.optim.LBFGS(linear.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
-    xs = (x - mean) / std
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(linear(xs), y) + 1e-3 * linear.weight.square().sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    """Fit a multinomial logistic regression (:func:`python.metrics.fit_logistic_regression`) on ``x (n, d)``,
+    ``y (n,)``; return the logits ``(m, C)`` of ``x_test (m, d)``."""
+    model = fit_logistic_regression(x.double(), y, max(int(y.max()) + 1, 2), steps=steps)
     with torch.no_grad():
-        return linear((x_test - mean) / std)
+        return model(x_test.double())
 
 
 def discrete_bias(b: torch.Tensor, b_train: torch.Tensor) -> torch.Tensor:
@@ -317,8 +303,4 @@ def summary_table(before: dict[str, Any], after: dict[str, Any], names: Sequence
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+    cli.run(main)

@@ -53,7 +53,8 @@ def leakage(run: dict) -> float:
     return sum(probes) / len(probes)
 
 
-def cell(values: list[float]) -> str:
+def mean_sd(values: list[float]) -> str:
+    """``mean ± sd`` of ``values`` to three decimals (the value alone for one)."""
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
@@ -69,8 +70,8 @@ def table(runs: dict[str, dict[int, dict]]) -> str:
     for method in order:
         seeds = sorted(runs[method])
         row = [method, ",".join(map(str, seeds))]
-        row += [cell([value(runs[method][s], keys) for s in seeds]) for _, keys in COLUMNS]
-        row.append(cell([leakage(runs[method][s]) for s in seeds]))
+        row += [mean_sd([value(runs[method][s], keys) for s in seeds]) for _, keys in COLUMNS]
+        row.append(mean_sd([leakage(runs[method][s]) for s in seeds]))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import csad_kernels as ck
+from python import cli
 from python import config as cfg
 from python.data import load_dataset
 from python.report import plot_curves, table, write_json_atomic
@@ -158,8 +158,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError, ImportError, FloatingPointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+    cli.run(main)

@@ -81,10 +81,10 @@ class Trainer:
             order = torch.multinomial(weights, n, replacement=True, generator=generator)
         else:
             order = torch.randperm(n, generator=generator)
-        chunks = list(order.split(size))
-        if len(chunks) > 1 and len(chunks[-1]) < 2:  # the estimator needs two samples: fold a lone one back in
-            chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
-        return [c.to(self.device) for c in chunks]
+        return [c.to(self.device) for c in split_into_batches(order, size)]
+
+    def batches_per_epoch(self) -> int:
+        return len(split_into_batches(torch.arange(len(self.splits["train"])), self.config.batch_size))
 
     def batch(self, index: torch.Tensor) -> Batch:
         split = self.splits["train"]
@@ -92,12 +92,13 @@ class Trainer:
 
     # ----- evaluation
     @torch.no_grad()
-    def outputs(self, split: Split) -> dict[str, torch.Tensor]:
-        """Target logits, features z = F(x) and target features h^y of a whole split, in eval mode."""
+    def outputs(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        """Target logits, features z = F(x) and target features h^y of ``inputs`` (rows shaped like a split's
+        inputs, on any device), on the CPU, computed in eval mode."""
         self.net.eval()
         parts: dict[str, list[torch.Tensor]] = {"logits": [], "features": [], "target_features": []}
-        for start in range(0, len(split), EVAL_BATCH):
-            z = self.net.features(*(x[start:start + EVAL_BATCH] for x in split.inputs))
+        for start in range(0, len(inputs[0]), EVAL_BATCH):
+            z = self.net.features(*(x[start:start + EVAL_BATCH].to(self.device) for x in inputs))
             hy = self.net.target_branch(z)
             for key, value in (("logits", self.net.target_logits(hy)), ("features", z), ("target_features", hy)):
                 parts[key].append(value.float().cpu())
@@ -106,24 +107,20 @@ class Trainer:
 
     def evaluate(self, name: str) -> dict[str, float]:
         split = self.splits[name]
-        metrics = target_metrics(self.outputs(split)["logits"], split.y.cpu())
+        metrics = target_metrics(self.outputs(split.inputs)["logits"], split.y.cpu())
         if self.bundle.extra_metrics is not None:
             metrics.update(self.bundle.extra_metrics(self.predict, split))
         return metrics
 
-    @torch.no_grad()
     def predict(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Predicted classes ``(m,)`` of ``inputs`` (any rows shaped like a split's inputs), in eval mode."""
-        self.net.eval()
-        logits = torch.cat([self.net(*(x[i:i + EVAL_BATCH].to(self.device) for x in inputs)).float().cpu()
-                            for i in range(0, len(inputs[0]), EVAL_BATCH)])
-        self.net.train()
+        logits = self.outputs(inputs)["logits"]
         return (logits > 0).long() if logits.dim() == 1 else logits.argmax(-1)
 
     def leakage(self) -> dict[str, dict[str, dict[str, float]]]:
         """Bias leakage on the test split, per bias attribute, of F's features and of the target features."""
         split = self.splits["test"]
-        out = self.outputs(split)
+        out = self.outputs(split.inputs)
         bias = split.bias.cpu()
         return {
             name: {kind: bias_leakage(out[kind], bias[:, k], seed=self.config.seed)
@@ -199,12 +196,18 @@ class Trainer:
         return {k: v / len(batches) for k, v in sums.items()}
 
     def progress_bar(self, phase: str, epochs: int, first: int) -> tqdm:
-        n = self.config.batch_size
-        per_epoch = max(1, math.ceil(len(self.splits["train"]) / n))
-        if len(self.splits["train"]) % n == 1 and per_epoch > 1:
-            per_epoch -= 1
+        per_epoch = self.batches_per_epoch()
         return tqdm(total=epochs * per_epoch, initial=first * per_epoch, desc=f"{self.method.name}: {phase}",
                     unit="batch", disable=not self.show_progress, dynamic_ncols=True)
+
+
+def split_into_batches(order: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """``order`` cut into batches of ``size``; a last batch of one sample joins the one before it (the estimator
+    compares samples, so a batch needs two)."""
+    chunks = list(order.split(size))
+    if len(chunks) > 1 and len(chunks[-1]) < 2:
+        chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
+    return chunks
 
 
 def _to_device(split: Split, device: torch.device) -> Split:

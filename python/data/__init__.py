@@ -10,9 +10,9 @@ from python.config import TrainConfig
 from python.data.base import SPLITS, DataBundle, Split
 
 MPOWER_MAX_TAPS = 192  # 20 s of tapping; longer records are cut and counted (99% of the simulated ones fit)
-
-
-QUICK_TRAIN_ROWS = 4096  # --quick on Adult trains on this many rows (Colored MNIST a quarter); val and test stay whole
+# --quick trains on at most this many random rows of the train split (val and test stay whole); mPower has a
+# small cohort of its own instead
+QUICK_TRAIN_ROWS = {"adult": 4096, "colored_mnist": 1024, "celeba": 1024, "imdb": 1024}
 
 
 def shrink_train(bundle: DataBundle, rows: int, seed: int) -> None:
@@ -26,46 +26,40 @@ def shrink_train(bundle: DataBundle, rows: int, seed: int) -> None:
 
 
 def load_dataset(config: TrainConfig) -> DataBundle:
+    bundle = _load(config)
+    if config.quick and config.dataset in QUICK_TRAIN_ROWS:
+        shrink_train(bundle, QUICK_TRAIN_ROWS[config.dataset], config.seed)
+    return bundle
+
+
+def _load(config: TrainConfig) -> DataBundle:
     if config.dataset == "mpower":
         from python.data.mpower import load_mpower
 
-        return load_mpower(
-            config.data_root,
-            cache_dir=Path(config.cache_dir) / "mpower_sim",
-            cohort="quick" if config.quick else "default",
-            max_taps=MPOWER_MAX_TAPS,
-        )
+        return load_mpower(config.data_root, cache_dir=Path(config.cache_dir) / "mpower_sim",
+                           cohort="quick" if config.quick else "default", max_taps=MPOWER_MAX_TAPS)
     if config.dataset == "adult":
         from python.adult_metrics import adult_metrics
         from python.data.adult import load_adult
 
         bundle = load_adult(config.data_root, split=config.split, bias=config.bias, download=config.download)
-        if config.quick:
-            shrink_train(bundle, QUICK_TRAIN_ROWS, config.seed)
         bundle.extra_metrics = lambda predict, split: adult_metrics(lambda x: predict((x,)), split.inputs[0], split.y)
         return bundle
     if config.dataset == "colored_mnist":
         from python.data.colored_mnist import load_colored_mnist
 
-        bundle = load_colored_mnist(config.data_root, sigma2=config.sigma2, seed=config.seed)
-        if config.quick:
-            shrink_train(bundle, QUICK_TRAIN_ROWS // 4, config.seed)
-        return bundle
+        return load_colored_mnist(config.data_root, sigma2=config.sigma2, seed=config.seed)
     if config.dataset == "celeba":
         from python.data.celeba import load_celeba
 
-        bundle = load_celeba(config.data_root, target=config.target, image_size=config.image_size,
-                             max_images=config.max_images, seed=config.split)
-    elif config.dataset == "imdb":
+        return load_celeba(config.data_root, target=config.target, image_size=config.image_size,
+                           max_images=config.max_images, seed=config.split)
+    if config.dataset == "imdb":
         from python.data.imdb import load_imdb
 
-        bundle = load_imdb(config.data_root, train_on=config.train_on, image_size=config.image_size,
-                           clean_ids=config.clean_ids, max_images=config.max_images, seed=config.split)
-    else:
-        raise ValueError(f"unknown dataset {config.dataset!r}")
-    if config.quick:
-        shrink_train(bundle, QUICK_TRAIN_ROWS // 4, config.seed)
-    return bundle
+        return load_imdb(config.data_root, train_on=config.train_on, image_size=config.image_size,
+                         clean_ids=config.clean_ids, max_images=config.max_images, seed=config.split)
+    raise ValueError(f"unknown dataset {config.dataset!r}")
 
 
 __all__ = ["SPLITS", "DataBundle", "Split", "load_dataset"]

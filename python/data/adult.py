@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from python.data.base import DataBundle, Split
+from python.data.base import DataBundle, Split, Tally
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,6 @@ BIAS_COLUMNS = {"gender": "sex_Male", "race": "race_White"}
 N_SPLITS = 10
 TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1  # of the train+val (80%) part
-_EXAMPLES = 3
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -165,23 +164,6 @@ def _write_atomic(target: Path, data: bytes) -> None:
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Parsing
-
-
-class _Counts:
-    """Counts per message with the first few examples (file + line), for ``DataBundle.log``."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-        self.examples: dict[str, list[str]] = {}
-
-    def add(self, message: str, example: str) -> None:
-        self.counts[message] = self.counts.get(message, 0) + 1
-        ex = self.examples.setdefault(message, [])
-        if len(ex) < _EXAMPLES:
-            ex.append(example)
-
-    def lines(self) -> list[str]:
-        return [f"{m}: {n} (e.g. {'; '.join(self.examples[m])})" for m, n in self.counts.items()]
 
 
 def _number(value: str, column: str, where: str) -> float:
@@ -261,7 +243,7 @@ def _parse_cached(folder: str, stamp: tuple[tuple[int, int], ...]) -> tuple[np.n
     """Features ``(n, 41)`` (unstandardised), labels ``(n,)`` and log lines; ``stamp`` (mtime, size) keys the cache."""
     del stamp
     kept: list[dict[str, object]] = []
-    counts, log, total = _Counts(), [], 0
+    counts, log, total = Tally(), [], 0
     for name in FILES:
         path = Path(folder) / name
         lines, skipped, digest = _read_lines(path)

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 SPLITS = ("train", "val", "test")
+EXAMPLES_PER_LINE = 3
+
+
+class Tally:
+    """Counts per reason (something skipped or changed by a loader) with the first few examples (file and line,
+    or record id), for ``DataBundle.log``: nothing is dropped without a count."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, list[str]] = {}
+
+    def add(self, reason: str, example: str, count: int = 1) -> None:
+        self.add_many(reason, [example], count)
+
+    def add_many(self, reason: str, examples: Sequence[str], count: int) -> None:
+        """Adds ``count`` to ``reason`` with the first few of ``examples``."""
+        if count:
+            self.counts[reason] = self.counts.get(reason, 0) + count
+            shown = self.examples.setdefault(reason, [])
+            shown.extend(examples[: max(0, EXAMPLES_PER_LINE - len(shown))])
+
+    def lines(self) -> list[str]:
+        return [f"{reason}: {n} (e.g. {'; '.join(self.examples[reason])})" for reason, n in self.counts.items()]
 
 
 @dataclass

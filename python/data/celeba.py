@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from python.data.base import DataBundle, Split
+from python.data.base import DataBundle, Split, Tally
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,6 @@ PARTITIONS = {"train": 0, "test": 1, "val": 2}  # our split -> CelebA's partitio
 PARTITION_NAMES = {0: "train", 1: "validation", 2: "test"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_EXAMPLES = 3
 LAYOUT = (
     f"<data_root>/celeba/{IMAGE_DIR}/*.jpg, <data_root>/celeba/{ATTR_FILE} and <data_root>/celeba/{PARTITION_FILE} "
     "(the original CelebA distribution files)"
@@ -64,30 +63,6 @@ Predict = Callable[[tuple[torch.Tensor, ...]], torch.Tensor]
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Images (shared with the IMDB loader)
-
-
-class Tally:
-    """Counts per reason with the first few examples, for ``DataBundle.log``."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-        self.examples: dict[str, list[str]] = {}
-
-    def add(self, reason: str, example: str, count: int = 1) -> None:
-        self.counts[reason] = self.counts.get(reason, 0) + count
-        shown = self.examples.setdefault(reason, [])
-        if len(shown) < _EXAMPLES:
-            shown.append(example)
-
-    def add_many(self, reason: str, examples: Sequence[str], count: int) -> None:
-        """Adds ``count`` to ``reason`` with the first few of ``examples``."""
-        if count:
-            self.counts[reason] = self.counts.get(reason, 0) + count
-            shown = self.examples.setdefault(reason, [])
-            shown.extend(examples[: max(0, _EXAMPLES - len(shown))])
-
-    def lines(self) -> list[str]:
-        return [f"{reason}: {n} (e.g. {'; '.join(self.examples[reason])})" for reason, n in self.counts.items()]
 
 
 def _pil():

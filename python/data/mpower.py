@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from python.data.base import DataBundle, Split
+from python.data.base import DataBundle, Split, Tally
 from python.metrics import roc_auc
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ TEST_AGE_BINS = (2, 3, 4, 5, 6, 7)  # 45-49 ... 70+: the cells of the bias-free 
 VALID_AGE = (18, 120)  # mPower enrolled adults; ages outside are data-entry errors
 _TRUE = {"true", "t", "1", "1.0", "yes", "y"}
 _FALSE = {"false", "f", "0", "0.0", "no", "n"}
-_EXAMPLES = 3  # examples per log line
 
 
 def age_bin(age: int) -> int:
@@ -62,23 +61,6 @@ def age_bin(age: int) -> int:
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Bookkeeping: every skipped or changed item is counted, with examples, and shows up in ``DataBundle.log``.
-
-
-class _Tally:
-    """Counts per message, with the first few examples (file + line / record id) of each."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-        self.examples: dict[str, list[str]] = {}
-
-    def add(self, message: str, example: str) -> None:
-        self.counts[message] = self.counts.get(message, 0) + 1
-        ex = self.examples.setdefault(message, [])
-        if len(ex) < _EXAMPLES:
-            ex.append(example)
-
-    def lines(self) -> list[str]:
-        return [f"{m}: {n} (e.g. {'; '.join(self.examples[m])})" for m, n in self.counts.items()]
 
 
 class _RecordError(Exception):
@@ -144,7 +126,7 @@ def _parse_bool(text: str) -> bool | None:
     return True if low in _TRUE else False if low in _FALSE else None
 
 
-def _read_demographics(path: Path, tally: _Tally) -> dict[str, tuple[int, bool]]:
+def _read_demographics(path: Path, tally: Tally) -> dict[str, tuple[int, bool]]:
     """healthCode -> (age, PD) from the demographics CSV; invalid and duplicate rows are counted in ``tally``."""
     subjects: dict[str, tuple[int, bool]] = {}
     for line, row in _read_csv(path, DEMOGRAPHICS_COLUMNS):
@@ -212,7 +194,7 @@ def _parse_tap(entry: object) -> tuple[float, float, float, int]:
     return t, x, y, BUTTONS[button]
 
 
-def _read_taps(path: Path, where: str, tally: _Tally) -> np.ndarray:
+def _read_taps(path: Path, where: str, tally: Tally) -> np.ndarray:
     """Taps of one record's JSON file as ``(k, 4)`` float64 rows (time, x, y, button); malformed taps are counted.
 
     ``where`` names the record (tapping.csv line and recordId) in messages. Raises _RecordError when the file is
@@ -241,7 +223,7 @@ def _read_taps(path: Path, where: str, tally: _Tally) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64)
 
 
-def _tap_features(rows: np.ndarray, max_taps: int, record: str, tally: _Tally) -> tuple[np.ndarray, np.ndarray]:
+def _tap_features(rows: np.ndarray, max_taps: int, record: str, tally: Tally) -> tuple[np.ndarray, np.ndarray]:
     """``(k, 4)`` taps -> features ``(6, max_taps)`` float32 and mask ``(max_taps,)`` bool (see CHANNELS).
 
     Taps are sorted by time (records that needed it are counted) and cut after ``max_taps`` (counted too).
@@ -308,7 +290,7 @@ class _Records:
     pd: np.ndarray
 
 
-def _read_records(root: Path, max_taps: int, tally: _Tally) -> tuple[_Records, int]:
+def _read_records(root: Path, max_taps: int, tally: Tally) -> tuple[_Records, int]:
     """Reads tapping.csv, demographics.csv and the JSON files under ``root``; returns the records and the row count."""
     table = _read_csv(root / "tapping.csv", TAPPING_COLUMNS)
     subjects = _read_demographics(root / "demographics.csv", tally)
@@ -416,7 +398,7 @@ def _load_root(
     root: Path, source: str, max_taps: int, per_cell: int, val_fraction: float, seed: int, label: str
 ) -> DataBundle:
     """The one reading path for real and simulated data: ``root`` is the ``mpower`` folder."""
-    tally = _Tally()
+    tally = Tally()
     rec, n_rows = _read_records(root, max_taps, tally)
     index, note = _split_records(rec, per_cell, val_fraction, seed)
     splits = {name: _make_split(rec, idx) for name, idx in index.items()}

@@ -62,10 +62,16 @@ class CSAD(Method):
         self.update("target", self.config.lambda_ * mi, only=net.f)
         return float(mi.detach())
 
+    @torch.no_grad()
+    def detached_branches(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h^y and h^b of features ``z`` without a graph: the inputs of M's steps."""
+        return self.net.target_branch(z), self.net.bias_branch(z)
+
     def detached(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features z = F(x), h^y and h^b of ``batch`` without a graph."""
         with torch.no_grad():
             z = self.net.features(*batch.inputs)
-            return z, self.net.target_branch(z), self.net.bias_branch(z)
+        return (z, *self.detached_branches(z))
 
     def step(self, phase: str, batch: Batch) -> dict[str, float]:
         if phase == "pretrain_target":
@@ -80,7 +86,7 @@ class CSAD(Method):
         z, _, _ = self.detached(batch)
         for _ in range(self.config.k_inner):
             losses["bias"] = self.bias_step(z, batch)
-        _, hy, hb = self.detached(batch)
+        hy, hb = self.detached_branches(z)  # F is unchanged since z; D_b has moved
         for _ in range(self.config.k_inner):
             losses["mi"] = self.estimator_step(hy, hb, batch)
         losses["mi_adversarial"] = self.adversarial_step(batch)

@@ -1,0 +1,18 @@
+"""What every ``python -m python.X`` entry point does with an error a user can fix: one line, exit status 2."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+# bad input, missing files or packages, a diverged loss: messages written for the user, no traceback needed
+USER_ERRORS = (ValueError, FileNotFoundError, ImportError, FloatingPointError)
+
+
+def run(main: Callable[[], Any]) -> None:
+    try:
+        main()
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
