@@ -228,6 +228,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="3", help="number of seeds (0..N-1) or a comma list, e.g. 0,3 (default 3; "
                    "Adult uses them as its random 80/20 splits)")
     p.add_argument("--quick", action="store_true", help="a reduced grid of quick runs (for trying and for CI)")
+    p.add_argument("--methods", metavar="LIST", help="only these methods of the grid, comma-separated")
+    p.add_argument("--settings", metavar="LIST", help="only these settings of the grid (σ² values for "
+                   "colored_mnist_sigma, λ values for adult_lambda, targets for celeba, EB1/EB2 for imdb), "
+                   "comma-separated")
     p.add_argument("--data-root", metavar="DIR", help="real data (required for celeba and imdb)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/experiments/NAME)")
     p.add_argument("--device", help="device of every run (default auto)")
@@ -242,6 +246,18 @@ def seeds_of(text: str) -> list[int]:
         raise ValueError(f"--seeds must be a count or a comma list of ints, got {text!r}") from exc
 
 
+def selected_cells(cells: Sequence[Cell], methods: str | None, settings: str | None) -> tuple[Cell, ...]:
+    """The cells whose method and setting are in the comma lists (None keeps all); unknown names are an error."""
+    for text, known, flag in ((methods, {c.method for c in cells}, "--methods"),
+                              (settings, {c.setting for c in cells}, "--settings")):
+        unknown = set(text.split(",")) - known if text else set()
+        if unknown:
+            raise ValueError(f"{flag}: {', '.join(sorted(unknown))} not in this grid (choose from "
+                             f"{', '.join(sorted(known))})")
+    return tuple(c for c in cells if (not methods or c.method in methods.split(","))
+                 and (not settings or c.setting in settings.split(",")))
+
+
 def main(argv: Sequence[str] | None = None) -> Path:
     args = parser().parse_args(argv)
     experiment = EXPERIMENTS[args.name]
@@ -253,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     for flag in ("data_root", "device", "backend"):
         if getattr(args, flag):
             common += ["--" + flag.replace("_", "-"), getattr(args, flag)]
-    cells = experiment.quick_cells if args.quick and experiment.quick_cells else experiment.cells
+    cells = selected_cells(experiment.quick_cells if args.quick and experiment.quick_cells else experiment.cells,
+                           args.methods, args.settings)
     results: dict[Cell, list[dict]] = {}
     for i, cell in enumerate(cells):
         for seed in seeds:

@@ -238,6 +238,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=128, metavar="N",
                    help="DeepMinMax minibatch size (default 128)")
     p.add_argument("--lr", type=float, default=0.005, metavar="X", help="DeepMinMax Adam learning rate (default 0.005)")
+    p.add_argument("--q-steps", dest="q_steps", type=int, default=5, metavar="N",
+                   help="Adam steps of the CLUB network q per step of h_θ (default 5; see python/deepminmax.py)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the split, initialisation and batches")
     p.add_argument("--embedding", choices=("auto", "tsne", "pca"), default="auto",
                    help="2-D embedding of the plot: t-SNE when scikit-learn is importable (auto), or PCA")
@@ -271,14 +273,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     train, test, names = data["train"], data["test"], data["bias_names"]
     mean, std = train["z"].mean(0), train["z"].std(0).clamp_min(1e-8)  # DeepMinMax sees standardised Z
     torch.manual_seed(args.seed)
-    model = DeepMinMax.for_data(train["z"], train["b"], lambda_=args.lambda_, batch_size=args.batch_size, lr=args.lr)
+    model = DeepMinMax.for_data(train["z"], train["b"], lambda_=args.lambda_, batch_size=args.batch_size, lr=args.lr,
+                                  q_steps=args.q_steps)
     history = model.fit((train["z"] - mean) / std, train["b"], epochs=epochs, seed=args.seed, progress=args.progress)
     zt_train, zt_test = (model.transform((part["z"] - mean) / std) for part in (train, test))
     b_test = discrete_bias(test["b"], train["b"])
     before = evaluate(train["z"], train["y"], test["z"], test["y"], b_test, names, args.seed)
     after = evaluate(zt_train, train["y"], zt_test, test["y"], b_test, names, args.seed)
     metrics = {"method": args.method, "dataset": args.dataset, "source": source, "lambda": args.lambda_,
-               "epochs": epochs, "seed": args.seed, "n_train": len(train["y"]), "n_test": len(test["y"]),
+               "epochs": epochs, "q_steps": args.q_steps, "seed": args.seed, "n_train": len(train["y"]),
+               "n_test": len(test["y"]),
                "final_losses": history[-1] if history else None, "before": before, "after": after}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(metrics, out / "metrics.json")

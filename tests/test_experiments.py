@@ -34,3 +34,15 @@ def test_experiments_that_need_real_data_say_so(tmp_path):
         experiments.main(["celeba", "--quick", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="--seeds must be"):
         experiments.seeds_of("three")
+
+
+def test_methods_and_settings_select_part_of_the_grid():
+    cells = experiments.EXPERIMENTS["colored_mnist_sigma"].cells
+    chosen = experiments.selected_cells(cells, "baseline,csad", "0.020,0.050")
+    assert sorted((c.method, c.setting) for c in chosen) == [
+        ("baseline", "0.020"), ("baseline", "0.050"), ("csad", "0.020"), ("csad", "0.050")]
+    assert experiments.selected_cells(cells, None, None) == tuple(cells)
+    with pytest.raises(ValueError, match=r"--settings: 0\.02 not in this grid"):
+        experiments.selected_cells(cells, None, "0.02")
+    with pytest.raises(ValueError, match="--methods: vanilla"):
+        experiments.selected_cells(cells, "vanilla", None)
