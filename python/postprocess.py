@@ -200,14 +200,25 @@ def plot_embedding(before: torch.Tensor, after: torch.Tensor, bias: torch.Tensor
     import matplotlib.pyplot as plt
 
     keep = torch.randperm(len(before), generator=torch.Generator().manual_seed(seed))[:EMBED_POINTS]
+    values = bias[keep]
+    classes = values.unique().tolist()
+    categorical = not values.is_floating_point() and len(classes) <= 12
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     for ax, x, title in ((axes[0], before, "before"), (axes[1], after, "after (DeepMinMax)")):
         xy = embed(x[keep], method, seed)
-        points = ax.scatter(xy[:, 0], xy[:, 1], c=bias[keep].numpy(), s=6, cmap="coolwarm", alpha=0.8)
+        if categorical:
+            for i, c in enumerate(classes):
+                at = (values == c).numpy()
+                ax.scatter(xy[at, 0], xy[at, 1], s=6, alpha=0.7, color=plt.cm.tab10(i % 10), label=f"{bias_name} {c}")
+        else:
+            points = ax.scatter(xy[:, 0], xy[:, 1], c=values.numpy(), s=6, cmap="coolwarm", alpha=0.8)
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(points, ax=axes, label=bias_name)
+    if categorical:
+        axes[1].legend(fontsize=7, markerscale=2, loc="best")
+    else:
+        fig.colorbar(points, ax=axes, label=bias_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
