@@ -292,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     before = evaluate(train["z"], train["y"], test["z"], test["y"], b_test, names, args.seed)
     after = evaluate(zt_train, train["y"], zt_test, test["y"], b_test, names, args.seed)
     metrics = {"method": args.method, "dataset": args.dataset, "source": source, "lambda": args.lambda_,
-               "epochs": epochs, "q_steps": args.q_steps, "seed": args.seed, "n_train": len(train["y"]),
+               "input": args.features or args.run, "epochs": epochs,
+               "q_steps": args.q_steps, "seed": args.seed, "n_train": len(train["y"]),
                "n_test": len(test["y"]),
                "final_losses": history[-1] if history else None, "before": before, "after": after}
     out.mkdir(parents=True, exist_ok=True)

@@ -2,12 +2,15 @@
 
 Reads every ``metrics.json`` under the given folders, groups by method (the baseline trained beside a method
 counts as a run of ``baseline``), and prints mean ± standard deviation over seeds of each metric.
+Post-processing results (``python -m python.postprocess``, with ``before``/``after``) are grouped by their
+folder's name without its ``_seedN`` suffix, one row before and one after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,11 +79,36 @@ def table(runs: dict[str, dict[int, dict]]) -> str:
     return "\n".join(lines)
 
 
+def postprocess_table(files: Sequence[Path]) -> str:
+    """Before/after rows per group of post-processing results: downstream accuracy, AUC, and the bias probe's
+    balanced accuracy per attribute (chance 1 / classes)."""
+    groups: dict[str, list[dict]] = {}
+    for path in files:
+        groups.setdefault(re.sub(r"_seed\d+$", "", path.parent.name), []).append(json.loads(path.read_text()))
+    names = list(next(iter(groups.values()))[0]["before"]["bias_leakage"])
+    head = ["features", "seeds", "target acc.", "target AUC", *(f"{n} leakage (bal. acc.)" for n in names)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for group, results in groups.items():
+        for when in ("before", "after"):
+            parts = [r[when] for r in results]
+            row = [f"{group} {when}", ",".join(str(r["seed"]) for r in results),
+                   mean_sd([p["accuracy"] for p in parts]),
+                   mean_sd([p["auc"] for p in parts]) if all("auc" in p for p in parts) else "",
+                   *(mean_sd([p["bias_leakage"][n]["balanced_accuracy"] for p in parts]) for n in names)]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m python.summarize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="folders holding run folders (searched recursively)")
-    text = table(collect(parser.parse_args(argv).folders))
+    folders = parser.parse_args(argv).folders
+    files = sorted(p for folder in folders for p in Path(folder).rglob("metrics.json"))
+    post = [p for p in files if {"before", "after"} <= set(json.loads(p.read_text()))]
+    if post and len(post) != len(files):
+        raise ValueError("the folders mix training runs and post-processing results: summarise them separately")
+    text = postprocess_table(post) if post else table(collect(folders))
     print(text)
     return text
 

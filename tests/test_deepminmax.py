@@ -175,3 +175,26 @@ def test_help_names_every_flag(capsys: pytest.CaptureFixture) -> None:
     text = capsys.readouterr().out
     for flag in ("--features", "--run", "--quick", "--out", "--epochs", "--lambda", "--seed", "--dataset"):
         assert flag in text
+
+
+def test_summarize_groups_postprocess_results_by_folder(tmp_path: Path) -> None:
+    from python import summarize
+
+    def result(seed: int, acc_after: float, leak_after: float) -> dict:
+        leak = {"g": {"accuracy": 0.9, "balanced_accuracy": 0.95, "chance_balanced_accuracy": 0.5}}
+        after = {"g": {"accuracy": leak_after, "balanced_accuracy": leak_after, "chance_balanced_accuracy": 0.5}}
+        return {"seed": seed, "before": {"accuracy": 0.8, "bias_leakage": leak},
+                "after": {"accuracy": acc_after, "bias_leakage": after}}
+
+    for seed, acc, leak in ((0, 0.70, 0.50), (1, 0.74, 0.60)):
+        folder = tmp_path / "post" / f"adult_baseline_seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(result(seed, acc, leak)))
+    text = summarize.main([str(tmp_path / "post")])
+    assert "| adult_baseline before | 0,1 | 0.800 ± 0.000 |  | 0.950 ± 0.000 |" in text
+    assert "| adult_baseline after | 0,1 | 0.720 ± 0.028 |  | 0.550 ± 0.071 |" in text
+    train_run = tmp_path / "post" / "run" / "metrics.json"
+    train_run.parent.mkdir()
+    train_run.write_text(json.dumps({"method": "csad", "seed": 0, "metrics": {}}))
+    with pytest.raises(ValueError, match="mix"):
+        summarize.main([str(tmp_path / "post")])
