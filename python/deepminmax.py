@@ -24,6 +24,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 LOG_2PI = math.log(2 * math.pi)
+# q runs q_steps times per step: at the width of 1024-d conv features it would cost more than h_θ and m_φ together
+Q_HIDDEN_MAX = 128
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -125,7 +127,7 @@ class DeepMinMax(nn.Module):
         self.classes = tuple(int(c) for c in classes) if classes is not None else None
         b_width = sum(self.classes) if self.classes is not None else bias_dim
         self.h = mlp([z_dim, z_dim, z_dim, z_dim])
-        self.q = CLUB(z_dim, self.classes, bias_dim, hidden=max(z_dim, 16))
+        self.q = CLUB(z_dim, self.classes, bias_dim, hidden=min(max(z_dim, 16), Q_HIDDEN_MAX))
         self.m = mlp([z_dim + b_width, z_dim, 2 * z_dim])
 
     @classmethod
