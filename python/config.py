@@ -50,6 +50,7 @@ class TrainConfig:
     cache_dir: str = "data_cache"
     quick: bool = False
     baseline: bool = True
+    local_estimator: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {_key(f.name): getattr(self, f.name) for f in fields(self)}

@@ -3,6 +3,9 @@
 Trains the chosen method and, unless --no-baseline, the vanilla baseline on the same data in the same run, then
 prints a table of both on the validation split and the bias-free test split. Everything goes to runs/NAME/:
 config.yaml, checkpoints/, metrics.json and curves.png.
+
+Several GPUs or nodes: ``torchrun --nproc-per-node=K -m python.train ...`` (docs/distributed.md); --batch-size
+stays the global minibatch, and rank 0 alone prints and writes the run folder.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import csad_kernels as ck
-from python import cli
+from python import cli, distributed
 from python import config as cfg
 from python.data import load_dataset
 from python.report import plot_curves, table, write_json_atomic
@@ -31,7 +34,11 @@ FLAG_HELP = {
     "estimator_epochs": "epochs of step 3 (M maximising I) (default 3)",
     "epochs": "epochs of the debiasing phase (step 4) (mpower default 15); the baseline trains "
               "pretrain-epochs + epochs epochs",
-    "batch_size": "minibatch size, also the number of samples the cross-sample estimator compares (default 128)",
+    "batch_size": "minibatch size, also the number of samples the cross-sample estimator compares (default 128); "
+                  "under torchrun the global minibatch, split over the processes (at least 2 per process)",
+    "local_estimator": "under torchrun, estimate I (csad and variants; MINE of mi_label) on each process's shard "
+                       "of the minibatch instead of all-gathering u, v and the bias labels of the global minibatch "
+                       "(less communication, smaller Ω); no effect in a single process",
     "lr": "Adam learning rate of every network (default 1e-3)",
     "lambda_": "weight λ of the debiasing loss (mpower default 1.0)",
     "k_inner": "K: steps of the bias branch and of M per minibatch (default 10)",
@@ -89,6 +96,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
                    help="do not train the vanilla baseline beside the method")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
+    p.add_argument("--local-estimator", dest="local_estimator", action="store_true", default=None,
+                   help=FLAG_HELP["local_estimator"])
     return p
 
 
@@ -105,6 +114,13 @@ def settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Name
     return cfg.merge_for_resume(cfg.load_saved(saved_path), {**file_values, **cli}), args
 
 
+def checked_settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Namespace]:
+    """:func:`settings`, with the checks that depend on the number of processes."""
+    config, args = settings(argv)
+    distributed.check_batch_size(config.batch_size)
+    return config, args
+
+
 def prepare_run_dir(config: cfg.TrainConfig, args: argparse.Namespace) -> Path:
     run_dir = config.run_dir
     if run_dir.exists() and any(run_dir.iterdir()) and not args.resume:
@@ -118,15 +134,36 @@ def prepare_run_dir(config: cfg.TrainConfig, args: argparse.Namespace) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    config, args = settings(argv)
+    """Train as the flags say (in one process, or as one rank of a torchrun job) and return metrics.json's dict."""
+    started = distributed.setup()
+    try:
+        metrics = run_training(argv)
+    except BaseException as exc:
+        if not started:
+            raise
+        echo = distributed.is_main() or not distributed.raised_on_main(exc)
+        distributed.close(wait=False)
+        if echo:
+            raise
+        # rank 0 reports the error (or prints --help); the other ranks leave quietly with the same status
+        raise SystemExit(exc.code if isinstance(exc, SystemExit) and not isinstance(exc.code, str) else 2) from None
+    if started:
+        distributed.close()
+    return metrics
+
+
+def run_training(argv: Sequence[str] | None) -> dict[str, Any]:
+    # rank 0 reads the settings (on --resume: the saved config.yaml) and prepares the run folder; all ranks get them
+    config, args = distributed.from_main(lambda: checked_settings(argv))
     device = resolve_device(config.device)
     try:
         backend = ck.selected_backend(config.backend, device)
     except (ck.BackendUnavailableError, ValueError) as exc:
         raise SystemExit(f"--backend {config.backend}: {exc}") from exc
-    run_dir = prepare_run_dir(config, args)
-    bundle = load_dataset(config)
-    say = print
+    run_dir = distributed.from_main(lambda: prepare_run_dir(config, args))
+    with distributed.node_main_first():  # one process per node fills the data cache
+        bundle = load_dataset(config)
+    say = print if distributed.is_main() else _silent
     say(f"csad: {config.dataset} ({bundle.data_source}: {bundle.description})")
     say("  " + ", ".join(f"{name} {len(split)}" for name, split in bundle.splits.items())
         + f" samples; method {config.method}; estimator backend {backend}; device {device}; seed {config.seed}")
@@ -144,10 +181,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     metrics = {
         "dataset": config.dataset, "method": config.method, "data_source": bundle.data_source,
         "data_description": bundle.description, "data_log": bundle.log, "seed": config.seed, "backend": backend,
-        "device": str(device), "wall_time_s": result.wall_time_s,
+        "device": str(device), "world_size": distributed.world_size(), "wall_time_s": result.wall_time_s,
         "metrics": result.metrics, "bias_leakage": result.bias_leakage,
         "baseline": baseline.to_dict() if baseline else None,
     }
+    if not distributed.is_main():
+        return metrics
     write_json_atomic(metrics, run_dir / "metrics.json")
     primary = "auc" if bundle.n_classes == 2 else "accuracy"
     plot_curves([r for r in (baseline, result) if r is not None], primary, run_dir / "curves.png")
@@ -155,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     say(table(result, baseline, bundle.bias_names, bundle.test_is_bias_free))
     say(f"\nwrote {run_dir / 'metrics.json'} and {run_dir / 'curves.png'} ({result.wall_time_s:.0f} s of training)")
     return metrics
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """``print`` on ranks other than 0."""
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""One trainer for every method: phases, minibatches, evaluation, checkpoints, resume, progress bars."""
+"""One trainer for every method: phases, minibatches, evaluation, checkpoints, resume, progress bars.
+
+Under torchrun (``python.distributed``) every rank draws the same global minibatches and trains on its own shard
+of each; losses are reduced over ranks every step, evaluation forward passes are sharded and gathered, and only
+rank 0 writes checkpoints and shows progress. In a single process all of that is an identity.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-from python import checkpoint
+from python import checkpoint, distributed
 from python.config import TrainConfig
 from python.data.base import DataBundle, Split
 from python.methods import METHODS, Batch, Method
@@ -26,12 +32,8 @@ class Interrupted(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: this torch has no usable CUDA device (torch.cuda.is_available() is False)")
-    return device
+    """The device for ``--device name`` (under torchrun: this rank's GPU, see ``distributed.device_for``)."""
+    return distributed.device_for(name)
 
 
 def epoch_seed(seed: int, phase: int, epoch: int) -> int:
@@ -60,14 +62,23 @@ class Trainer:
     def __init__(self, config: TrainConfig, bundle: DataBundle, method_name: str, checkpoint_path: Path,
                  device: torch.device, *, show_progress: bool = True) -> None:
         self.config, self.bundle, self.device = config, bundle, device
-        self.checkpoint_path, self.show_progress = checkpoint_path, show_progress
+        self.checkpoint_path, self.show_progress = checkpoint_path, show_progress and distributed.is_main()
+        world = distributed.world_size()
+        distributed.check_batch_size(config.batch_size)
+        # a last minibatch smaller than this joins the one before: each rank's shard needs two samples
+        self.least_batch = 2 * world
         self.splits = {name: _to_device(split, device) for name, split in bundle.splits.items()}
         torch.manual_seed(config.seed)
         train_inputs = bundle.splits["train"].inputs
         self.net = DebiasNet(config.dataset, train_inputs, bundle.n_classes, bundle.bias_classes,
                              resnet_weights=config.resnet_weights).to(device)
+        if world > 1 and device.type == "cuda" and not getattr(self.net.f, "freeze_bn", False):
+            # BatchNorm statistics over the global minibatch, as in one process (CPU: see average_batchnorm_stats)
+            self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
         self.method: Method = METHODS[method_name](self.net, bundle, config)
         self.method.extra.to(device)
+        distributed.broadcast_module(self.net)
+        distributed.broadcast_module(self.method.extra)
         self.primary = "auc" if bundle.n_classes == 2 else "accuracy"
 
     # ----- batches
@@ -81,29 +92,37 @@ class Trainer:
             order = torch.multinomial(weights, n, replacement=True, generator=generator)
         else:
             order = torch.randperm(n, generator=generator)
-        return [c.to(self.device) for c in split_into_batches(order, size)]
+        return [c.to(self.device) for c in split_into_batches(order, size, self.least_batch)]
 
     def batches_per_epoch(self) -> int:
-        return len(split_into_batches(torch.arange(len(self.splits["train"])), self.config.batch_size))
+        return len(split_into_batches(torch.arange(len(self.splits["train"])), self.config.batch_size,
+                                      self.least_batch))
 
     def batch(self, index: torch.Tensor) -> Batch:
+        """The minibatch of train rows ``index``; under torchrun this rank's shard of it, knowing the total."""
         split = self.splits["train"]
-        return Batch(tuple(x[index] for x in split.inputs), split.y[index], split.bias[index])
+        total = len(index) if distributed.is_distributed() else None
+        index = distributed.shard(index)
+        return Batch(tuple(x[index] for x in split.inputs), split.y[index], split.bias[index], total=total)
 
     # ----- evaluation
     @torch.no_grad()
     def outputs(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         """Target logits, features z = F(x) and target features h^y of ``inputs`` (rows shaped like a split's
-        inputs, on any device), on the CPU, computed in eval mode."""
+        inputs, on any device), on the CPU, computed in eval mode. Under torchrun each rank computes its shard of
+        the rows and every rank gets all of them."""
         self.net.eval()
+        n = len(inputs[0])
+        rows = distributed.shard(torch.arange(n))
+        lo, hi = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
         parts: dict[str, list[torch.Tensor]] = {"logits": [], "features": [], "target_features": []}
-        for start in range(0, len(inputs[0]), EVAL_BATCH):
-            z = self.net.features(*(x[start:start + EVAL_BATCH].to(self.device) for x in inputs))
+        for start in range(lo, hi, EVAL_BATCH) or [lo]:
+            z = self.net.features(*(x[start:min(start + EVAL_BATCH, hi)].to(self.device) for x in inputs))
             hy = self.net.target_branch(z)
             for key, value in (("logits", self.net.target_logits(hy)), ("features", z), ("target_features", hy)):
                 parts[key].append(value.float().cpu())
         self.net.train()
-        return {k: torch.cat(v) for k, v in parts.items()}
+        return {k: distributed.gather_rows(torch.cat(v), n) for k, v in parts.items()}
 
     def evaluate(self, name: str) -> dict[str, float]:
         split = self.splits[name]
@@ -131,10 +150,21 @@ class Trainer:
     # ----- checkpoints
     def state(self, phase: int, epoch: int, history: list, wall: float, result: dict | None) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "method": self.method.state_dict(), "phase": phase, "epoch": epoch,
-                "history": history, "wall_time_s": wall, "result": result, "method_name": self.method.name}
+                "history": history, "wall_time_s": wall, "result": result, "method_name": self.method.name,
+                "world_size": distributed.world_size()}
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Write the checkpoint (rank 0 only: every rank holds the same state)."""
+        if distributed.is_main():
+            checkpoint.save_atomic(state, self.checkpoint_path)
 
     def restore(self) -> tuple[int, int, list, float, dict | None]:
-        state = checkpoint.load(self.checkpoint_path)
+        """Load the checkpoint (read by rank 0 and sent to every rank, so only rank 0 needs the run folder)."""
+        state = distributed.from_main(lambda: checkpoint.load(self.checkpoint_path))
+        saved_world = state.get("world_size", 1)
+        if saved_world != distributed.world_size() and distributed.is_main():
+            print(f"note: {self.checkpoint_path} was written by {saved_world} process(es), resumed by "
+                  f"{distributed.world_size()}: the rest of the run is not bitwise the uninterrupted one")
         if state.get("method_name") != self.method.name:
             raise ValueError(f"checkpoint {self.checkpoint_path} belongs to method {state.get('method_name')!r}")
         self.net.load_state_dict(state["net"])
@@ -145,7 +175,7 @@ class Trainer:
     def fit(self, *, resume: bool = False, stop_after_epochs: int | None = None) -> RunResult:
         """Run every phase of the method (continuing from the checkpoint when ``resume``), then evaluate."""
         phase0, epoch0, history, wall, result = 0, 0, [], 0.0, None
-        if resume and self.checkpoint_path.exists():
+        if resume and distributed.from_main(self.checkpoint_path.exists):
             phase0, epoch0, history, wall, result = self.restore()
         if result is not None:
             return RunResult(self.method.name, result["metrics"], result["bias_leakage"], history, wall)
@@ -158,6 +188,7 @@ class Trainer:
             bar = self.progress_bar(phase.name, phase.epochs, first)
             for epoch in range(first, phase.epochs):
                 losses = self.run_epoch(p, phase.name, epoch, bar)
+                distributed.average_batchnorm_stats(self.net)
                 val = self.evaluate("val")
                 record = {**losses, f"val_{self.primary}": val[self.primary]}
                 history.append({"phase": phase.name, "epoch": epoch + 1, **record})
@@ -167,8 +198,7 @@ class Trainer:
                 next_phase, next_epoch = (p, epoch + 1) if epoch + 1 < phase.epochs else (p + 1, 0)
                 elapsed = wall + time.perf_counter() - start
                 if not last:
-                    checkpoint.save_atomic(self.state(next_phase, next_epoch, history, elapsed, None),
-                                           self.checkpoint_path)
+                    self.save(self.state(next_phase, next_epoch, history, elapsed, None))
                 if stop_after_epochs is not None and done_now >= stop_after_epochs and not last:
                     bar.close()
                     raise Interrupted(f"stopped after {done_now} epochs (checkpoint {self.checkpoint_path})")
@@ -177,7 +207,7 @@ class Trainer:
         leakage = self.leakage()
         wall += time.perf_counter() - start
         result = {"metrics": metrics, "bias_leakage": leakage}
-        checkpoint.save_atomic(self.state(len(phases), 0, history, wall, result), self.checkpoint_path)
+        self.save(self.state(len(phases), 0, history, wall, result))
         return RunResult(self.method.name, metrics, leakage, history, wall)
 
     def run_epoch(self, phase_index: int, phase: str, epoch: int, bar: tqdm) -> dict[str, float]:
@@ -187,7 +217,8 @@ class Trainer:
         sums: dict[str, float] = {}
         batches = self.batches(generator)
         for index in batches:
-            for key, value in self.method.step(phase, self.batch(index)).items():
+            # every rank's step returns its contributions to the global minibatch's losses; their sum is the loss
+            for key, value in distributed.sum_over_ranks(self.method.step(phase, self.batch(index))).items():
                 if not math.isfinite(value):
                     raise FloatingPointError(f"{self.method.name}, phase {phase}, epoch {epoch + 1}: loss {key} is "
                                              f"{value}; try a smaller --lr or --lambda")
@@ -201,11 +232,11 @@ class Trainer:
                     unit="batch", disable=not self.show_progress, dynamic_ncols=True)
 
 
-def split_into_batches(order: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """``order`` cut into batches of ``size``; a last batch of one sample joins the one before it (the estimator
-    compares samples, so a batch needs two)."""
+def split_into_batches(order: torch.Tensor, size: int, least: int = 2) -> list[torch.Tensor]:
+    """``order`` cut into batches of ``size``; a last batch of fewer than ``least`` samples joins the one before it
+    (the estimator compares samples, so a batch needs two; under torchrun each rank's shard does: 2 × ranks)."""
     chunks = list(order.split(size))
-    if len(chunks) > 1 and len(chunks[-1]) < 2:
+    if len(chunks) > 1 and len(chunks[-1]) < least:
         chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
     return chunks
 

@@ -4,17 +4,25 @@ The trainer (``python.trainer``) owns the loop, batches, evaluation, checkpoints
 says which losses update which parameters. Every update goes through :meth:`Method.update`, which
 back-propagates into the optimizer's own parameters only (``backward(inputs=...)``): a step can never leave
 gradients on, or move, parameters it does not own.
+
+Under torchrun a step sees this rank's shard of the global minibatch (``Batch.total`` rows in all). Losses are
+then each rank's *contribution* to the loss of the global minibatch (per-sample means: the shard's sum / total;
+losses every rank computes in full on gathered rows: divided by the world size), so that their sum over ranks is
+the loss of one process, and :meth:`Method.update` sums the gradients over ranks before the optimizer step. The
+parameters, identical on every rank at the start, then stay identical. Steps return contributions too; the
+trainer adds them up over ranks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as nnf
 
+from python import distributed
 from python.config import TrainConfig
 from python.data.base import DataBundle
 from python.models import DebiasNet
@@ -28,9 +36,33 @@ class Phase:
 
 @dataclass
 class Batch:
+    """A step's minibatch of n rows, or under torchrun this rank's shard of it: ``total`` is then the number of
+    rows of the global minibatch (None in a single process)."""
+
     inputs: tuple[torch.Tensor, ...]
     y: torch.Tensor
     bias: torch.Tensor  # (n, heads) int64
+    total: int | None = None
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (n, ...)`` of this shard -> ``(total, ...)`` of the global minibatch, differentiable (``x`` itself
+        in a single process)."""
+        return x if self.total is None else distributed.gather_rows(x, self.total)
+
+    def replicated(self, loss: torch.Tensor) -> torch.Tensor:
+        """This rank's contribution to ``loss``, computed in full on every rank from gathered rows."""
+        return loss if self.total is None else distributed.replicated(loss)
+
+    def share(self, loss: torch.Tensor) -> torch.Tensor:
+        """This rank's contribution to a mean over the global minibatch of which ``loss`` is the shard's own mean
+        (``loss · n / total``; ``loss`` itself in a single process)."""
+        return loss if self.total is None else loss * (len(self.y) / self.total)
+
+
+def shard_mean(loss: Callable[[str], torch.Tensor], total: int | None) -> torch.Tensor:
+    """``loss(reduction)`` reduced over rows: its mean in a single process (``total`` None), else this shard's
+    contribution to the mean over the ``total`` rows of the global minibatch, ``loss("sum") / total``."""
+    return loss("mean") if total is None else loss("sum") / total
 
 
 class Method:
@@ -68,24 +100,29 @@ class Method:
                 raise ValueError(f"optimizer {optimizer!r} does not own the parameters it was asked to update")
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=params)
+        distributed.sync_gradients(params)  # sum of the ranks' contributions (no-op in a single process)
         opt.step()
         return float(loss.detach())
 
-    def target_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def target_loss(self, logits: torch.Tensor, y: torch.Tensor, total: int | None = None) -> torch.Tensor:
+        """Cross-entropy of ``logits (n,)`` (two classes) or ``(n, classes)`` against ``y (n,)``, as in
+        :func:`shard_mean` for ``total``."""
         if logits.dim() == 1:
-            return nnf.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
-        return nnf.cross_entropy(logits, y)
+            return shard_mean(lambda r: nnf.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction=r),
+                              total)
+        return shard_mean(lambda r: nnf.cross_entropy(logits, y, reduction=r), total)
 
     @staticmethod
-    def bias_loss(logits: list[torch.Tensor], bias: torch.Tensor) -> torch.Tensor:
-        """Mean over bias heads of the cross-entropy."""
-        return torch.stack([nnf.cross_entropy(lg, bias[:, k]) for k, lg in enumerate(logits)]).mean()
+    def bias_loss(logits: list[torch.Tensor], bias: torch.Tensor, total: int | None = None) -> torch.Tensor:
+        """Mean over bias heads of the cross-entropy (``bias (n, heads)``; rows reduced as in :func:`shard_mean`)."""
+        return torch.stack([shard_mean(lambda r, lg=lg, k=k: nnf.cross_entropy(lg, bias[:, k], reduction=r), total)
+                            for k, lg in enumerate(logits)]).mean()
 
     def target_step(self, batch: Batch) -> float:
         """Algorithm 2 line 10 (and the baseline): F, D_y, P_y minimise the target loss."""
         net = self.net
         logits = net.target_logits(net.target_branch(net.features(*batch.inputs)))
-        return self.update("target", self.target_loss(logits, batch.y))
+        return self.update("target", self.target_loss(logits, batch.y, batch.total))
 
     def state_dict(self) -> dict:
         return {"extra": self.extra.state_dict(), "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}

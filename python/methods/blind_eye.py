@@ -7,13 +7,18 @@ from torch.nn import functional as nnf
 
 from python.config import TrainConfig
 from python.data.base import DataBundle
-from python.methods.base import Batch, Method, Phase
+from python.methods.base import Batch, Method, Phase, shard_mean
 from python.models import DebiasNet
 
 
-def confusion_loss(logits: list[torch.Tensor]) -> torch.Tensor:
-    """Mean over heads of the cross-entropy between each head's prediction and the uniform distribution."""
-    return torch.stack([-nnf.log_softmax(lg, -1).mean(-1).mean() for lg in logits]).mean()
+def confusion_loss(logits: list[torch.Tensor], total: int | None = None) -> torch.Tensor:
+    """Mean over heads of the cross-entropy between each head's prediction ``(n, classes_k)`` and the uniform
+    distribution (rows reduced as in :func:`~python.methods.base.shard_mean`)."""
+    def head(lg: torch.Tensor) -> torch.Tensor:
+        per_row = -nnf.log_softmax(lg, -1).mean(-1)
+        return shard_mean(lambda r: per_row.mean() if r == "mean" else per_row.sum(), total)
+
+    return torch.stack([head(lg) for lg in logits]).mean()
 
 
 class BlindEye(Method):
@@ -35,9 +40,9 @@ class BlindEye(Method):
             return {"target": self.target_step(batch)}
         with torch.no_grad():
             z = net.features(*batch.inputs)
-        bias = self.update("bias", self.bias_loss(net.bias_logits(net.bias_branch(z)), batch.bias))
+        bias = self.update("bias", self.bias_loss(net.bias_logits(net.bias_branch(z)), batch.bias, batch.total))
         z = net.features(*batch.inputs)
-        target = self.target_loss(net.target_logits(net.target_branch(z)), batch.y)
-        confusion = confusion_loss(net.bias_logits(net.bias_branch(z)))
+        target = self.target_loss(net.target_logits(net.target_branch(z)), batch.y, batch.total)
+        confusion = confusion_loss(net.bias_logits(net.bias_branch(z)), batch.total)
         self.update("target", target + self.config.lambda_ * confusion)
         return {"target": float(target.detach()), "bias": bias, "confusion": float(confusion.detach())}

@@ -22,6 +22,10 @@ class CSAD(Method):
     divides each step by a running scale of the gradients it has seen, so a separate Adam for λ·I alone would
     cancel λ and move F by the learning rate whatever I's gradient is. Sharing F's moment estimates between the
     target loss and λ·I makes λ weigh one against the other, as in a single joint loss.
+
+    Under torchrun the estimator all-gathers u = My(h^y), v = Mb(h^b) and the bias labels of every rank's shard
+    (with gradients), so Ω and the graphs span the global minibatch and I is the one a single process computes on
+    it; ``local_estimator`` keeps each rank's estimate on its own shard instead.
     """
 
     name = "csad"
@@ -42,23 +46,31 @@ class CSAD(Method):
         return [Phase("pretrain_target", c.pretrain_epochs), Phase("pretrain_bias", c.bias_epochs),
                 Phase("pretrain_estimator", c.estimator_epochs), Phase("adversarial", c.epochs)]
 
-    def mutual_information(self, hy: torch.Tensor, hb: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return self.extra["m"](hy, hb, bias)
+    def mutual_information(self, hy: torch.Tensor, hb: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """I(h^y; h^b) of ``hy (n, d_y)``, ``hb (n, d_b)`` on the minibatch (0-d); under torchrun this rank's
+        contribution to it (see ``python.methods.base``)."""
+        m = self.extra["m"]
+        if batch.total is None:
+            return m(hy, hb, batch.bias)
+        if self.config.local_estimator:
+            return batch.share(m(hy, hb, batch.bias))
+        u, v = batch.gather(m.head_y(hy)), batch.gather(m.head_b(hb))
+        return batch.replicated(estimate(m, u, v, batch.gather(batch.bias)))
 
     def bias_step(self, z: torch.Tensor, batch: Batch) -> float:
         """D_b, P_b minimise the bias loss on detached features ``z``."""
         net = self.net
-        return self.update("bias", self.bias_loss(net.bias_logits(net.bias_branch(z)), batch.bias))
+        return self.update("bias", self.bias_loss(net.bias_logits(net.bias_branch(z)), batch.bias, batch.total))
 
     def estimator_step(self, hy: torch.Tensor, hb: torch.Tensor, batch: Batch) -> float:
         """M maximises I on detached ``hy``, ``hb``; returns the estimate I."""
-        return -self.update("estimator", -self.mutual_information(hy, hb, batch.bias))
+        return -self.update("estimator", -self.mutual_information(hy, hb, batch))
 
     def adversarial_step(self, batch: Batch) -> float:
         """F alone minimises λ·I (D_y, D_b and M receive no update); returns I."""
         net = self.net
         z = net.features(*batch.inputs)
-        mi = self.mutual_information(net.target_branch(z), net.bias_branch(z), batch.bias)
+        mi = self.mutual_information(net.target_branch(z), net.bias_branch(z), batch)
         self.update("target", self.config.lambda_ * mi, only=net.f)
         return float(mi.detach())
 
@@ -91,6 +103,14 @@ class CSAD(Method):
             losses["mi"] = self.estimator_step(hy, hb, batch)
         losses["mi_adversarial"] = self.adversarial_step(batch)
         return losses
+
+
+def estimate(m: ck.CrossSampleMI, u: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``m``'s estimate I from embeddings ``u = My(h^y)``, ``v = Mb(h^b)`` ``(N, d)`` and ``bias (N, heads)`` (what
+    ``m(hy, hb, bias)`` computes after its heads): for the all-gathered u, v of several ranks."""
+    return ck.cs_mutual_information(u, v, bias, alpha=m.alpha, tau_y=m.tau_y, tau_b=m.tau_b, c=m.c,
+                                    tolerance=m.tolerance, similarity=m.similarity, estimator=m.estimator,
+                                    reduction=m.reduction, backend=m.backend)
 
 
 class CSADContent(CSAD):

@@ -44,8 +44,8 @@ class GradientReversal(Method):
             return {"target": self.target_step(batch)}
         net = self.net
         z = net.features(*batch.inputs)
-        target = self.target_loss(net.target_logits(net.target_branch(z)), batch.y)
+        target = self.target_loss(net.target_logits(net.target_branch(z)), batch.y, batch.total)
         reversed_z = reverse_gradient(z, self.config.lambda_)
-        bias = self.bias_loss(net.bias_logits(net.bias_branch(reversed_z)), batch.bias)
+        bias = self.bias_loss(net.bias_logits(net.bias_branch(reversed_z)), batch.bias, batch.total)
         self.update("joint", target + bias)
         return {"target": float(target.detach()), "bias": float(bias.detach())}

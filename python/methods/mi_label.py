@@ -35,7 +35,10 @@ class MINE(nn.Module):
 
 class MILabel(Method):
     """After target pretraining, per minibatch: K steps of T maximising the MINE bound on detached features;
-    then F, D_y, P_y minimise the target loss plus λ times the bound."""
+    then F, D_y, P_y minimise the target loss plus λ times the bound.
+
+    Under torchrun the bound, a cross-sample statistic like CSAD's estimator, is computed on the all-gathered
+    features and bias labels of the global minibatch (or on each rank's shard with ``local_estimator``)."""
 
     name = "mi_label"
 
@@ -51,13 +54,22 @@ class MILabel(Method):
         net, mine = self.net, self.extra["mine"]
         if phase == "pretrain_target":
             return {"target": self.target_step(batch)}
-        permutation = torch.randperm(len(batch.y), device=batch.y.device)
+        local = batch.total is None or self.config.local_estimator
+        bias = batch.bias if local else batch.gather(batch.bias)
+        permutation = torch.randperm(len(bias), device=bias.device)
+
+        def bound(z: torch.Tensor) -> torch.Tensor:
+            """This rank's contribution to the MINE bound, from its features ``z (n, d)``."""
+            if local:
+                return batch.share(mine(z, bias, permutation))
+            return batch.replicated(mine(batch.gather(z), bias, permutation))
+
         with torch.no_grad():
             z = net.features(*batch.inputs)
         for _ in range(self.config.k_inner):
-            mi = -self.update("mine", -mine(z, batch.bias, permutation))
+            mi = -self.update("mine", -bound(z))
         z = net.features(*batch.inputs)
-        target = self.target_loss(net.target_logits(net.target_branch(z)), batch.y)
-        mi_encoder = mine(z, batch.bias, permutation)
+        target = self.target_loss(net.target_logits(net.target_branch(z)), batch.y, batch.total)
+        mi_encoder = bound(z)
         self.update("target", target + self.config.lambda_ * mi_encoder)
         return {"target": float(target.detach()), "mi": mi, "mi_adversarial": float(mi_encoder.detach())}
