@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -232,6 +233,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", metavar="LIST", help="only these settings of the grid (σ² values for "
                    "colored_mnist_sigma, λ values for adult_lambda, targets for celeba, EB1/EB2 for imdb), "
                    "comma-separated")
+    p.add_argument("--train-args", metavar="'FLAGS'", default="",
+                   help="extra flags of python -m python.train for every run, e.g. --train-args='--lambda 10' "
+                        "(use another --out: finished runs are reused whatever their settings)")
     p.add_argument("--data-root", metavar="DIR", help="real data (required for celeba and imdb)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/experiments/NAME)")
     p.add_argument("--device", help="device of every run (default auto)")
@@ -269,6 +273,11 @@ def main(argv: Sequence[str] | None = None) -> Path:
     for flag in ("data_root", "device", "backend"):
         if getattr(args, flag):
             common += ["--" + flag.replace("_", "-"), getattr(args, flag)]
+    extra = shlex.split(args.train_args)
+    clash = {f for f in extra if f.startswith("--")} & {f for c in experiment.cells for f in c.flags}
+    if clash:
+        raise ValueError(f"--train-args sets {', '.join(sorted(clash))}, which this grid varies itself")
+    common += extra
     cells = selected_cells(experiment.quick_cells if args.quick and experiment.quick_cells else experiment.cells,
                            args.methods, args.settings)
     results: dict[Cell, list[dict]] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from python import experiments
@@ -46,3 +48,15 @@ def test_methods_and_settings_select_part_of_the_grid():
         experiments.selected_cells(cells, None, "0.02")
     with pytest.raises(ValueError, match="--methods: vanilla"):
         experiments.selected_cells(cells, "vanilla", None)
+
+
+def test_train_args_reach_every_run_and_may_not_override_the_grid(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(experiments, "run_cell", lambda exp, cell, seed, folder, common: seen.append(common) or {})
+    stub = dataclasses.replace(experiments.EXPERIMENTS["adult"], table=lambda r, e: "", plot=lambda r, e, p: None)
+    monkeypatch.setitem(experiments.EXPERIMENTS, "adult", stub)
+    experiments.main(["adult", "--seeds", "1", "--methods", "csad", "--train-args", "--lambda 2 --k-inner 3",
+                      "--out", str(tmp_path)])
+    assert seen and seen[0][-4:] == ["--lambda", "2", "--k-inner", "3"]
+    with pytest.raises(ValueError, match="--lambda, which this grid varies"):
+        experiments.main(["adult_lambda", "--train-args", "--lambda 2", "--out", str(tmp_path)])
