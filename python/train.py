@@ -11,6 +11,7 @@ stays the global minibatch, and rank 0 alone prints and writes the run folder.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,7 +112,8 @@ def settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Name
     saved_path = fresh.run_dir / "config.yaml"
     if not saved_path.is_file():
         raise SystemExit(f"--resume: no run to continue in {fresh.run_dir} (no config.yaml); give its --out")
-    return cfg.merge_for_resume(cfg.load_saved(saved_path), {**file_values, **cli}), args
+    merged = cfg.merge_for_resume(cfg.load_saved(saved_path), {**file_values, **cli})
+    return dataclasses.replace(merged, out=str(fresh.run_dir)), args  # the folder may have been moved since
 
 
 def checked_settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Namespace]:

@@ -234,7 +234,9 @@ def test_resume_after_an_interruption_reaches_the_same_metrics(tmp_path, tiny_da
         patch.setattr(Trainer, "fit", partialmethod(Trainer.fit, stop_after_epochs=2))
         with pytest.raises(Interrupted):
             run(tmp_path / "b", "--method", "csad")
-    resumed = run(tmp_path / "b", "--method", "csad", "--resume")
+    (tmp_path / "b").rename(tmp_path / "moved")  # a run folder resumes where it is now, not where it was made
+    resumed = run(tmp_path / "moved", "--method", "csad", "--resume")
+    assert (tmp_path / "moved" / "run" / "metrics.json").is_file() and not (tmp_path / "b").exists()
     for key in ("metrics", "bias_leakage"):
         assert resumed[key] == uninterrupted[key]
         assert resumed["baseline"][key] == uninterrupted["baseline"][key]
