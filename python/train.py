@@ -41,7 +41,8 @@ FLAG_HELP = {
                        "of the minibatch instead of all-gathering u, v and the bias labels of the global minibatch "
                        "(less communication, smaller Ω); no effect in a single process",
     "lr": "Adam learning rate of every network (default 1e-3)",
-    "lambda_": "weight λ of the debiasing loss (mpower default 1.0)",
+    "lambda_": "weight λ of the debiasing loss (default per dataset: mpower 1, adult 10, colored_mnist 10, "
+               "celeba and imdb 1; see docs/results.md)",
     "k_inner": "K: steps of the bias branch and of M per minibatch (default 10)",
     "alpha": "initial scale alpha of the estimator's similarity (default 1)",
     "tau": "initial temperatures tau_y, tau_b of the estimator's graphs (default 10)",

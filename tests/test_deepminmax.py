@@ -198,3 +198,14 @@ def test_summarize_groups_postprocess_results_by_folder(tmp_path: Path) -> None:
     train_run.write_text(json.dumps({"method": "csad", "seed": 0, "metrics": {}}))
     with pytest.raises(ValueError, match="mix"):
         summarize.main([str(tmp_path / "post")])
+
+
+def test_cli_trains_the_baseline_first_and_reads_a_run(tmp_path: Path) -> None:
+    out = tmp_path / "post"
+    common = ["--method", "deepminmax", "--dataset", "adult", "--quick", "--embedding", "pca", "--no-progress"]
+    trained = postprocess.main([*common, "--out", str(out)])
+    assert trained["source"] == "trained baseline" and (out / "encoder" / "metrics.json").is_file()
+    assert set(trained["before"]["bias_leakage"]) == {"gender"}  # adult's default --bias
+    again = postprocess.main([*common, "--run", str(out / "encoder"), "--out", str(tmp_path / "again")])
+    assert again["source"] == "run" and again["input"] == str(out / "encoder")
+    assert again["before"] == trained["before"]  # the same frozen features, probed the same way
