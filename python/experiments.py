@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from python import cli
+from python import config as cfg
 from python import train as train_cli
 from python.summarize import mean_sd
 
@@ -213,13 +214,27 @@ def run_cell(experiment: Experiment, cell: Cell, seed: int, folder: Path, common
     """Train one run (or reuse / resume it) and return its metrics.json."""
     name = "_".join(p for p in (cell.method, cell.setting.replace("+", "-"), f"seed{seed}") if p)
     out = folder / name
-    if (out / "metrics.json").is_file():
-        return json.loads((out / "metrics.json").read_text())
     argv = ["--dataset", experiment.dataset, "--method", cell.method, "--no-baseline", experiment.seed_flag,
             str(seed), "--out", str(out), *cell.flags, *common]
+    if (out / "metrics.json").is_file():
+        check_reusable(out, argv)
+        return json.loads((out / "metrics.json").read_text())
     if (out / "config.yaml").is_file():
         argv.append("--resume")
     return train_cli.main(argv)
+
+
+def check_reusable(run: Path, argv: Sequence[str]) -> None:
+    """A finished run is reused only if it was trained with the settings ``argv`` asks for (device, backend and
+    folder aside): otherwise a changed default or flag would silently keep old results in the table."""
+    asked = train_cli.settings(argv)[0].to_dict()
+    saved = cfg.load_saved(run / "config.yaml").to_dict()
+    ignore = cfg.RESUMABLE_OVERRIDES
+    changed = {k: (saved.get(k), v) for k, v in asked.items() if k not in ignore and saved.get(k) != v}
+    if changed:
+        detail = ", ".join(f"{k}: saved {a!r}, asked {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(f"{run} holds a finished run with other settings ({detail}): give another --out, or "
+                         "delete it to retrain")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -235,7 +250,7 @@ def parser() -> argparse.ArgumentParser:
                    "comma-separated")
     p.add_argument("--train-args", metavar="'FLAGS'", default="",
                    help="extra flags of python -m python.train for every run, e.g. --train-args='--lambda 10' "
-                        "(use another --out: finished runs are reused whatever their settings)")
+                        "(a finished run made with other settings is refused, not reused: give another --out)")
     p.add_argument("--data-root", metavar="DIR", help="real data (required for celeba and imdb)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/experiments/NAME)")
     p.add_argument("--device", help="device of every run (default auto)")

@@ -60,3 +60,13 @@ def test_train_args_reach_every_run_and_may_not_override_the_grid(tmp_path, monk
     assert seen and seen[0][-4:] == ["--lambda", "2", "--k-inner", "3"]
     with pytest.raises(ValueError, match="--lambda, which this grid varies"):
         experiments.main(["adult_lambda", "--train-args", "--lambda 2", "--out", str(tmp_path)])
+
+
+def test_a_finished_run_with_other_settings_is_not_reused(tmp_path):
+    out = tmp_path / "exp"
+    experiments.main(["adult", "--quick", "--seeds", "1", "--methods", "baseline", "--out", str(out)])
+    experiments.main(["adult", "--quick", "--seeds", "1", "--methods", "baseline", "--out", str(out),
+                      "--device", "cpu"])  # device may differ: reused
+    with pytest.raises(ValueError, match=r"other settings \(lr: saved 0\.001, asked 0\.01\)"):
+        experiments.main(["adult", "--quick", "--seeds", "1", "--methods", "baseline", "--out", str(out),
+                          "--train-args", "--lr 0.01"])
