@@ -130,10 +130,17 @@ def _print_case(rows: list[harness.Row]) -> None:
     print(f"{rows[0].case.id:<55} " + " | ".join(cells) + noise, flush=True)
 
 
+def _part(results: dict) -> dict:
+    """What one command measured, kept when results are merged so each part's commit and date stay known."""
+    return {"commit": results["commit"], "dirty": results["dirty"], "date": results["date"],
+            "rows": len(results["rows"]), "e2e": bool(results["e2e"])}
+
+
 def _merge(old: dict, new: dict) -> dict:
     def key(r: dict) -> tuple:
         return r["workload"], r["n"], r["provider"]
 
+    new["parts"] = (old.get("parts") or [_part(old)]) + [_part(new)]
     fresh = {key(r) for r in new["rows"]}
     new["rows"] = [r for r in old.get("rows", []) if key(r) not in fresh] + new["rows"]
     new["e2e"] = new["e2e"] or old.get("e2e", [])

@@ -248,6 +248,18 @@ def _grid_sentence(res: dict) -> str:
     return f"grid `{res['profile']}`: {sizes}; d = {', '.join(map(str, dims))}"
 
 
+def _parts_sentence(parts: list[dict]) -> str:
+    """Which command of a ``--merge``d report measured what: the header's commit and date are the last one's."""
+    def one(part: dict) -> str:
+        what = " and ".join(x for x in (f"{part['rows']} row{'s' if part['rows'] != 1 else ''}" if part["rows"] else "",
+                                        "the training step" if part["e2e"] else "") if x) or "nothing"
+        dirty = " + uncommitted changes" if part["dirty"] else ""
+        return f"{what} at commit `{part['commit'][:12]}`{dirty} on {part['date']}"
+
+    return (f"Merged from {len(parts)} commands (`--merge`), oldest first: " + "; ".join(map(one, parts))
+            + ". A later command's rows replace the earlier rows of the same case.")
+
+
 def machine_section(res: dict) -> str:
     view = View(res)
     settings = res["settings"]
@@ -262,6 +274,8 @@ def machine_section(res: dict) -> str:
         f"{res['runtime_s'] / 60:.1f} min. Load average at start {load[0]:.2f}, at end {load_end[0]:.2f}. "
         f"torch.matmul fp32: " + ", ".join(f"{g:.0f} GFLOP/s at N = {n}" for n, g in res["gemm_gflops"].items()) + "."
     )
+    if len(res.get("parts", [])) > 1:
+        meta += " " + _parts_sentence(res["parts"])
     cases = {(r["workload"], r["n"]) for r in res["rows"] if r["status"] == "ok"}
     noisy = sum(view.contended(*case) for case in cases)
     if noisy:
