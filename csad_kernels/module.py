@@ -80,9 +80,16 @@ class CrossSampleMI(nn.Module):
             if not isinstance(h, torch.Tensor) or h.dim() < 2 or h.shape[-1] != expected:
                 shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
                 raise ValueError(f"{name} must have shape (..., N, {expected}), got {shape}")
+        return self.estimate(self.head_y(hy), self.head_b(hb), bias, mask)
+
+    def estimate(
+        self, u: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """I from embeddings already through the heads, ``u = My(h^y)``, ``v = Mb(h^b)`` ``(..., N, d)``: what
+        ``forward`` computes after its heads (e.g. on u, v all-gathered from several processes)."""
         return cs_mutual_information(
-            self.head_y(hy),
-            self.head_b(hb),
+            u,
+            v,
             bias,
             mask,
             alpha=self.alpha,

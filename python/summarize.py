@@ -24,14 +24,19 @@ COLUMNS = (
 )
 
 
-def collect(folders: Sequence[Path]) -> dict[str, dict[int, dict]]:
-    """``{method: {seed: run}}`` from every metrics.json below ``folders``; a baseline seen twice must agree."""
-    runs: dict[str, dict[int, dict]] = {}
+def read_results(folders: Sequence[Path]) -> dict[Path, dict]:
+    """Every metrics.json below ``folders``, parsed, in path order."""
     files = sorted(p for folder in folders for p in Path(folder).rglob("metrics.json"))
     if not files:
         raise FileNotFoundError(f"no metrics.json under {', '.join(map(str, folders))}")
-    for path in files:
-        data = json.loads(path.read_text())
+    return {path: json.loads(path.read_text()) for path in files}
+
+
+def collect(results: dict[Path, dict]) -> dict[str, dict[int, dict]]:
+    """``{method: {seed: run}}`` from training runs' metrics (:func:`read_results`); a baseline seen twice must
+    agree."""
+    runs: dict[str, dict[int, dict]] = {}
+    for path, data in results.items():
         entries = [(data["method"], data)]
         if data.get("baseline"):
             entries.append(("baseline", data["baseline"]))
@@ -79,12 +84,12 @@ def table(runs: dict[str, dict[int, dict]]) -> str:
     return "\n".join(lines)
 
 
-def postprocess_table(files: Sequence[Path]) -> str:
+def postprocess_table(results: dict[Path, dict]) -> str:
     """Before/after rows per group of post-processing results: downstream accuracy, AUC, and the bias probe's
     balanced accuracy per attribute (chance 1 / classes)."""
     groups: dict[str, list[dict]] = {}
-    for path in files:
-        groups.setdefault(re.sub(r"_seed\d+$", "", path.parent.name), []).append(json.loads(path.read_text()))
+    for path, data in results.items():
+        groups.setdefault(re.sub(r"_seed\d+$", "", path.parent.name), []).append(data)
     names = list(next(iter(groups.values()))[0]["before"]["bias_leakage"])
     head = ["features", "seeds", "target acc.", "target AUC", *(f"{n} leakage (bal. acc.)" for n in names)]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -103,12 +108,11 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m python.summarize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="folders holding run folders (searched recursively)")
-    folders = parser.parse_args(argv).folders
-    files = sorted(p for folder in folders for p in Path(folder).rglob("metrics.json"))
-    post = [p for p in files if {"before", "after"} <= set(json.loads(p.read_text()))]
-    if post and len(post) != len(files):
+    results = read_results(parser.parse_args(argv).folders)
+    post = {path: data for path, data in results.items() if {"before", "after"} <= set(data)}
+    if post and len(post) != len(results):
         raise ValueError("the folders mix training runs and post-processing results: summarise them separately")
-    text = postprocess_table(post) if post else table(collect(folders))
+    text = postprocess_table(post) if post else table(collect(results))
     print(text)
     return text
 

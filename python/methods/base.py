@@ -15,7 +15,7 @@ trainer adds them up over ranks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -54,15 +54,14 @@ class Batch:
         return loss if self.total is None else distributed.replicated(loss)
 
     def share(self, loss: torch.Tensor) -> torch.Tensor:
-        """This rank's contribution to a mean over the global minibatch of which ``loss`` is the shard's own mean
-        (``loss · n / total``; ``loss`` itself in a single process)."""
-        return loss if self.total is None else loss * (len(self.y) / self.total)
+        """This rank's contribution to a mean over the global minibatch of which ``loss`` is the shard's own mean."""
+        return share_of_mean(loss, len(self.y), self.total)
 
 
-def shard_mean(loss: Callable[[str], torch.Tensor], total: int | None) -> torch.Tensor:
-    """``loss(reduction)`` reduced over rows: its mean in a single process (``total`` None), else this shard's
-    contribution to the mean over the ``total`` rows of the global minibatch, ``loss("sum") / total``."""
-    return loss("mean") if total is None else loss("sum") / total
+def share_of_mean(mean: torch.Tensor, n: int, total: int | None) -> torch.Tensor:
+    """This shard's contribution to the mean over the ``total`` rows of the global minibatch, given ``mean`` over
+    its own ``n`` rows: ``mean · n / total`` (``mean`` itself in a single process, ``total`` None)."""
+    return mean if total is None else mean * (n / total)
 
 
 class Method:
@@ -105,18 +104,19 @@ class Method:
         return float(loss.detach())
 
     def target_loss(self, logits: torch.Tensor, y: torch.Tensor, total: int | None = None) -> torch.Tensor:
-        """Cross-entropy of ``logits (n,)`` (two classes) or ``(n, classes)`` against ``y (n,)``, as in
-        :func:`shard_mean` for ``total``."""
+        """Cross-entropy of ``logits (n,)`` (two classes) or ``(n, classes)`` against ``y (n,)``, as
+        :func:`share_of_mean` for ``total``."""
         if logits.dim() == 1:
-            return shard_mean(lambda r: nnf.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction=r),
-                              total)
-        return shard_mean(lambda r: nnf.cross_entropy(logits, y, reduction=r), total)
+            mean = nnf.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+        else:
+            mean = nnf.cross_entropy(logits, y)
+        return share_of_mean(mean, len(y), total)
 
     @staticmethod
     def bias_loss(logits: list[torch.Tensor], bias: torch.Tensor, total: int | None = None) -> torch.Tensor:
-        """Mean over bias heads of the cross-entropy (``bias (n, heads)``; rows reduced as in :func:`shard_mean`)."""
-        return torch.stack([shard_mean(lambda r, lg=lg, k=k: nnf.cross_entropy(lg, bias[:, k], reduction=r), total)
-                            for k, lg in enumerate(logits)]).mean()
+        """Mean over bias heads of the cross-entropy (``bias (n, heads)``; as :func:`share_of_mean` for ``total``)."""
+        mean = torch.stack([nnf.cross_entropy(lg, bias[:, k]) for k, lg in enumerate(logits)]).mean()
+        return share_of_mean(mean, len(bias), total)
 
     def target_step(self, batch: Batch) -> float:
         """Algorithm 2 line 10 (and the baseline): F, D_y, P_y minimise the target loss."""

@@ -7,18 +7,15 @@ from torch.nn import functional as nnf
 
 from python.config import TrainConfig
 from python.data.base import DataBundle
-from python.methods.base import Batch, Method, Phase, shard_mean
+from python.methods.base import Batch, Method, Phase, share_of_mean
 from python.models import DebiasNet
 
 
 def confusion_loss(logits: list[torch.Tensor], total: int | None = None) -> torch.Tensor:
     """Mean over heads of the cross-entropy between each head's prediction ``(n, classes_k)`` and the uniform
-    distribution (rows reduced as in :func:`~python.methods.base.shard_mean`)."""
-    def head(lg: torch.Tensor) -> torch.Tensor:
-        per_row = -nnf.log_softmax(lg, -1).mean(-1)
-        return shard_mean(lambda r: per_row.mean() if r == "mean" else per_row.sum(), total)
-
-    return torch.stack([head(lg) for lg in logits]).mean()
+    distribution (as :func:`~python.methods.base.share_of_mean` for ``total``)."""
+    mean = torch.stack([-nnf.log_softmax(lg, -1).mean(-1).mean() for lg in logits]).mean()
+    return share_of_mean(mean, len(logits[0]), total)
 
 
 class BlindEye(Method):

@@ -55,7 +55,7 @@ class CSAD(Method):
         if self.config.local_estimator:
             return batch.share(m(hy, hb, batch.bias))
         u, v = batch.gather(m.head_y(hy)), batch.gather(m.head_b(hb))
-        return batch.replicated(estimate(m, u, v, batch.gather(batch.bias)))
+        return batch.replicated(m.estimate(u, v, batch.gather(batch.bias)))
 
     def bias_step(self, z: torch.Tensor, batch: Batch) -> float:
         """D_b, P_b minimise the bias loss on detached features ``z``."""
@@ -103,14 +103,6 @@ class CSAD(Method):
             losses["mi"] = self.estimator_step(hy, hb, batch)
         losses["mi_adversarial"] = self.adversarial_step(batch)
         return losses
-
-
-def estimate(m: ck.CrossSampleMI, u: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``m``'s estimate I from embeddings ``u = My(h^y)``, ``v = Mb(h^b)`` ``(N, d)`` and ``bias (N, heads)`` (what
-    ``m(hy, hb, bias)`` computes after its heads): for the all-gathered u, v of several ranks."""
-    return ck.cs_mutual_information(u, v, bias, alpha=m.alpha, tau_y=m.tau_y, tau_b=m.tau_b, c=m.c,
-                                    tolerance=m.tolerance, similarity=m.similarity, estimator=m.estimator,
-                                    reduction=m.reduction, backend=m.backend)
 
 
 class CSADContent(CSAD):
