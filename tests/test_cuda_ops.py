@@ -401,3 +401,16 @@ def test_compiles_with_fullgraph():
     (expected_grad,) = torch.autograd.grad(expected.sum(), u_ref)
     assert rel_err(value.cpu(), expected) <= TOL
     assert rel_err(grad.cpu(), expected_grad) <= TOL
+
+
+@pytest.mark.parametrize("setting", ["high", "medium"])
+def test_gemms_stay_float32_when_the_session_allows_tf32(setting):
+    """The backend's cuBLAS GEMMs ignore torch.set_float32_matmul_precision (TF32 gives ~1e-3) and restore it."""
+    e = graph((2,), 256, 16)
+    x, y = torch.randn(2, 2, 256, 64, dtype=torch.float64)
+    torch.set_float32_matmul_precision(setting)
+    got_r = ck.rwr(e.float().to(DEVICE), 0.5, backend="cuda")
+    got_s = ck.cosine_similarity(x.float().to(DEVICE), y.float().to(DEVICE), backend="cuda")
+    assert torch.get_float32_matmul_precision() == setting
+    assert rel_err(got_r.cpu(), ref.rwr(e, 0.5)) <= TOL
+    assert rel_err(got_s.cpu(), ref.cosine_similarity(x, y)) <= TOL

@@ -28,6 +28,7 @@ void check_inputs(const at::Tensor& x, const at::Tensor& y) {
 at::Tensor cosine_similarity_forward(const at::Tensor& x, const at::Tensor& y) {
   check_inputs(x, y);
   const c10::cuda::OptionalCUDAGuard guard(x.device());
+  const Fp32GemmGuard fp32_gemms;
   const auto xb = as_batched(x), yb = as_batched(y);
   const auto xn = std::get<0>(normalize_rows(xb)), yn = std::get<0>(normalize_rows(yb));
   return at::bmm(xn, yn.transpose(1, 2)).reshape(pair_shape(x, y)).to(x.scalar_type());
@@ -38,6 +39,7 @@ std::tuple<at::Tensor, at::Tensor> cosine_similarity_backward(const at::Tensor& 
   check_inputs(x, y);
   check_cuda(grad, "grad");
   const c10::cuda::OptionalCUDAGuard guard(x.device());
+  const Fp32GemmGuard fp32_gemms;
   const auto xb = as_batched(x), yb = as_batched(y);
   const auto [xn, inv_x] = normalize_rows(xb);
   const auto [yn, inv_y] = normalize_rows(yb);

@@ -39,6 +39,7 @@ ForwardResult cs_mutual_information_forward(const at::Tensor& u, const at::Tenso
               " and ", v.device());
   TORCH_CHECK(u.sizes() == v.sizes() && u.dim() >= 2, "csad::cs_mutual_information: u and v must share a shape");
   const c10::cuda::OptionalCUDAGuard guard(u.device());
+  const Fp32GemmGuard fp32_gemms;
   const EstimatorOptions options(similarity, estimator, reduction);
   const int64_t n = u.size(-2);
   const PairsInput pairs(labels, mask, n, tolerance, u.device());
@@ -85,6 +86,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cs_mutual
   check_cuda(grad, "grad");
   check_cuda(un, "un");
   const c10::cuda::OptionalCUDAGuard guard(un.device());
+  const Fp32GemmGuard fp32_gemms;
   const EstimatorOptions options(similarity, estimator, reduction);
   const int64_t n = un.size(1);
   const PairsInput pairs(labels, mask, n, tolerance, un.device());

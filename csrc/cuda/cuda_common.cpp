@@ -30,6 +30,23 @@ int64_t row_count(const at::Tensor& t) {
 
 }  // namespace
 
+Fp32GemmGuard::Fp32GemmGuard()
+    : precision_(at::globalContext().float32MatmulPrecision()), tf32_(at::globalContext().allowTF32CuBLAS()) {
+  if (tf32_) {
+    at::globalContext().setAllowTF32CuBLAS(false);
+  }
+}
+
+Fp32GemmGuard::~Fp32GemmGuard() {
+  if (!tf32_) {
+    return;
+  }
+  at::globalContext().setAllowTF32CuBLAS(true);
+  if (precision_ == at::Float32MatmulPrecision::MEDIUM) {
+    at::globalContext().setFloat32MatmulPrecision("medium");
+  }
+}
+
 at::Tensor device_scalar(const at::Tensor& scalar, const at::Tensor& like) {
   TORCH_CHECK(scalar.numel() == 1, "csad (CUDA): a scalar argument must have one element, got shape ",
               scalar.sizes());
@@ -90,7 +107,9 @@ at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Te
 std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c) {
   const int64_t n = e.size(-1);
   auto system = at::eye(n, e.options()).sub(e, c);  // I - cE (broadcast over the batch)
-  auto r = at::linalg_inv(system).contiguous();      // W (cuSOLVER/MAGMA, may come column-major), made R below
+  // W (cuSOLVER/MAGMA, may come column-major), made R below. linalg_inv_ex without its error check: linalg_inv
+  // would copy the info codes to the host (a sync); I - cE is nonsingular for row-stochastic E and c < 1.
+  auto r = std::get<0>(at::linalg_inv_ex(system, /*check_errors=*/false)).contiguous();
   auto row_sums = at::empty({r.size(0), n}, r.options());
   AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "csad_cuda_rwr_normalise", [&] {
     C10_CUDA_CHECK(kernels::rwr_normalize_rows<scalar_t>(r.data_ptr<scalar_t>(), row_sums.data_ptr<scalar_t>(),

@@ -2,7 +2,7 @@
 // on batched, contiguous (batch, rows, cols) CUDA tensors in the compute dtype (float32, or
 // float64), runs its row loops with the plain CUDA kernels of csrc/cuda/*_kernels.cu on the current
 // stream, and leaves the N^3 parts to cuBLAS/cuSOLVER through ATen (at::bmm, at::baddbmm,
-// at::linalg_inv).
+// at::linalg_inv_ex).
 //
 // STATUS: written to mirror csrc/cpu/ exactly, syntax-checked against torch's headers on a
 // machine without a CUDA build of torch, but NOT yet compiled into the extension nor run on a GPU.
@@ -20,6 +20,22 @@
 #include "launchers.h"
 
 namespace csad::gpu {
+
+// Full float32 cuBLAS GEMMs while alive, whatever torch.set_float32_matmul_precision or
+// torch.backends.cuda.matmul.allow_tf32 say (TF32 would drop the backend to ~1e-3 relative error);
+// the caller's setting is restored on exit. The setting is process-global: a GEMM that another
+// thread runs meanwhile also sees full precision.
+class Fp32GemmGuard {
+ public:
+  Fp32GemmGuard();
+  ~Fp32GemmGuard();
+  Fp32GemmGuard(const Fp32GemmGuard&) = delete;
+  Fp32GemmGuard& operator=(const Fp32GemmGuard&) = delete;
+
+ private:
+  at::Float32MatmulPrecision precision_;
+  bool tf32_;
+};
 
 // A 0-d scalar tensor as a contiguous one-element tensor on like's device in like's dtype.
 at::Tensor device_scalar(const at::Tensor& scalar, const at::Tensor& like);
@@ -39,7 +55,7 @@ void softmax_rows_(at::Tensor& s, const at::Tensor& tau);
 // the centred form sum_ij dZ_ij (s_ij - sum_k e_ik s_ik) with dZ = e * (g - <g, e>_row).
 at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Tensor& s, const at::Tensor& tau);
 
-// Random Walk with Restart: (R, row sums of W = (I - cE)^-1), W by at::linalg_inv.
+// Random Walk with Restart: (R, row sums of W = (I - cE)^-1), W by at::linalg_inv_ex.
 std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c);
 
 // dL/dE from dL/dR (consumed). dL/dE = c W^T (dL/dW) W^T.

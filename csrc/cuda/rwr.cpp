@@ -16,6 +16,7 @@ namespace csad::gpu {
 std::tuple<at::Tensor, at::Tensor> rwr_op(const at::Tensor& e, double c) {
   check_cuda(e, "e");
   const c10::cuda::OptionalCUDAGuard guard(e.device());
+  const Fp32GemmGuard fp32_gemms;
   auto [r, w_row_sums] = rwr_forward(as_batched(e), c);
   auto batch = e.sizes().vec();
   batch.pop_back();
@@ -27,6 +28,7 @@ at::Tensor rwr_backward_op(const at::Tensor& grad, const at::Tensor& r, const at
   check_cuda(r, "r");
   check_cuda(w_row_sums, "w_row_sums");
   const c10::cuda::OptionalCUDAGuard guard(r.device());
+  const Fp32GemmGuard fp32_gemms;
   const auto rb = as_batched(r);
   const auto sums = w_row_sums.to(rb.scalar_type()).contiguous().reshape({rb.size(0), rb.size(1)});
   return rwr_backward(as_batched(grad).clone(), rb, sums, c).reshape(r.sizes()).to(r.scalar_type());

@@ -17,6 +17,7 @@ at::Tensor symmetric_cross_entropy_forward(const at::Tensor& p, const at::Tensor
   check_cuda(p, "p");
   check_cuda(q, "q");
   const c10::cuda::OptionalCUDAGuard guard(p.device());
+  const Fp32GemmGuard fp32_gemms;
   return sce_forward(as_batched(p), as_batched(q)).reshape(pair_shape(p, q)).to(p.scalar_type());
 }
 
@@ -26,6 +27,7 @@ std::tuple<at::Tensor, at::Tensor> symmetric_cross_entropy_backward(const at::Te
   check_cuda(p, "p");
   check_cuda(q, "q");
   const c10::cuda::OptionalCUDAGuard guard(p.device());
+  const Fp32GemmGuard fp32_gemms;
   auto [grad_p, grad_q] = sce_backward(as_batched(grad), as_batched(p), as_batched(q));
   return {grad_p.reshape(p.sizes()).to(p.scalar_type()), grad_q.reshape(q.sizes()).to(q.scalar_type())};
 }
