@@ -2,13 +2,22 @@
 
 Every kernel computes in float32. Launchers upcast float16/bfloat16 (and float64: the Triton
 backend computes float64 inputs in float32 too, and returns float64) and cast results back to the
-input dtype. fp32 GEMMs pin ``input_precision="ieee"`` so tensor cores never drop to tf32.
+input dtype.
+
+Precision of the GEMM-like ``tl.dot`` calls (every kernel takes it as the constexpr ``PRECISION``), one
+setting for the whole backend: ``"tf32x3"`` (default: tensor cores, three tf32 products per dot, about
+float32 accuracy), ``"ieee"`` (exact float32 FMA, no tensor cores), ``"tf32"`` (one tf32 product:
+fastest, ~1e-3 relative error; opt-in). Set it with the environment variable ``CSAD_TRITON_PRECISION``
+(read at each launch), :func:`set_precision`, or the :func:`precision` context manager. The CPU
+interpreter computes every mode as exact float32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 
 import torch
 import triton
@@ -20,6 +29,41 @@ TINY = 1.1754943508222875e-38
 LOG_TINY = math.log(TINY)
 # The product-form RWR keeps factors until c^(2^k) / (1 - c) <= this.
 PRODUCT_FORM_TOLERANCE = 1e-8
+
+
+PRECISIONS = ("tf32x3", "ieee", "tf32")
+PRECISION_ENV = "CSAD_TRITON_PRECISION"
+_precision: str | None = None  # set_precision's value; None: the environment variable, else "tf32x3"
+
+
+def _checked_precision(mode: str, source: str) -> str:
+    if mode not in PRECISIONS:
+        raise ValueError(f"{source} must be one of {PRECISIONS}, got {mode!r}")
+    return mode
+
+
+def dot_precision() -> str:
+    """The ``input_precision`` of every ``tl.dot``: set_precision's value, else $CSAD_TRITON_PRECISION, else tf32x3."""
+    if _precision is not None:
+        return _precision
+    return _checked_precision(os.environ.get(PRECISION_ENV, "tf32x3"), PRECISION_ENV)
+
+
+def set_precision(mode: str | None) -> None:
+    """Sets the dot precision of the Triton backend (``None``: back to the environment variable / default)."""
+    global _precision
+    _precision = None if mode is None else _checked_precision(mode, "precision")
+
+
+@contextlib.contextmanager
+def precision(mode: str) -> Iterator[None]:
+    """Context manager: the Triton kernels launched inside use dot precision ``mode``."""
+    previous = _precision
+    set_precision(mode)
+    try:
+        yield
+    finally:
+        set_precision(previous)
 
 
 def interpreted() -> bool:

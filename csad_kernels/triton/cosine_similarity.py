@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from csad_kernels.triton._common import NORM_EPS, block, normalize_rows, normalize_rows_backward
+from csad_kernels.triton._common import NORM_EPS, block, dot_precision, normalize_rows, normalize_rows_backward
 
 OP = "csad_triton::cosine_similarity"
 
@@ -35,13 +35,14 @@ def _cosine_forward_kernel(
     x_ptr, y_ptr, out_ptr, N, M, D,
     sxb, sxn, sxd, syb, sym, syd, sob, son, som,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, EPS: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):  # fmt: skip
-    pn, pm, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pn, pm, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     rn = pn * BLOCK_N + tl.arange(0, BLOCK_N)
     rm = pm * BLOCK_M + tl.arange(0, BLOCK_M)
     xn, _ = normalize_rows(_load_rows(x_ptr, b, rn, D, sxb, sxn, sxd, BLOCK_D, N), EPS)
     yn, _ = normalize_rows(_load_rows(y_ptr, b, rm, D, syb, sym, syd, BLOCK_D, M), EPS)
-    out = tl.dot(xn, tl.trans(yn), input_precision="ieee")
+    out = tl.dot(xn, tl.trans(yn), input_precision=PRECISION)
     mask = (rn < N)[:, None] & (rm < M)[None, :]
     tl.store(out_ptr + b * sob + rn[:, None] * son + rm[None, :] * som, out, mask=mask)
 
@@ -51,9 +52,10 @@ def _cosine_backward_kernel(
     x_ptr, y_ptr, g_ptr, dx_ptr, N, M, D,
     sxb, sxn, sxd, syb, sym, syd, sgb, sgn, sgm, sdb, sdn, sdd,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, EPS: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):  # fmt: skip
     """``dx = normalize_backward(x, G @ normalize(y))`` for one block of x's rows."""
-    pn, b = tl.program_id(0), tl.program_id(1)
+    pn, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     rn = pn * BLOCK_N + tl.arange(0, BLOCK_N)
     acc = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     for start in range(0, M, BLOCK_M):
@@ -61,7 +63,7 @@ def _cosine_backward_kernel(
         yn, _ = normalize_rows(_load_rows(y_ptr, b, rm, D, syb, sym, syd, BLOCK_D, M), EPS)
         gmask = (rn < N)[:, None] & (rm < M)[None, :]
         g = tl.load(g_ptr + b * sgb + rn[:, None] * sgn + rm[None, :] * sgm, mask=gmask, other=0.0)
-        acc = tl.dot(g, yn, acc, input_precision="ieee")
+        acc = tl.dot(g, yn, acc, input_precision=PRECISION)
     xn, den = normalize_rows(_load_rows(x_ptr, b, rn, D, sxb, sxn, sxd, BLOCK_D, N), EPS)
     dx = normalize_rows_backward(xn, den, acc, EPS)
     rd = tl.arange(0, BLOCK_D)
@@ -78,7 +80,7 @@ def cosine_forward(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_n), bsz)
     _cosine_forward_kernel[grid](
         x, y, out, n, m, d, *x.stride(), *y.stride(), *out.stride(),
-        BLOCK_N=block_n, BLOCK_M=block_n, BLOCK_D=block_d, EPS=NORM_EPS,
+        BLOCK_N=block_n, BLOCK_M=block_n, BLOCK_D=block_d, EPS=NORM_EPS, PRECISION=dot_precision(),
     )  # fmt: skip
     return out
 
@@ -95,7 +97,7 @@ def cosine_backward_rows(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, tran
     grid = (triton.cdiv(n, block_n), bsz)
     _cosine_backward_kernel[grid](
         x, y, g, dx, n, m, d, *x.stride(), *y.stride(), sgb, sgn, sgm, *dx.stride(),
-        BLOCK_N=block_n, BLOCK_M=block_n, BLOCK_D=block_d, EPS=NORM_EPS,
+        BLOCK_N=block_n, BLOCK_M=block_n, BLOCK_D=block_d, EPS=NORM_EPS, PRECISION=dot_precision(),
     )  # fmt: skip
     return dx
 

@@ -91,7 +91,7 @@ def _csmi_forward_kernel(
     smb, smn, smm, slb, sln, slk, sqb, sqn, sqm,
     ESTIMATOR: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    pr, b = tl.program_id(0), tl.program_id(1)
+    pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     max_in = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
     max_out = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
@@ -137,7 +137,7 @@ def _csmi_backward_kernel(
     smb, smn, smm, slb, sln, slk, sqb, sqn, sqm, sgb, sdb, sdn, sdm,
     ESTIMATOR: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    pr, b = tl.program_id(0), tl.program_id(1)
+    pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     shift_in = tl.load(stats_ptr + b * 4)  # float64
     shift_out = tl.load(stats_ptr + b * 4 + 1)

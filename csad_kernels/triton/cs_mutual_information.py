@@ -3,7 +3,7 @@
 Small-N regime (one program per problem, everything on chip): a single kernel normalises u and v,
 builds ``Sc = un vn^T``, the adjacencies ``Ey = softmax(tau_y un un^T)``, ``Eb``, the RWR solve in
 product form ``W = (I + A)(I + A^2)...`` (``A = cE``, k factors with ``c^(2^k)/(1-c) <= 1e-8``, GEMMs
-pinned to ``input_precision="ieee"``), the renormalised rows R, the symmetric cross-entropy, the
+at the backend dot precision, _common), the renormalised rows R, the symmetric cross-entropy, the
 critic M, Ω from the labels (or the explicit mask) and the masked log-sum-exp / softplus reduction.
 The backward kernel (the same kernel with ``BACKWARD=True``) recomputes that forward in registers,
 so no N×N buffer is saved between forward and backward, and then runs the whole chain rule on chip:
@@ -26,6 +26,7 @@ import triton.language as tl
 from csad_kernels.triton._common import (
     NORM_EPS,
     block,
+    dot_precision,
     interpreted,
     normalize_rows,
     normalize_rows_backward,
@@ -56,9 +57,9 @@ def small_n_limit() -> int:
 
 
 @triton.jit
-def _adjacency(xn, tau, valid):
+def _adjacency(xn, tau, valid, PRECISION: tl.constexpr):
     """``(Gram, E)`` with ``E = softmax_rows(tau * xn xnᵀ)`` over the valid columns; padded rows are 0."""
-    gram = tl.dot(xn, tl.trans(xn), input_precision="ieee")
+    gram = tl.dot(xn, tl.trans(xn), input_precision=PRECISION)
     z = tl.where(valid[None, :], tau * gram, float("-inf"))
     zmax = tl.max(z, axis=1)
     p = tl.exp(z - zmax[:, None])
@@ -67,15 +68,15 @@ def _adjacency(xn, tau, valid):
 
 
 @triton.jit
-def _rwr(e, c, idx, valid2, NUM_FACTORS: tl.constexpr):
+def _rwr(e, c, idx, valid2, NUM_FACTORS: tl.constexpr, PRECISION: tl.constexpr):
     """``(W, R, s)``: ``W = (I - cE)^-1`` by the product form, ``R = (1-c)W / s`` with ``s`` its row sums."""
     eye = tl.where(idx[:, None] == idx[None, :], 1.0, 0.0)
     a = c * e
     w = eye + a
     p = a
     for _ in tl.static_range(NUM_FACTORS - 1):
-        p = tl.dot(p, p, input_precision="ieee")
-        w = w + tl.dot(w, p, input_precision="ieee")
+        p = tl.dot(p, p, input_precision=PRECISION)
+        w = w + tl.dot(w, p, input_precision=PRECISION)
     r = (1.0 - c) * w
     s = tl.sum(tl.where(valid2, r, 0.0), axis=1)
     s = tl.where(s > 0.0, s, 1.0)
@@ -84,12 +85,12 @@ def _rwr(e, c, idx, valid2, NUM_FACTORS: tl.constexpr):
 
 
 @triton.jit
-def _rwr_backward(dr, r, w, s, c, valid2):
+def _rwr_backward(dr, r, w, s, c, valid2, PRECISION: tl.constexpr):
     """``dE`` from ``dR``: through the row renormalisation, ``R~ = (1-c) W``, then ``dE = c Wᵀ dW Wᵀ``."""
     dr = tl.where(valid2, dr, 0.0)
     dw = (1.0 - c) * (dr - tl.sum(dr * r, axis=1)[:, None]) / s[:, None]
     wt = tl.trans(w)
-    de = c * tl.dot(tl.dot(wt, dw, input_precision="ieee"), wt, input_precision="ieee")
+    de = c * tl.dot(tl.dot(wt, dw, input_precision=PRECISION), wt, input_precision=PRECISION)
     return tl.where(valid2, de, 0.0)
 
 
@@ -127,9 +128,9 @@ def _csmi_small_kernel(
     sub, sun, sud, svb, svn, svd, slb, sln, slk, smb, smn, smm, sgb,
     SIMILARITY: tl.constexpr, ESTIMATOR: tl.constexpr, MEAN: tl.constexpr, HAS_MASK: tl.constexpr,
     NUM_FACTORS: tl.constexpr, BACKWARD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    EPS: tl.constexpr,
+    EPS: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)
     idx = tl.arange(0, BLOCK_N)
     rd = tl.arange(0, BLOCK_D)
     valid = idx < N
@@ -146,15 +147,17 @@ def _csmi_small_kernel(
     # ---- critic M = alpha * S
     s = tl.zeros((BLOCK_N, BLOCK_N), dtype=tl.float32)
     if SIMILARITY != 2:
-        s += tl.dot(un, tl.trans(vn), input_precision="ieee")
+        s += tl.dot(un, tl.trans(vn), input_precision=PRECISION)
     if SIMILARITY != 1:
-        gram_y, ey = _adjacency(un, tau_y, valid)
-        gram_b, eb = _adjacency(vn, tau_b, valid)
-        wy, ry, sy = _rwr(ey, c, idx, valid2, NUM_FACTORS)
-        wb, rb, sb = _rwr(eb, c, idx, valid2, NUM_FACTORS)
+        gram_y, ey = _adjacency(un, tau_y, valid, PRECISION)
+        gram_b, eb = _adjacency(vn, tau_b, valid, PRECISION)
+        wy, ry, sy = _rwr(ey, c, idx, valid2, NUM_FACTORS, PRECISION)
+        wb, rb, sb = _rwr(eb, c, idx, valid2, NUM_FACTORS, PRECISION)
         ly = safe_log(ry)
         lb = safe_log(rb)
-        s += 0.5 * (tl.dot(ry, tl.trans(lb), input_precision="ieee") + tl.dot(ly, tl.trans(rb), input_precision="ieee"))
+        s += 0.5 * (
+            tl.dot(ry, tl.trans(lb), input_precision=PRECISION) + tl.dot(ly, tl.trans(rb), input_precision=PRECISION)
+        )
     m = alpha * s
 
     # ---- Ω, built from the labels in registers (or read from the explicit mask)
@@ -188,17 +191,19 @@ def _csmi_small_kernel(
         dtau_y = 0.0
         dtau_b = 0.0
         if SIMILARITY != 2:
-            dun += tl.dot(gs, vn, input_precision="ieee")
-            dvn += tl.dot(tl.trans(gs), un, input_precision="ieee")
+            dun += tl.dot(gs, vn, input_precision=PRECISION)
+            dvn += tl.dot(tl.trans(gs), un, input_precision=PRECISION)
         if SIMILARITY != 1:
             # Ss = 1/2 (Ry Lbᵀ + Ly Rbᵀ), L = log(max(R, tiny)): d log / dR = 1/R where R >= tiny
             inv_y = tl.where(ry >= TINY, 1.0 / tl.where(ry >= TINY, ry, 1.0), 0.0)
             inv_b = tl.where(rb >= TINY, 1.0 / tl.where(rb >= TINY, rb, 1.0), 0.0)
             gst = tl.trans(gs)
-            dry = 0.5 * (tl.dot(gs, lb, input_precision="ieee") + tl.dot(gs, rb, input_precision="ieee") * inv_y)
-            drb = 0.5 * (tl.dot(gst, ry, input_precision="ieee") * inv_b + tl.dot(gst, ly, input_precision="ieee"))
-            dey = _rwr_backward(dry, ry, wy, sy, c, valid2)
-            deb = _rwr_backward(drb, rb, wb, sb, c, valid2)
+            dry = 0.5 * (tl.dot(gs, lb, input_precision=PRECISION) + tl.dot(gs, rb, input_precision=PRECISION) * inv_y)
+            drb = 0.5 * (
+                tl.dot(gst, ry, input_precision=PRECISION) * inv_b + tl.dot(gst, ly, input_precision=PRECISION)
+            )
+            dey = _rwr_backward(dry, ry, wy, sy, c, valid2, PRECISION)
+            deb = _rwr_backward(drb, rb, wb, sb, c, valid2, PRECISION)
             # softmax rows: dZ = E * (dE - rowsum(dE * E)); Z = tau * Gram
             dzy = ey * (dey - tl.sum(dey * ey, axis=1)[:, None])
             dzb = eb * (deb - tl.sum(deb * eb, axis=1)[:, None])
@@ -209,8 +214,8 @@ def _csmi_small_kernel(
             dtau_b = tl.sum(tl.sum(eb * deb * (gram_b - mb[:, None]), axis=1), axis=0)
             dgy = tau_y * dzy
             dgb = tau_b * dzb
-            dun += tl.dot(dgy + tl.trans(dgy), un, input_precision="ieee")
-            dvn += tl.dot(dgb + tl.trans(dgb), vn, input_precision="ieee")
+            dun += tl.dot(dgy + tl.trans(dgy), un, input_precision=PRECISION)
+            dvn += tl.dot(dgb + tl.trans(dgb), vn, input_precision=PRECISION)
         du = normalize_rows_backward(un, uden, dun, EPS)
         dv = normalize_rows_backward(vn, vden, dvn, EPS)
         out_rows = b * N * D + idx[:, None] * D + rd[None, :]
@@ -252,7 +257,7 @@ def _launch_small(u, v, labels, mask, tolerance, params, c, similarity, estimato
         *u.stride(), *v.stride(), *lab_strides, *mask_strides, sgb,
         SIMILARITY=SIMILARITY_CODES[similarity], ESTIMATOR=ESTIMATOR_CODES[estimator], MEAN=reduction == "mean",
         HAS_MASK=mask is not None, NUM_FACTORS=num_factors(c), BACKWARD=backward,
-        BLOCK_N=block_n, BLOCK_D=block(d), EPS=NORM_EPS,
+        BLOCK_N=block_n, BLOCK_D=block(d), EPS=NORM_EPS, PRECISION=dot_precision(),
         num_warps=4 if block_n <= 32 else 8,
     )  # fmt: skip
     return (du, dv, dpar) if backward else out

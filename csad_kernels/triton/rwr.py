@@ -1,11 +1,11 @@
 """Triton RWR ``R = rownorm((1-c)(I - cE)^-1)``, ``(..., N, N) -> (..., N, N)``: kernels, launchers, autograd.
 
-The solve is the product form ``(I - A)^-1 = (I + A)(I + A^2)(I + A^4)...`` with ``A = cE`` and k
-factors, ``c^(2^k)/(1-c) <= 1e-8`` (k = 5 at c = 0.5): ``2(k-1)`` tiled batched GEMMs
-(``P <- P P``, ``W <- W + W P``) pinned to ``input_precision="ieee"`` for fp32 accuracy. Rows are then
-renormalised as the reference does (``r = (1-c) W; r / rowsum(r)``). The op also returns the
-inverse ``W`` (non-differentiable) so the backward reuses it: ``dE = c Wᵀ dW Wᵀ`` (two GEMMs that
-read ``Wᵀ`` through strides).
+The solve is the product form ``(I - A)^-1 = (I + A)(I + A^2)(I + A^4)...`` with ``A = cE`` and k factors,
+``c^(2^k)/(1-c) <= 1e-8`` (k = 5 at c = 0.5): ``2(k-1)`` tiled batched GEMMs (``P <- P P``, ``W <- W + W
+P``) at the backend's dot precision (tf32x3 by default, see :mod:`csad_kernels.triton._common`). Rows are
+then renormalised as the reference does (``r = (1-c) W; r / rowsum(r)``). The op also returns the inverse
+``W`` (non-differentiable) so the backward reuses it: ``dE = c Wᵀ dW Wᵀ`` (two GEMMs that read ``Wᵀ``
+through strides).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from csad_kernels.triton._common import interpreted, num_factors
+from csad_kernels.triton._common import dot_precision, interpreted, num_factors
 
 OP = "csad_triton::rwr"
 
@@ -24,9 +24,10 @@ def _gemm_kernel(
     a_ptr, b_ptr, c0_ptr, out_ptr, M, P, K, scale,
     sab, sam, sak, sbb, sbk, sbp, scb, scm, scp, sob, som, sop,
     HAS_C0: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):  # fmt: skip
     """``out[b] = scale * A[b] @ B[b] (+ C0[b])``, any strides (transposes are free)."""
-    pm, pp, bb = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pm, pp, bb = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     rm = pm * BLOCK_M + tl.arange(0, BLOCK_M)
     rp = pp * BLOCK_P + tl.arange(0, BLOCK_P)
     acc = tl.zeros((BLOCK_M, BLOCK_P), dtype=tl.float32)
@@ -42,7 +43,7 @@ def _gemm_kernel(
             mask=(rk < K)[:, None] & (rp < P)[None, :],
             other=0.0,
         )
-        acc = tl.dot(a, b, acc, input_precision="ieee")
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
     acc = acc * scale
     mask = (rm < M)[:, None] & (rp < P)[None, :]
     if HAS_C0:
@@ -65,7 +66,7 @@ def gemm(a: torch.Tensor, b: torch.Tensor, c0: torch.Tensor | None = None, scale
     _gemm_kernel[grid](
         a, b, c0_t, out, m, p, k, scale,
         *a.stride(), *b.stride(), *c0_t.stride(), *out.stride(),
-        HAS_C0=c0 is not None, BLOCK_M=block_m, BLOCK_P=block_p, BLOCK_K=block_k,
+        HAS_C0=c0 is not None, BLOCK_M=block_m, BLOCK_P=block_p, BLOCK_K=block_k, PRECISION=dot_precision(),
     )  # fmt: skip
     return out
 
@@ -75,7 +76,7 @@ def _rownorm_kernel(
     w_ptr, r_ptr, N, scale, swb, swn, swm, srb, srn, srm, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr
 ):  # fmt: skip
     """``R = scale * W / rowsum(scale * W)`` for a block of rows."""
-    pr, b = tl.program_id(0), tl.program_id(1)
+    pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     total = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
@@ -98,7 +99,7 @@ def _rownorm_backward_kernel(
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     """``dW = scale * (dR - rowsum(dR * R)) / rowsum(scale * W)``."""
-    pr, b = tl.program_id(0), tl.program_id(1)
+    pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     total = tl.zeros((BLOCK_R,), dtype=tl.float32)
     dot = tl.zeros((BLOCK_R,), dtype=tl.float32)

@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from csad_kernels.triton._common import block, interpreted
+from csad_kernels.triton._common import block, dot_precision, interpreted
 
 OP = "csad_triton::softmax_adjacency"
 BLOCK_R = 16
@@ -27,7 +27,7 @@ def _block_c(n: int) -> int:
 def _softmax_forward_kernel(
     s_ptr, tau_ptr, e_ptr, N, ssb, ssn, ssm, seb, sen, sem, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr
 ):  # fmt: skip
-    pr, b = tl.program_id(0), tl.program_id(1)
+    pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     tau = tl.load(tau_ptr)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     run_max = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
@@ -54,7 +54,7 @@ def _softmax_backward_kernel(
     ssb, ssn, ssm, seb, sen, sem, sgb, sgn, sgm, sdb, sdn, sdm,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    pr, b = tl.program_id(0), tl.program_id(1)
+    pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     tau = tl.load(tau_ptr)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     dot = tl.zeros((BLOCK_R,), dtype=tl.float32)
@@ -163,9 +163,9 @@ def _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D: tl.constexpr):
 @triton.jit
 def _gram_softmax_forward_kernel(
     x_ptr, tau_ptr, e_ptr, st_ptr, N, D, sxb, sxn, sxd, seb, sen, sem,
-    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    pr, b = tl.program_id(0), tl.program_id(1)
+    pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     tau = tl.load(tau_ptr)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     xr = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
@@ -174,14 +174,14 @@ def _gram_softmax_forward_kernel(
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
-        z = tl.where((cols < N)[None, :], tau * tl.dot(xr, tl.trans(xc), input_precision="ieee"), float("-inf"))
+        z = tl.where((cols < N)[None, :], tau * tl.dot(xr, tl.trans(xc), input_precision=PRECISION), float("-inf"))
         new_max = tl.maximum(run_max, tl.max(z, axis=1))  # finite: every block holds a valid column
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(z - new_max[:, None]), axis=1)
         run_max = new_max
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
-        z = tau * tl.dot(xr, tl.trans(xc), input_precision="ieee")
+        z = tau * tl.dot(xr, tl.trans(xc), input_precision=PRECISION)
         e = tl.exp(z - run_max[:, None]) / run_sum[:, None]
         mask = (rows < N)[:, None] & (cols < N)[None, :]
         tl.store(e_ptr + b * seb + rows[:, None] * sen + cols[None, :] * sem, e, mask=mask)
@@ -192,13 +192,13 @@ def _gram_softmax_forward_kernel(
 @triton.jit
 def _edge_tile(
     x_ptr, g_ptr, xr, rows, rmax, rsum, tau, b, c0, N, D, sxb, sxn, sxd, sgb, sgn, sgm,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """The tile (rows, c0 : c0 + BLOCK_C) of the Gram matrix, of E (from the rows' softmax max and sum) and of dL/dE."""
     cols = c0 + tl.arange(0, BLOCK_C)
     mask = (rows < N)[:, None] & (cols < N)[None, :]
     xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
-    gram = tl.dot(xr, tl.trans(xc), input_precision="ieee")
+    gram = tl.dot(xr, tl.trans(xc), input_precision=PRECISION)
     e = tl.where(mask, tl.exp(tau * gram - rmax[:, None]) / rsum[:, None], 0.0)
     g = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
     return gram, e, g
@@ -207,10 +207,10 @@ def _edge_tile(
 @triton.jit
 def _gram_softmax_rows_kernel(
     x_ptr, tau_ptr, st_ptr, g_ptr, rowdot_ptr, dtau_ptr, N, D, sxb, sxn, sxd, sgb, sgn, sgm,
-    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """Per row: ``rowdot_i = Σ_j E_ij dE_ij``; per program: ``Σ dZ_ij (G_ij - Σ_k E_ik G_ik)`` (centred dtau)."""
-    pr, b = tl.program_id(0), tl.program_id(1)
+    pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     tau = tl.load(tau_ptr)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     xr = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
@@ -220,13 +220,13 @@ def _gram_softmax_rows_kernel(
     mean_g = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
         gram, e, g = _edge_tile(x_ptr, g_ptr, xr, rows, rmax, rsum, tau, b, c0, N, D, sxb, sxn, sxd, sgb, sgn, sgm,
-                                BLOCK_C, BLOCK_D)  # fmt: skip
+                                BLOCK_C, BLOCK_D, PRECISION)  # fmt: skip
         rowdot += tl.sum(e * g, axis=1)
         mean_g += tl.sum(e * gram, axis=1)
     dtau = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
         gram, e, g = _edge_tile(x_ptr, g_ptr, xr, rows, rmax, rsum, tau, b, c0, N, D, sxb, sxn, sxd, sgb, sgn, sgm,
-                                BLOCK_C, BLOCK_D)  # fmt: skip
+                                BLOCK_C, BLOCK_D, PRECISION)  # fmt: skip
         dtau += tl.sum(e * (g - rowdot[:, None]) * (gram - mean_g[:, None]), axis=1)
     tl.store(rowdot_ptr + b * N + rows, rowdot, mask=rows < N)
     tl.store(dtau_ptr + b * tl.num_programs(0) + pr, tl.sum(dtau, axis=0))
@@ -235,10 +235,10 @@ def _gram_softmax_rows_kernel(
 @triton.jit
 def _gram_softmax_dx_kernel(
     x_ptr, tau_ptr, st_ptr, g_ptr, rowdot_ptr, dx_ptr, N, D, sxb, sxn, sxd, sgb, sgn, sgm, sdb, sdn, sdd,
-    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """``dxn_I = tau Σ_J (dZ_IJ + dZ_JIᵀ) xn_J``, ``dZ = E (dE - rowdot)``; G is symmetric: one GEMM, both tiles."""
-    pr, b = tl.program_id(0), tl.program_id(1)
+    pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     tau = tl.load(tau_ptr)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     xr = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
@@ -253,13 +253,13 @@ def _gram_softmax_dx_kernel(
         cmax = tl.load(st_ptr + (b * 2) * N + cols, mask=cols < N, other=0.0)
         csum = tl.load(st_ptr + (b * 2 + 1) * N + cols, mask=cols < N, other=1.0)
         cdot = tl.load(rowdot_ptr + b * N + cols, mask=cols < N, other=0.0)
-        z = tau * tl.dot(xr, tl.trans(xc), input_precision="ieee")
+        z = tau * tl.dot(xr, tl.trans(xc), input_precision=PRECISION)
         e_rc = tl.exp(z - rmax[:, None]) / rsum[:, None]  # E[rows, cols]
         e_cr = tl.exp(z - cmax[None, :]) / csum[None, :]  # E[cols, rows]ᵀ
         g_rc = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
         g_cr = tl.load(g_ptr + b * sgb + cols[None, :] * sgn + rows[:, None] * sgm, mask=mask, other=0.0)
         dz = tl.where(mask, e_rc * (g_rc - rdot[:, None]) + e_cr * (g_cr - cdot[None, :]), 0.0)
-        acc = tl.dot(dz, xc, acc, input_precision="ieee")
+        acc = tl.dot(dz, xc, acc, input_precision=PRECISION)
     rd = tl.arange(0, BLOCK_D)
     mask_d = (rows < N)[:, None] & (rd < D)[None, :]
     tl.store(dx_ptr + b * sdb + rows[:, None] * sdn + rd[None, :] * sdd, tau * acc, mask=mask_d)
@@ -278,7 +278,7 @@ def gram_softmax_op(xn: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, 
     if bsz > 0:
         _gram_softmax_forward_kernel[(triton.cdiv(n, block_r), bsz)](
             xb, tau.reshape(1).float(), e, stats, n, d, *xb.stride(), *e.stride(),
-            BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d,
+            BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, PRECISION=dot_precision(),
         )  # fmt: skip
     return e.reshape(*xn.shape[:-2], n, n).to(xn.dtype), stats
 
@@ -310,11 +310,11 @@ def gram_softmax_backward_op(
     if bsz > 0:
         _gram_softmax_rows_kernel[(programs, bsz)](
             xb, tau_t, stats, gb, rowdot, dtau, n, d, *xb.stride(), *gb.stride(),
-            BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d,
+            BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, PRECISION=dot_precision(),
         )  # fmt: skip
         _gram_softmax_dx_kernel[(programs, bsz)](
             xb, tau_t, stats, gb, rowdot, dx, n, d, *xb.stride(), *gb.stride(), *dx.stride(),
-            BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d,
+            BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, PRECISION=dot_precision(),
         )  # fmt: skip
     return dx.reshape(xn.shape).to(xn.dtype), dtau.double().sum().to(tau.dtype).reshape(tau.shape)
 

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from csad_kernels.triton._common import interpreted, safe_log
+from csad_kernels.triton._common import dot_precision, interpreted, safe_log
 
 OP = "csad_triton::symmetric_cross_entropy"
 TINY: tl.constexpr = tl.constexpr(1.1754943508222875e-38)
@@ -26,9 +26,9 @@ def _tiles(m: int, k: int) -> tuple[int, int]:
 @triton.jit
 def _sce_forward_kernel(
     p_ptr, q_ptr, out_ptr, N, M, K, spb, spn, spk, sqb, sqm, sqk, sob, son, som,
-    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    pn, pm, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pn, pm, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     rn = pn * BLOCK_N + tl.arange(0, BLOCK_N)
     rm = pm * BLOCK_M + tl.arange(0, BLOCK_M)
     acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
@@ -39,8 +39,8 @@ def _sce_forward_kernel(
         q = tl.load(q_ptr + b * sqb + rm[:, None] * sqm + rk[None, :] * sqk,
                     mask=(rm < M)[:, None] & (rk < K)[None, :], other=0.0)  # fmt: skip
         # padded entries are 0 on one side, so they add 0 * log(tiny) = 0
-        acc = tl.dot(p, tl.trans(safe_log(q)), acc, input_precision="ieee")
-        acc = tl.dot(safe_log(p), tl.trans(q), acc, input_precision="ieee")
+        acc = tl.dot(p, tl.trans(safe_log(q)), acc, input_precision=PRECISION)
+        acc = tl.dot(safe_log(p), tl.trans(q), acc, input_precision=PRECISION)
     mask = (rn < N)[:, None] & (rm < M)[None, :]
     tl.store(out_ptr + b * sob + rn[:, None] * son + rm[None, :] * som, 0.5 * acc, mask=mask)
 
@@ -49,10 +49,10 @@ def _sce_forward_kernel(
 def _sce_backward_kernel(
     x_ptr, y_ptr, g_ptr, dx_ptr, N, M, K,
     sxb, sxn, sxk, syb, sym, syk, sgb, sgn, sgm, sdb, sdn, sdk,
-    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """``dX = 1/2 (G log Y + (G Y) / X)`` for a (row block, K block) of X."""
-    pn, pk, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pn, pk, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     rn = pn * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = pk * BLOCK_K + tl.arange(0, BLOCK_K)
     acc_log = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
@@ -63,8 +63,8 @@ def _sce_backward_kernel(
                     mask=(rn < N)[:, None] & (rm < M)[None, :], other=0.0)  # fmt: skip
         y = tl.load(y_ptr + b * syb + rm[:, None] * sym + rk[None, :] * syk,
                     mask=(rm < M)[:, None] & (rk < K)[None, :], other=0.0)  # fmt: skip
-        acc_log = tl.dot(g, safe_log(y), acc_log, input_precision="ieee")
-        acc_lin = tl.dot(g, y, acc_lin, input_precision="ieee")
+        acc_log = tl.dot(g, safe_log(y), acc_log, input_precision=PRECISION)
+        acc_lin = tl.dot(g, y, acc_lin, input_precision=PRECISION)
     mask = (rn < N)[:, None] & (rk < K)[None, :]
     x = tl.load(x_ptr + b * sxb + rn[:, None] * sxn + rk[None, :] * sxk, mask=mask, other=1.0)
     inv = tl.where(x >= TINY, 1.0 / tl.where(x >= TINY, x, 1.0), 0.0)
@@ -79,7 +79,7 @@ def sce_forward(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_n), bsz)
     _sce_forward_kernel[grid](
         p, q, out, n, m, k, *p.stride(), *q.stride(), *out.stride(),
-        BLOCK_N=block_n, BLOCK_M=block_n, BLOCK_K=block_k,
+        BLOCK_N=block_n, BLOCK_M=block_n, BLOCK_K=block_k, PRECISION=dot_precision(),
     )  # fmt: skip
     return out
 
@@ -96,7 +96,7 @@ def sce_backward_rows(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, transpo
     grid = (triton.cdiv(n, block_n), triton.cdiv(k, block_k), bsz)
     _sce_backward_kernel[grid](
         x, y, g, dx, n, m, k, *x.stride(), *y.stride(), sgb, sgn, sgm, *dx.stride(),
-        BLOCK_N=block_n, BLOCK_M=block_n, BLOCK_K=block_k,
+        BLOCK_N=block_n, BLOCK_M=block_n, BLOCK_K=block_k, PRECISION=dot_precision(),
     )  # fmt: skip
     return dx
 

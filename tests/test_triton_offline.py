@@ -1,0 +1,170 @@
+"""The Triton backend checked without a GPU: what the launchers launch (recorded on ``meta`` tensors, no kernel
+run), the Triton IR and the sm_90 binaries of the kernels (compiled ahead of time), and the dot-precision setting.
+
+The recording and compiling run in a subprocess without ``TRITON_INTERPRET`` (the interpreter, which the
+other Triton tests use on a CPU machine, replaces the kernels that the compiler needs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton")
+
+from csad_kernels.triton import _common  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | env
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def _json(code: str, **env: str):
+    done = _run(code, **env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---- dot precision
+
+
+def test_precision_default_env_setter_and_context(monkeypatch):
+    monkeypatch.delenv(_common.PRECISION_ENV, raising=False)
+    assert _common.dot_precision() == "tf32x3"
+    monkeypatch.setenv(_common.PRECISION_ENV, "ieee")
+    assert _common.dot_precision() == "ieee"
+    with _common.precision("tf32"):
+        assert _common.dot_precision() == "tf32"
+    assert _common.dot_precision() == "ieee"
+    _common.set_precision("tf32x3")
+    try:
+        assert _common.dot_precision() == "tf32x3"
+    finally:
+        _common.set_precision(None)
+    assert _common.dot_precision() == "ieee"
+
+
+def test_precision_rejects_unknown_modes(monkeypatch):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        _common.set_precision("fp16")
+    monkeypatch.setenv(_common.PRECISION_ENV, "bf16")
+    with pytest.raises(ValueError, match=_common.PRECISION_ENV):
+        _common.dot_precision()
+
+
+LAUNCHES = """
+import functools, json, sys
+from benchmarks.launches import record
+from benchmarks.resources import WORKLOADS
+out = {}
+for n in %(sizes)s:
+    rec = record(functools.partial(WORKLOADS[%(workload)r], n, 32, 1))
+    out[n] = {"triton": [l.name for l in rec.launches], "aten": rec.aten, "syncs": rec.syncs,
+              "precision": sorted({str(l.kwargs["PRECISION"]) for l in rec.launches if "PRECISION" in l.kwargs})}
+print(json.dumps(out))
+"""
+
+
+def test_every_dot_follows_the_precision_setting():
+    for mode in _common.PRECISIONS:
+        got = _json(LAUNCHES % {"sizes": (32, 128), "workload": "cs_mutual_information[joint]"},
+                    CSAD_TRITON_PRECISION=mode)  # fmt: skip
+        assert {p for case in got.values() for p in case["precision"]} == {mode}
+
+
+# ---- launches of one fused forward + backward
+
+
+def test_fused_forward_backward_launch_count_and_no_host_sync():
+    """The tiled path (N > 64 on a GPU): every Triton and ATen kernel of one forward + backward, counted.
+
+    Measured 38 Triton + 110 ATen kernels at every N (the ATen ones: the autograd engine's and the launchers'
+    small per-problem statistics). The issue's target is 40 in all, which needs both graphs batched into one
+    launch per GEMM stage and the statistics kept in the kernels: not done yet, so this asserts today's count
+    as a ceiling (a regression makes it fail) and the absence of host synchronisation.
+    """
+    got = _json(LAUNCHES % {"sizes": (128, 256, 1024), "workload": "cs_mutual_information[joint]"})
+    for n, case in got.items():
+        assert case["syncs"] == [], n
+        assert "_csmi_small_kernel" not in case["triton"], n
+        assert len(case["triton"]) <= 38, (n, case["triton"])
+        assert len(case["triton"]) + len(case["aten"]) <= 38 + 110, (n, len(case["aten"]))
+
+
+def test_small_path_is_one_launch_each_way():
+    got = _json(LAUNCHES % {"sizes": (32, 64), "workload": "cs_mutual_information[joint]"})
+    for case in got.values():
+        assert case["triton"] == ["_csmi_small_kernel", "_csmi_small_kernel"]
+        assert case["syncs"] == []
+
+
+# ---- int64 batch offsets
+
+INT64 = """
+import functools, json, re
+from benchmarks.launches import record
+from benchmarks.resources import WORKLOADS, ttir
+seen, bad = set(), []
+for name, n in [(w, n) for w in WORKLOADS for n in (32, 128)]:
+    for launch in record(functools.partial(WORKLOADS[name], n, 32, 1)).launches:
+        if launch.name in seen:
+            continue
+        seen.add(launch.name)
+        text = ttir(launch).split("tt.func public", 1)[1].split("\\n  tt.func", 1)[0]  # the kernel, not its callees
+        axis = "xyz"[len(launch.grid) - 1]
+        pid = re.search(r"(%[\\w.]+) = tt.get_program_id " + axis + r" : i32", text).group(1)
+        uses = [line for line in text.splitlines() if re.search(re.escape(pid) + r"\\b", line)][1:]
+        if not uses or not all(re.search(r"arith.extsi " + re.escape(pid) + r" : i32 to i64", u) for u in uses):
+            bad.append([launch.name, uses])
+print(json.dumps({"kernels": sorted(seen), "bad": bad}))
+"""
+
+
+def test_batch_offsets_are_64_bit_in_every_kernel():
+    """``b * stride_b`` overflows int32 once B·N² >= 2³¹: the batch program id is widened to i64 before any use.
+
+    Checked in the Triton IR of every kernel the workloads launch (a shape that large cannot run here).
+    """
+    got = _json(INT64)
+    assert len(got["kernels"]) >= 12
+    assert got["bad"] == []
+
+
+# ---- the resource report
+
+
+def test_resource_report_schema_and_tensor_cores(tmp_path):
+    """A tiny subset of ``python -m benchmarks.resources``: the JSON schema, and MMA only when the dots allow it."""
+    from benchmarks.resources import SCHEMA_KEYS
+
+    args = ["--sizes", "64", "--dims", "32", "--batches", "1", "--workloads", "cosine_similarity"]
+    mma = {}
+    for mode in ("tf32x3", "ieee"):
+        out = tmp_path / mode
+        code = f"from benchmarks.resources import main; main({[*args, '--out', str(out)]!r})"
+        done = _run(code, CSAD_TRITON_PRECISION=mode)
+        assert done.returncode == 0, done.stderr[-3000:]
+        result = json.loads((out / "triton-sm90-resources.json").read_text())
+        assert result["meta"]["precision"] == mode and result["meta"]["sizes"] == [64]
+        assert [r["kernel"] for r in result["kernels"]] == ["_cosine_forward_kernel", "_cosine_backward_kernel"]
+        for row in result["kernels"]:
+            assert tuple(row) == SCHEMA_KEYS
+            assert row["registers"] > 0 and row["num_warps"] > 0
+            if mode == "tf32x3":  # the default; ieee's FMA backward spills at N = 64 (see benchmarks/README.md)
+                assert row["spill_bytes"] == 0
+            assert set(row["instructions"]) >= {"ffma", "hmma", "hgmma", "ldl", "stl", "total"}
+            assert row["used_by"] == ["cosine_similarity N=64 d=32 B=1"]
+        mma[mode] = [r["instructions"]["hmma"] + r["instructions"]["hgmma"] for r in result["kernels"]]
+        assert re.search(r"\| `_cosine_forward_kernel` \| N=64", done.stdout)
+    assert all(m > 0 for m in mma["tf32x3"]) and mma["ieee"] == [0, 0]
