@@ -21,6 +21,7 @@ import datetime
 import functools
 import io
 import json
+import multiprocessing
 import re
 import shutil
 import subprocess
@@ -191,8 +192,15 @@ def compile_launch(launch: Launch) -> dict:
     }
 
 
-def collect(sizes, dims, batches, workloads, progress=print) -> list[dict]:
-    """Records every workload on the grid and compiles each distinct launch once."""
+_PENDING: list[Launch] = []  # the launches a forked worker compiles, by index
+
+
+def _compile_pending(index: int) -> dict:
+    return compile_launch(_PENDING[index])
+
+
+def collect(sizes, dims, batches, workloads, jobs: int = 1, progress=print) -> list[dict]:
+    """Records every workload on the grid and compiles each distinct launch once (``jobs`` processes)."""
     configs: dict[str, tuple[Launch, list[str]]] = {}
     for name in workloads:
         for n in sizes:
@@ -201,11 +209,19 @@ def collect(sizes, dims, batches, workloads, progress=print) -> list[dict]:
                     for launch in record(functools.partial(WORKLOADS[name], n, d, b)).launches:
                         entry = configs.setdefault(_key(launch), (launch, []))
                         entry[1].append(f"{name} N={n} d={d} B={b}")
-    rows = []
-    for i, (launch, used_by) in enumerate(configs.values()):
-        progress(f"[{i + 1}/{len(configs)}] compiling {launch.name}")
-        rows.append(compile_launch(launch) | {"used_by": sorted(set(used_by))})
-    return rows
+    launches = [launch for launch, _ in configs.values()]
+    progress(f"compiling {len(launches)} kernel configurations with {jobs} process(es)")
+    if jobs > 1:
+        _PENDING[:] = launches
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            compiled = pool.map(_compile_pending, range(len(launches)), chunksize=1)
+    else:
+        compiled = []
+        for i, launch in enumerate(launches):
+            progress(f"[{i + 1}/{len(launches)}] compiling {launch.name}")
+            compiled.append(compile_launch(launch))
+    used = [sorted(set(used_by)) for _, used_by in configs.values()]
+    return [row | {"used_by": u} for row, u in zip(compiled, used, strict=True)]
 
 
 def _summary(used_by: list[str]) -> str:
@@ -243,14 +259,15 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_readme(result: dict, readme: Path = README) -> None:
+def write_block(readme: Path, begin: str, end: str, body: str, heading: str) -> None:
+    """Replaces the README's block between ``begin`` and ``end`` (appended under ``heading`` if absent)."""
     text = readme.read_text()
-    block = f"{BEGIN}\n\n{table(result)}\n\n{END}"
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
+    block = f"{begin}\n\n{body}\n\n{end}"
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
-        text = text.rstrip("\n") + "\n\n## Triton kernels on sm_90: registers, spills, tensor cores\n\n" + block + "\n"
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n{block}\n"
     readme.write_text(text)
 
 
@@ -267,12 +284,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dims", type=ints, default=DIMS)
     parser.add_argument("--batches", type=ints, default=BATCHES)
     parser.add_argument("--workloads", type=lambda s: tuple(s.split(",")), default=tuple(WORKLOADS))
+    parser.add_argument("--jobs", type=int, default=1, help="compile in this many processes (default 1)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON (default results/ + README)")
     args = parser.parse_args(argv)
     unknown = set(args.workloads) - set(WORKLOADS)
     if unknown:
         raise SystemExit(f"--workloads: unknown {sorted(unknown)}; choose from {list(WORKLOADS)}")
-    kernels = collect(args.sizes, args.dims, args.batches, args.workloads)
+    kernels = collect(args.sizes, args.dims, args.batches, args.workloads, jobs=args.jobs)
     command = " ".join(["python -m benchmarks.resources", *(sys.argv[1:] if argv is None else argv)])
     result = {
         "meta": {
@@ -287,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     if args.out is None:
-        write_readme(result)
+        write_block(README, BEGIN, END, table(result), "## Triton kernels on sm_90: registers, spills, tensor cores")
     print(table(result))
     return result
 

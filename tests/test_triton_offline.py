@@ -168,3 +168,21 @@ def test_resource_report_schema_and_tensor_cores(tmp_path):
         mma[mode] = [r["instructions"]["hmma"] + r["instructions"]["hgmma"] for r in result["kernels"]]
         assert re.search(r"\| `_cosine_forward_kernel` \| N=64", done.stdout)
     assert all(m > 0 for m in mma["tf32x3"]) and mma["ieee"] == [0, 0]
+
+
+def test_precision_emulation_rounds_to_tf32_and_tf32x3_recovers_float32():
+    """benchmarks.precision's emulation: tf32 keeps 10 mantissa bits; tf32x3 ~ float32, tf32 ~ 2^-11 per input."""
+    import torch
+
+    from benchmarks.precision import dot, tf32
+
+    x = torch.randn(4096, generator=torch.Generator().manual_seed(0))
+    r = tf32(x)
+    assert torch.all((r.view(torch.int32) & 0x1FFF) == 0)
+    assert float(((r - x).abs() / x.abs()).max()) <= 2.0**-11
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.rand(64, 256, generator=g), torch.rand(256, 64, generator=g)
+    want = a.double() @ b.double()
+    err = {m: float(((dot(a, b, m).double() - want).abs() / want).max()) for m in _common.PRECISIONS}
+    assert err["tf32x3"] <= 1e-6 and err["ieee"] <= 1e-6
+    assert 1e-5 <= err["tf32"] <= 2.0**-10

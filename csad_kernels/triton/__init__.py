@@ -7,6 +7,10 @@ interpreter, which needs ``TRITON_INTERPRET=1`` set before this package is impor
 Numerics: every kernel computes in float32. float16/bfloat16 inputs are upcast inside and results
 returned in the input dtype; float64 inputs are also computed in float32 (and returned as float64),
 so use ``backend="reference"`` or ``"cpu"`` for float64 accuracy (gradcheck).
+
+Matrix products: ``set_precision("tf32x3" | "ieee" | "tf32")``, the context manager ``precision(mode)`` or
+the environment variable ``CSAD_TRITON_PRECISION`` choose the ``input_precision`` of every ``tl.dot``
+(default ``tf32x3``; see :mod:`csad_kernels.triton._common`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ if AVAILABLE:
     import importlib
 
     from csad_kernels._dispatch import register_kernel
+    from csad_kernels.triton._common import PRECISIONS, dot_precision, precision, set_precision  # noqa: F401
 
     # Each op lives in the submodule of its name, which defines a function of that name with the
     # signature of the reference kernel (csad_kernels.api). The submodules stay package attributes.
