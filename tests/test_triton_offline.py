@@ -89,9 +89,10 @@ def test_every_dot_follows_the_precision_setting():
 def test_fused_forward_backward_launch_count_and_no_host_sync():
     """The tiled path (N > 64 on a GPU): every Triton and ATen kernel of one forward + backward, counted.
 
-    Measured 38 Triton + 110 ATen kernels at every N (the ATen ones: the autograd engine's and the launchers'
-    small per-problem statistics). The issue's target is 40 in all, which needs both graphs batched into one
-    launch per GEMM stage and the statistics kept in the kernels: not done yet, so this asserts today's count
+    Measured 38 Triton + 76 ATen kernels at every N (110 ATen before the graph kernels normalised the rows
+    themselves; 55 of the 76 are the loss launcher's float64 per-problem statistics). The issue's target is 40
+    in all, which needs both graphs batched into one launch per GEMM stage and the statistics kept in the
+    kernels: not done yet, so this asserts today's count
     as a ceiling (a regression makes it fail) and the absence of host synchronisation.
     """
     got = _json(LAUNCHES % {"sizes": (128, 256, 1024), "workload": "cs_mutual_information[joint]"})
@@ -99,7 +100,7 @@ def test_fused_forward_backward_launch_count_and_no_host_sync():
         assert case["syncs"] == [], n
         assert "_csmi_small_kernel" not in case["triton"], n
         assert len(case["triton"]) <= 38, (n, case["triton"])
-        assert len(case["triton"]) + len(case["aten"]) <= 38 + 110, (n, len(case["aten"]))
+        assert len(case["triton"]) + len(case["aten"]) <= 38 + 76, (n, len(case["aten"]))
 
 
 def test_small_path_is_one_launch_each_way():

@@ -361,12 +361,11 @@ def _tiled(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, es
     """Large-N regime: tiled multi-program Triton ops chained under autograd.
 
     ``Sc`` by the tiled cosine kernel; each graph ``E = softmax_rows(tau xn xnᵀ)`` by one fused kernel from
-    the normalised rows (online softmax, the Gram matrix never written, E recomputed in the backward from
+    the rows, normalised in registers (online softmax, the Gram matrix never written, E recomputed in the backward from
     per-row statistics); the RWR solve (product form, W saved for the backward) and the symmetric
     cross-entropy as tiled kernels; ``M = alpha (Sc + Ss)``; the masked loss by the tiled cross_sample_mi
     kernel, which builds Ω from the labels tile by tile (no N×N mask is materialised).
     """
-    import torch.nn.functional as F
 
     from csad_kernels.triton.cosine_similarity import cosine_similarity
     from csad_kernels.triton.cross_sample_mi import cross_sample_mi_op
@@ -379,8 +378,8 @@ def _tiled(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, es
     if similarity != "structural":
         scores = cosine_similarity(uc, vc)
     if similarity != "content":
-        r_y = rwr(gram_softmax(F.normalize(uc, dim=-1, eps=NORM_EPS), tau_y.float()), c)
-        r_b = rwr(gram_softmax(F.normalize(vc, dim=-1, eps=NORM_EPS), tau_b.float()), c)
+        r_y = rwr(gram_softmax(uc, tau_y.float()), c)  # rows normalised in the kernels
+        r_b = rwr(gram_softmax(vc, tau_b.float()), c)
         structural = symmetric_cross_entropy(r_y, r_b)
         scores = structural if scores is None else scores + structural
     m = alpha.float() * scores

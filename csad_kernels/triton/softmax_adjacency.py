@@ -13,7 +13,14 @@ import torch
 import triton
 import triton.language as tl
 
-from csad_kernels.triton._common import block, dot_precision, interpreted
+from csad_kernels.triton._common import (
+    NORM_EPS,
+    block,
+    dot_precision,
+    interpreted,
+    normalize_rows,
+    normalize_rows_backward,
+)
 
 OP = "csad_triton::softmax_adjacency"
 BLOCK_R = 16
@@ -139,11 +146,13 @@ def softmax_adjacency(s: torch.Tensor, tau) -> torch.Tensor:
 
 
 # ---- Fused similarity + softmax for the estimator's tiled regime: E = softmax_rows(tau * xn xnᵀ) from the
-# normalised rows xn, with the Gram matrix formed tile by tile in registers (never written). The forward
+# rows x, normalised in registers (xn = x / max(|x|, eps), never written), with the Gram matrix formed tile by
+# tile in registers (never written); the backward applies the normalisation's gradient in-kernel too. The forward
 # also returns each row's (max, sum) so the backward recomputes E tiles exactly as the forward wrote them,
 # and nothing N×N is saved for the backward.
 
 GRAM_OP = "csad_triton::gram_softmax"
+EPS: tl.constexpr = tl.constexpr(NORM_EPS)
 
 
 def _gram_tiles(n: int, d: int) -> tuple[int, int, int]:
@@ -155,9 +164,10 @@ def _gram_tiles(n: int, d: int) -> tuple[int, int, int]:
 
 @triton.jit
 def _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D: tl.constexpr):
+    """``(xn, max(|x|, eps))`` of the given rows: normalised in registers."""
     rd = tl.arange(0, BLOCK_D)
     mask = (rows < N)[:, None] & (rd < D)[None, :]
-    return tl.load(x_ptr + b * sxb + rows[:, None] * sxn + rd[None, :] * sxd, mask=mask, other=0.0)
+    return normalize_rows(tl.load(x_ptr + b * sxb + rows[:, None] * sxn + rd[None, :] * sxd, mask=mask, other=0.0), EPS)
 
 
 @triton.jit
@@ -168,19 +178,19 @@ def _gram_softmax_forward_kernel(
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     tau = tl.load(tau_ptr)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
-    xr = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
+    xr, _ = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
     run_max = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
     run_sum = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+        xc, _ = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
         z = tl.where((cols < N)[None, :], tau * tl.dot(xr, tl.trans(xc), input_precision=PRECISION), float("-inf"))
         new_max = tl.maximum(run_max, tl.max(z, axis=1))  # finite: every block holds a valid column
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(z - new_max[:, None]), axis=1)
         run_max = new_max
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+        xc, _ = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
         z = tau * tl.dot(xr, tl.trans(xc), input_precision=PRECISION)
         e = tl.exp(z - run_max[:, None]) / run_sum[:, None]
         mask = (rows < N)[:, None] & (cols < N)[None, :]
@@ -197,7 +207,7 @@ def _edge_tile(
     """The tile (rows, c0 : c0 + BLOCK_C) of the Gram matrix, of E (from the rows' softmax max and sum) and of dL/dE."""
     cols = c0 + tl.arange(0, BLOCK_C)
     mask = (rows < N)[:, None] & (cols < N)[None, :]
-    xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+    xc, _ = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
     gram = tl.dot(xr, tl.trans(xc), input_precision=PRECISION)
     e = tl.where(mask, tl.exp(tau * gram - rmax[:, None]) / rsum[:, None], 0.0)
     g = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
@@ -213,7 +223,7 @@ def _gram_softmax_rows_kernel(
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     tau = tl.load(tau_ptr)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
-    xr = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
+    xr, _ = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
     rmax = tl.load(st_ptr + (b * 2) * N + rows, mask=rows < N, other=0.0)
     rsum = tl.load(st_ptr + (b * 2 + 1) * N + rows, mask=rows < N, other=1.0)
     rowdot = tl.zeros((BLOCK_R,), dtype=tl.float32)
@@ -237,11 +247,12 @@ def _gram_softmax_dx_kernel(
     x_ptr, tau_ptr, st_ptr, g_ptr, rowdot_ptr, dx_ptr, N, D, sxb, sxn, sxd, sgb, sgn, sgm, sdb, sdn, sdd,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """``dxn_I = tau Σ_J (dZ_IJ + dZ_JIᵀ) xn_J``, ``dZ = E (dE - rowdot)``; G is symmetric: one GEMM, both tiles."""
+    """``dxn_I = tau Σ_J (dZ_IJ + dZ_JIᵀ) xn_J``, ``dZ = E (dE - rowdot)``; G is symmetric: one GEMM, both tiles.
+    Then ``dx`` through the row normalisation."""
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     tau = tl.load(tau_ptr)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
-    xr = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
+    xr, xr_den = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
     rmax = tl.load(st_ptr + (b * 2) * N + rows, mask=rows < N, other=0.0)
     rsum = tl.load(st_ptr + (b * 2 + 1) * N + rows, mask=rows < N, other=1.0)
     rdot = tl.load(rowdot_ptr + b * N + rows, mask=rows < N, other=0.0)
@@ -249,7 +260,7 @@ def _gram_softmax_dx_kernel(
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         mask = (rows < N)[:, None] & (cols < N)[None, :]
-        xc = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+        xc, _ = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
         cmax = tl.load(st_ptr + (b * 2) * N + cols, mask=cols < N, other=0.0)
         csum = tl.load(st_ptr + (b * 2 + 1) * N + cols, mask=cols < N, other=1.0)
         cdot = tl.load(rowdot_ptr + b * N + cols, mask=cols < N, other=0.0)
@@ -262,12 +273,13 @@ def _gram_softmax_dx_kernel(
         acc = tl.dot(dz, xc, acc, input_precision=PRECISION)
     rd = tl.arange(0, BLOCK_D)
     mask_d = (rows < N)[:, None] & (rd < D)[None, :]
-    tl.store(dx_ptr + b * sdb + rows[:, None] * sdn + rd[None, :] * sdd, tau * acc, mask=mask_d)
+    dx = normalize_rows_backward(xr, xr_den, tau * acc, EPS)
+    tl.store(dx_ptr + b * sdb + rows[:, None] * sdn + rd[None, :] * sdd, dx, mask=mask_d)
 
 
 @torch.library.custom_op(GRAM_OP, mutates_args=())
 def gram_softmax_op(xn: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(E, stats)``: ``E = softmax_rows(tau xn xnᵀ)`` for normalised rows ``xn (..., N, d)``, and the
+    """``(E, stats)``: ``E = softmax_rows(tau xn xnᵀ)``, ``xn = F.normalize(x)`` of rows ``x (..., N, d)``, and the
     float32 per-row ``(max, sum)`` of the softmax, ``(B, 2, N)`` (non-differentiable, for the backward)."""
     n, d = xn.shape[-2:]
     xb = xn.reshape(-1, n, d).float()
@@ -339,5 +351,7 @@ gram_softmax_op.register_autograd(_gram_backward, setup_context=_gram_setup_cont
 
 
 def gram_softmax(xn: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-    """``softmax_rows(tau · xn xnᵀ)`` of normalised rows ``xn (..., N, d)`` -> ``(..., N, N)`` (no Gram written)."""
+    """``softmax_rows(tau · xn xnᵀ)``, ``xn = F.normalize(x, eps=1e-12)`` of ``x (..., N, d)`` -> ``(..., N, N)``.
+
+    Neither xn nor the Gram matrix is written; the gradient flows to ``x``."""
     return gram_softmax_op(xn, tau)[0]
