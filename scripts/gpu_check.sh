@@ -72,7 +72,7 @@ export python_bin
 
 stage env "$(limit env 15)" bash -c env_info
 # Triton's cache is warmed while the extension builds (the Triton backend needs no build).
-stage warm "$(limit warm 240)" "$python_bin" -m benchmarks.resources --jobs 8 --out "$out/resources" &
+stage warm "$(limit warm 240)" "$python_bin" -m benchmarks.resources --jobs 8 --no-cache --out "$out/resources" &
 warm_pid=$!
 stage build "$(limit build 240)" "$python_bin" -m pip install --no-build-isolation --no-deps -e .
 wait "$warm_pid"

@@ -44,3 +44,22 @@ def test_gram_softmax_opcheck():
     x = torch.randn(2, 9, 5)
     x[0, 3] = 0.0  # a zero row: the normalisation's eps branch
     torch.library.opcheck(tsm.gram_softmax_op, (x.requires_grad_(), torch.tensor(3.0, requires_grad=True)))
+
+
+def test_gram_softmax_with_one_tau_per_graph_matches_separate_calls():
+    # the tiled estimator batches its two graphs: x = [u; v] (2, B, N, d), tau = [tau_y, tau_b]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 40, 8, generator=g, requires_grad=True)
+    tau = torch.tensor([7.0, 3.0], requires_grad=True)
+    out = tsm.gram_softmax(x, tau)
+    w = torch.randn(out.shape, generator=g)
+    grads = torch.autograd.grad((out * w).sum(), (x, tau))
+    for i in range(2):
+        xi, ti = x[i].detach().requires_grad_(), tau[i].detach().requires_grad_()
+        oi = tsm.gram_softmax(xi, ti)
+        gi = torch.autograd.grad((oi * w[i]).sum(), (xi, ti))
+        assert torch.allclose(out[i], oi, rtol=1e-6, atol=1e-7)
+        assert torch.allclose(grads[0][i], gi[0], rtol=1e-5, atol=1e-6)
+        assert torch.allclose(grads[1][i], gi[1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="tau must be 0-d or of shape"):
+        tsm.gram_softmax(x, torch.ones(3))

@@ -66,6 +66,12 @@ def precision(mode: str) -> Iterator[None]:
         set_precision(previous)
 
 
+def fma_dots() -> bool:
+    """Whether the dots run as float32 FMAs on a GPU (``ieee``): each thread then holds more of a tile in
+    registers than with tensor cores, so the launchers halve their biggest tiles to stay free of spills."""
+    return dot_precision() == "ieee" and not interpreted()
+
+
 def interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 

@@ -12,7 +12,14 @@ import torch
 import triton
 import triton.language as tl
 
-from csad_kernels.triton._common import NORM_EPS, block, dot_precision, normalize_rows, normalize_rows_backward
+from csad_kernels.triton._common import (
+    NORM_EPS,
+    block,
+    dot_precision,
+    fma_dots,
+    normalize_rows,
+    normalize_rows_backward,
+)
 
 OP = "csad_triton::cosine_similarity"
 
@@ -20,7 +27,7 @@ OP = "csad_triton::cosine_similarity"
 def _tiles(n: int, d: int) -> tuple[int, int]:
     block_d = block(d)
     block_n = min(64 if block_d <= 64 else 32, block(n))
-    return block_n, block_d
+    return min(block_n, 32 if block_d <= 64 else 16) if fma_dots() else block_n, block_d
 
 
 @triton.jit

@@ -378,8 +378,8 @@ def _tiled(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, es
     if similarity != "structural":
         scores = cosine_similarity(uc, vc)
     if similarity != "content":
-        r_y = rwr(gram_softmax(uc, tau_y.float()), c)  # rows normalised in the kernels
-        r_b = rwr(gram_softmax(vc, tau_b.float()), c)
+        # both graphs in one launch per stage: x = [u; v], one tau each; rows normalised in the kernels
+        r_y, r_b = rwr(gram_softmax(torch.stack([uc, vc]), torch.stack([tau_y.float(), tau_b.float()])), c).unbind(0)
         structural = symmetric_cross_entropy(r_y, r_b)
         scores = structural if scores is None else scores + structural
     m = alpha.float() * scores

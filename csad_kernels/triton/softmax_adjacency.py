@@ -9,6 +9,8 @@ this op; its tiled regime uses ``gram_softmax`` below, which fuses the similarit
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -17,6 +19,7 @@ from csad_kernels.triton._common import (
     NORM_EPS,
     block,
     dot_precision,
+    fma_dots,
     interpreted,
     normalize_rows,
     normalize_rows_backward,
@@ -157,14 +160,17 @@ EPS: tl.constexpr = tl.constexpr(NORM_EPS)
 
 def _gram_tiles(n: int, d: int) -> tuple[int, int, int]:
     block_d = block(d)
-    block_r = min(64 if interpreted() else 32, block(n))
+    block_r = min(64 if interpreted() else (16 if fma_dots() and block_d > 64 else 32), block(n))
     block_c = min(128 if interpreted() else (64 if block_d <= 64 else 32), block(n))
     return block_r, block_c, block_d
 
 
 @triton.jit
 def _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D: tl.constexpr):
-    """``(xn, max(|x|, eps))`` of the given rows: normalised in registers."""
+    """``(xn, max(|x|, eps))`` of the given rows: normalised in registers.
+
+    (Callers name the unused norm ``_xr_norm`` / ``_xc_norm``, not ``_``: in a loop Triton carries every
+    reassigned name, and rows and columns have different block sizes.)"""
     rd = tl.arange(0, BLOCK_D)
     mask = (rows < N)[:, None] & (rd < D)[None, :]
     return normalize_rows(tl.load(x_ptr + b * sxb + rows[:, None] * sxn + rd[None, :] * sxd, mask=mask, other=0.0), EPS)
@@ -172,25 +178,25 @@ def _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D: tl.constexpr):
 
 @triton.jit
 def _gram_softmax_forward_kernel(
-    x_ptr, tau_ptr, e_ptr, st_ptr, N, D, sxb, sxn, sxd, seb, sen, sem,
+    x_ptr, tau_ptr, e_ptr, st_ptr, N, D, PER_TAU, sxb, sxn, sxd, seb, sen, sem,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
-    tau = tl.load(tau_ptr)
+    tau = tl.load(tau_ptr + b // PER_TAU)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
-    xr, _ = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
+    xr, _xr_norm = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
     run_max = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
     run_sum = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        xc, _ = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+        xc, _xc_norm = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
         z = tl.where((cols < N)[None, :], tau * tl.dot(xr, tl.trans(xc), input_precision=PRECISION), float("-inf"))
         new_max = tl.maximum(run_max, tl.max(z, axis=1))  # finite: every block holds a valid column
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(z - new_max[:, None]), axis=1)
         run_max = new_max
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        xc, _ = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+        xc, _xc_norm = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
         z = tau * tl.dot(xr, tl.trans(xc), input_precision=PRECISION)
         e = tl.exp(z - run_max[:, None]) / run_sum[:, None]
         mask = (rows < N)[:, None] & (cols < N)[None, :]
@@ -207,7 +213,7 @@ def _edge_tile(
     """The tile (rows, c0 : c0 + BLOCK_C) of the Gram matrix, of E (from the rows' softmax max and sum) and of dL/dE."""
     cols = c0 + tl.arange(0, BLOCK_C)
     mask = (rows < N)[:, None] & (cols < N)[None, :]
-    xc, _ = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+    xc, _xc_norm = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
     gram = tl.dot(xr, tl.trans(xc), input_precision=PRECISION)
     e = tl.where(mask, tl.exp(tau * gram - rmax[:, None]) / rsum[:, None], 0.0)
     g = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
@@ -216,14 +222,14 @@ def _edge_tile(
 
 @triton.jit
 def _gram_softmax_rows_kernel(
-    x_ptr, tau_ptr, st_ptr, g_ptr, rowdot_ptr, dtau_ptr, N, D, sxb, sxn, sxd, sgb, sgn, sgm,
+    x_ptr, tau_ptr, st_ptr, g_ptr, rowdot_ptr, dtau_ptr, N, D, PER_TAU, sxb, sxn, sxd, sgb, sgn, sgm,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """Per row: ``rowdot_i = Σ_j E_ij dE_ij``; per program: ``Σ dZ_ij (G_ij - Σ_k E_ik G_ik)`` (centred dtau)."""
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
-    tau = tl.load(tau_ptr)
+    tau = tl.load(tau_ptr + b // PER_TAU)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
-    xr, _ = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
+    xr, _xr_norm = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
     rmax = tl.load(st_ptr + (b * 2) * N + rows, mask=rows < N, other=0.0)
     rsum = tl.load(st_ptr + (b * 2 + 1) * N + rows, mask=rows < N, other=1.0)
     rowdot = tl.zeros((BLOCK_R,), dtype=tl.float32)
@@ -244,13 +250,13 @@ def _gram_softmax_rows_kernel(
 
 @triton.jit
 def _gram_softmax_dx_kernel(
-    x_ptr, tau_ptr, st_ptr, g_ptr, rowdot_ptr, dx_ptr, N, D, sxb, sxn, sxd, sgb, sgn, sgm, sdb, sdn, sdd,
+    x_ptr, tau_ptr, st_ptr, g_ptr, rowdot_ptr, dx_ptr, N, D, PER_TAU, sxb, sxn, sxd, sgb, sgn, sgm, sdb, sdn, sdd,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """``dxn_I = tau Σ_J (dZ_IJ + dZ_JIᵀ) xn_J``, ``dZ = E (dE - rowdot)``; G is symmetric: one GEMM, both tiles.
     Then ``dx`` through the row normalisation."""
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
-    tau = tl.load(tau_ptr)
+    tau = tl.load(tau_ptr + b // PER_TAU)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     xr, xr_den = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
     rmax = tl.load(st_ptr + (b * 2) * N + rows, mask=rows < N, other=0.0)
@@ -260,7 +266,7 @@ def _gram_softmax_dx_kernel(
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         mask = (rows < N)[:, None] & (cols < N)[None, :]
-        xc, _ = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
+        xc, _xc_norm = _load_rows(x_ptr, b, cols, N, D, sxb, sxn, sxd, BLOCK_D)
         cmax = tl.load(st_ptr + (b * 2) * N + cols, mask=cols < N, other=0.0)
         csum = tl.load(st_ptr + (b * 2 + 1) * N + cols, mask=cols < N, other=1.0)
         cdot = tl.load(rowdot_ptr + b * N + cols, mask=cols < N, other=0.0)
@@ -280,23 +286,37 @@ def _gram_softmax_dx_kernel(
 @torch.library.custom_op(GRAM_OP, mutates_args=())
 def gram_softmax_op(xn: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(E, stats)``: ``E = softmax_rows(tau xn xnᵀ)``, ``xn = F.normalize(x)`` of rows ``x (..., N, d)``, and the
-    float32 per-row ``(max, sum)`` of the softmax, ``(B, 2, N)`` (non-differentiable, for the backward)."""
+    float32 per-row ``(max, sum)`` of the softmax, ``(B, 2, N)`` (non-differentiable, for the backward).
+
+    ``tau``: one value (0-d), or one per entry of x's first dimension (``(G,)``: several graphs, one launch)."""
     n, d = xn.shape[-2:]
     xb = xn.reshape(-1, n, d).float()
     bsz = xb.shape[0]
+    per_tau = _per_tau(xn, tau)
     e = torch.empty((bsz, n, n), dtype=torch.float32, device=xn.device)
     stats = torch.empty((bsz, 2, n), dtype=torch.float32, device=xn.device)
     block_r, block_c, block_d = _gram_tiles(n, d)
     if bsz > 0:
         _gram_softmax_forward_kernel[(triton.cdiv(n, block_r), bsz)](
-            xb, tau.reshape(1).float(), e, stats, n, d, *xb.stride(), *e.stride(),
+            xb, tau.reshape(-1).float(), e, stats, n, d, per_tau, *xb.stride(), *e.stride(),
             BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, PRECISION=dot_precision(),
         )  # fmt: skip
     return e.reshape(*xn.shape[:-2], n, n).to(xn.dtype), stats
 
 
+def _per_tau(x: torch.Tensor, tau: torch.Tensor) -> int:
+    """Problems per tau value: all of them for a 0-d tau, else those of one entry of x's first dimension."""
+    problems = math.prod(x.shape[:-2])
+    if tau.dim() == 0:
+        return max(1, problems)
+    if x.dim() < 3 or tau.shape != (x.shape[0],):
+        raise ValueError(f"gram_softmax: tau must be 0-d or of shape (x.shape[0],), got {tuple(tau.shape)}")
+    return max(1, problems // x.shape[0])
+
+
 @gram_softmax_op.register_fake
 def _(xn, tau):
+    _per_tau(xn, tau)
     n = xn.shape[-2]
     problems = 1
     for size in xn.shape[:-2]:
@@ -317,18 +337,20 @@ def gram_softmax_backward_op(
     rowdot = torch.empty((bsz, n), dtype=torch.float32, device=xn.device)
     dtau = torch.zeros((bsz, programs), dtype=torch.float32, device=xn.device)
     dx = torch.empty_like(xb)
-    tau_t = tau.reshape(1).float()
+    tau_t = tau.reshape(-1).float()
+    per_tau = _per_tau(xn, tau)
     stats = stats.contiguous()
     if bsz > 0:
         _gram_softmax_rows_kernel[(programs, bsz)](
-            xb, tau_t, stats, gb, rowdot, dtau, n, d, *xb.stride(), *gb.stride(),
+            xb, tau_t, stats, gb, rowdot, dtau, n, d, per_tau, *xb.stride(), *gb.stride(),
             BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, PRECISION=dot_precision(),
         )  # fmt: skip
         _gram_softmax_dx_kernel[(programs, bsz)](
-            xb, tau_t, stats, gb, rowdot, dx, n, d, *xb.stride(), *gb.stride(), *dx.stride(),
+            xb, tau_t, stats, gb, rowdot, dx, n, d, per_tau, *xb.stride(), *gb.stride(), *dx.stride(),
             BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, PRECISION=dot_precision(),
         )  # fmt: skip
-    return dx.reshape(xn.shape).to(xn.dtype), dtau.double().sum().to(tau.dtype).reshape(tau.shape)
+    dtau = dtau.reshape(tau.numel(), -1).double().sum(-1)  # the partials of each tau value
+    return dx.reshape(xn.shape).to(xn.dtype), dtau.to(tau.dtype).reshape(tau.shape)
 
 
 @gram_softmax_backward_op.register_fake

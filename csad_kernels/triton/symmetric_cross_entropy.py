@@ -12,14 +12,14 @@ import torch
 import triton
 import triton.language as tl
 
-from csad_kernels.triton._common import dot_precision, interpreted, safe_log
+from csad_kernels.triton._common import dot_precision, fma_dots, interpreted, safe_log
 
 OP = "csad_triton::symmetric_cross_entropy"
 TINY: tl.constexpr = tl.constexpr(1.1754943508222875e-38)
 
 
 def _tiles(m: int, k: int) -> tuple[int, int]:
-    big, deep = (128, 128) if interpreted() else (64, 32)
+    big, deep = (128, 128) if interpreted() else ((32, 32) if fma_dots() else (64, 32))
     return min(big, max(16, triton.next_power_of_2(m))), min(deep, max(16, triton.next_power_of_2(k)))
 
 
