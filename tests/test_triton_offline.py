@@ -161,13 +161,12 @@ def test_resource_report_schema_and_tensor_cores(tmp_path):
         assert [r["kernel"] for r in result["kernels"]] == ["_cosine_forward_kernel", "_cosine_backward_kernel"]
         for row in result["kernels"]:
             assert tuple(row) == SCHEMA_KEYS
-            assert row["registers"] > 0 and row["num_warps"] > 0
-            if mode == "tf32x3":  # the default; ieee's FMA backward spills at N = 64 (see benchmarks/README.md)
-                assert row["spill_bytes"] == 0
+            # ieee: FMA dots spilled in the backward (992 B) until the launchers halved the tiles for them
+            assert row["registers"] > 0 and row["num_warps"] > 0 and row["spill_bytes"] == 0
             assert set(row["instructions"]) >= {"ffma", "hmma", "hgmma", "ldl", "stl", "total"}
             assert row["used_by"] == ["cosine_similarity N=64 d=32 B=1"]
         mma[mode] = [r["instructions"]["hmma"] + r["instructions"]["hgmma"] for r in result["kernels"]]
-        assert re.search(r"\| `_cosine_forward_kernel` \| N=64", done.stdout)
+        assert re.search(r"\| `_cosine_forward_kernel` \| N=\d+ M=\d+ D=32 \|", done.stdout)
     assert all(m > 0 for m in mma["tf32x3"]) and mma["ieee"] == [0, 0]
 
 
