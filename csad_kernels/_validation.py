@@ -1,9 +1,10 @@
 """Input validation of the public API (DESIGN.md §8).
 
 Shape, dtype and device rules are always checked. Checks that read values (finiteness,
-row-stochasticity) are run on CPU tensors and always for the reference backend; they are skipped
-for fused backends on a GPU, where they would force a device synchronisation, and while
-``torch.compile`` traces.
+row-stochasticity, label range) always run for the reference backend, also under ``torch.compile``
+(there as run-time asserts in the graph, which raise ``RuntimeError`` with the same message), and
+for fused backends on CPU tensors in eager mode; they are skipped for fused backends on a GPU, where
+they would force a device synchronisation, and for fused backends while ``torch.compile`` traces.
 """
 
 from __future__ import annotations
@@ -14,16 +15,29 @@ from collections.abc import Sequence
 
 import torch
 
+from csad_kernels._dispatch import BACKENDS
 from csad_kernels.reference import ESTIMATORS, REDUCTIONS, SIMILARITIES
 
 ROW_SUM_TOLERANCE = 1e-3
+INT64_MAX = 2**63 - 1
+# Labels within ±LABEL_LIMIT have differences that fit in int64 (the Ω comparison subtracts them).
+LABEL_LIMIT = 2**62 - 1
 
 
 def values_checkable(backend: str, *tensors: torch.Tensor) -> bool:
     """Whether value checks (which read tensor contents) run for this call."""
     if torch.compiler.is_compiling():
-        return False
+        return backend == "reference"
     return backend == "reference" or all(t.device.type == "cpu" for t in tensors)
+
+
+def _assert_in_graph(condition: torch.Tensor, message: str) -> bool:
+    """Under ``torch.compile``: records a run-time assert of ``condition`` and returns True (checked);
+    in eager mode returns False and the caller checks the values itself (with a more detailed message)."""
+    if not torch.compiler.is_compiling():
+        return False
+    torch._assert_async(condition, message)
+    return True
 
 
 def floating_tensor(name: str, t: object, min_dim: int) -> torch.Tensor:
@@ -66,6 +80,8 @@ def at_least_two_samples(name: str, n: int) -> None:
 
 def finite(name: str, t: torch.Tensor) -> None:
     t = t.detach()
+    if _assert_in_graph(torch.isfinite(t).all(), f"{name} must be finite, got NaN or infinite entries"):
+        return
     if t.dim() == 0:
         if not math.isfinite(float(t)):
             raise ValueError(f"{name} must be finite, got {float(t)}")
@@ -119,11 +135,15 @@ def similarity_option(similarity: object) -> None:
     choice("similarity", similarity, SIMILARITIES)
 
 
+def backend_option(backend: object) -> str:
+    return choice("backend", backend, ("auto", *BACKENDS))
+
+
 def tolerance_value(tolerance: object) -> int:
     if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Integral):
         raise TypeError(f"tolerance must be a non-negative int, got {type(tolerance).__name__}")
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    if not 0 <= tolerance <= INT64_MAX:
+        raise ValueError(f"tolerance must be an int in [0, 2**63 - 1] (int64), got {tolerance}")
     return int(tolerance)
 
 
@@ -182,8 +202,23 @@ def _labels(bias: object, batch_shape: Sequence[int], n: int, device: torch.devi
     return labels.to(torch.int64)
 
 
+def label_range(name: str, labels: torch.Tensor) -> None:
+    """Labels whose differences would overflow int64 (and so compare wrongly) are refused."""
+    labels = labels.detach()
+    message = f"{name} labels must lie in [-(2**62 - 1), 2**62 - 1] so that their differences fit in int64"
+    inside = (labels.abs() <= LABEL_LIMIT).all() & (labels != torch.iinfo(torch.int64).min).all()
+    if _assert_in_graph(inside, message):
+        return
+    if not bool(inside):
+        raise ValueError(f"{message}; got values from {int(labels.min())} to {int(labels.max())}")
+
+
 def row_stochastic(name: str, e: torch.Tensor) -> None:
     e = e.detach()
+    condition = (e >= 0).all() & ((e.sum(dim=-1) - 1).abs() <= ROW_SUM_TOLERANCE).all()
+    message = f"{name} must be row-stochastic: entries >= 0, rows summing to 1 within {ROW_SUM_TOLERANCE}"
+    if _assert_in_graph(condition, message):
+        return
     if bool((e < 0).any()):
         raise ValueError(f"{name} must be row-stochastic, but it has negative entries (min {float(e.min()):.3g})")
     deviation = float((e.sum(dim=-1) - 1).abs().max())
@@ -196,6 +231,8 @@ def row_stochastic(name: str, e: torch.Tensor) -> None:
 
 def non_negative(name: str, t: torch.Tensor) -> None:
     t = t.detach()
+    if _assert_in_graph((t >= 0).all(), f"{name} must hold probabilities (>= 0), but it has negative entries"):
+        return
     if bool((t < 0).any()):
         raise ValueError(
             f"{name} must hold probabilities (>= 0), but it has negative entries (min {float(t.min()):.3g})"

@@ -141,6 +141,8 @@ def cross_sample_mi(
     chosen, kernel = resolve("cross_sample_mi", backend, device)
     if check.values_checkable(chosen, m):
         check.finite("m", m)
+        if labels is not None:
+            check.label_range("bias", labels)
     return kernel(m, labels, mask, tolerance, estimator, reduction)
 
 
@@ -188,6 +190,8 @@ def cs_mutual_information(
         for name, value in scalars.items():
             if isinstance(value, torch.Tensor):
                 check.finite(name, value)
+        if labels is not None:
+            check.label_range("bias", labels)
     return kernel(
         u,
         v,
