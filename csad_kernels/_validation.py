@@ -128,7 +128,61 @@ def choice(name: str, value: object, choices: Sequence[str]) -> str:
 
 def estimator_options(estimator: object, reduction: object) -> None:
     choice("estimator", estimator, ESTIMATORS)
-    choice("reduction", reduction, REDUCTIONS)
+    if reduction is not None:
+        choice("reduction", reduction, REDUCTIONS)
+
+
+def ms_scales(
+    estimator: str,
+    names: tuple[str, str],
+    w_pos: object,
+    w_neg: object,
+    defaults: tuple[object, object],
+    device: torch.device,
+) -> tuple[torch.Tensor | float, torch.Tensor | float | None]:
+    """The ms estimator's scales ``w₊, w₋`` (> 0; ``w₋`` None means ``w₊``). cs and jsd have none:
+    there the two arguments must keep their ``defaults``."""
+    if estimator != "ms":
+        for name, value, default in zip(names, (w_pos, w_neg), defaults, strict=True):
+            if value is not default and not (isinstance(value, numbers.Real) and value == default):
+                raise ValueError(f"{name} applies to estimator='ms' only; leave it at {default!r} for {estimator!r}")
+        return w_pos, w_neg  # type: ignore[return-value]
+    scales = []
+    for name, value in zip(names, (w_pos, w_neg), strict=True):
+        if value is None and name == names[1]:
+            scales.append(None)
+            continue
+        value = scalar(name, value, device)
+        if not isinstance(value, torch.Tensor) and value <= 0:
+            raise ValueError(f"{name} must be > 0 for estimator='ms', got {value}")
+        scales.append(value)
+    return scales[0], scales[1]
+
+
+def positive_scales(names: tuple[str, str], *values: object) -> None:
+    """Value check of tensor ms scales: finite and > 0."""
+    for name, value in zip(names, values, strict=False):
+        if isinstance(value, torch.Tensor):
+            finite(name, value)
+            message = f"{name} must be > 0 for estimator='ms'"
+            if not _assert_in_graph(value.detach() > 0, message) and not bool(value.detach() > 0):
+                raise ValueError(f"{message}, got {float(value)}")
+
+
+def groups_labels(groups: object, batch_shape: Sequence[int], n: int, device: torch.device) -> torch.Tensor | None:
+    """Optional ``groups (..., N)`` integer labels: only pairs within one group count."""
+    if groups is None:
+        return None
+    if not isinstance(groups, torch.Tensor):
+        raise TypeError(f"groups must be an integer torch.Tensor (..., N), got {type(groups).__name__}")
+    if groups.is_floating_point() or groups.is_complex():
+        raise TypeError(f"groups must hold integer labels, got dtype {groups.dtype}")
+    expected = (*batch_shape, n)
+    if tuple(groups.shape) != expected:
+        raise ValueError(f"groups must have shape {expected} (..., N), got {tuple(groups.shape)}")
+    if groups.device != device:
+        raise ValueError(f"groups must be on the inputs' device {device}, got {groups.device}")
+    return groups.to(torch.int64)
 
 
 def similarity_option(similarity: object) -> None:
