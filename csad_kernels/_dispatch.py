@@ -27,10 +27,59 @@ class BackendUnavailableError(RuntimeError):
 
 
 def register_kernel(op: str, backend: str, fn: Callable) -> None:
-    """Makes ``fn`` the implementation of public op ``op`` on ``backend``."""
+    """Makes ``fn`` the implementation of public op ``op`` on ``backend``.
+
+    Fused backends have first-order autograd formulas only: their kernels are wrapped so that
+    differentiating one of their gradients again raises (see :func:`first_order_only`).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}")
-    _KERNELS[backend][op] = fn
+    _KERNELS[backend][op] = fn if backend == "reference" else first_order_only(fn, op, backend)
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Identity on a kernel's differentiable inputs. Its backward, when run with grad mode on
+    (``create_graph=True``), returns gradients that raise when they are differentiated again
+    (``once_differentiable``'s ``DelayedError``); a plain ``create_graph=True`` first-order use works."""
+
+    @staticmethod
+    def forward(ctx, message: str, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx.message = message
+        ctx.save_for_backward(*tensors)
+        return tuple(t.view_as(t) for t in tensors)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if not torch.is_grad_enabled():
+            return None, *grads
+        # An exact 0 that depends on every input, so that any second-order path reaches the error.
+        anchor = sum(t.reshape(-1)[:0].sum() for t in ctx.saved_tensors)
+        aliases = [
+            (g if g is not None else torch.zeros_like(t)).detach() + anchor
+            for g, t in zip(grads, ctx.saved_tensors, strict=True)
+        ]
+        raising = torch._C._functions.DelayedError(ctx.message, len(aliases))(*aliases)
+        return None, *((raising,) if isinstance(raising, torch.Tensor) else raising)
+
+
+def first_order_only(fn: Callable, op: str, backend: str) -> Callable:
+    """``fn`` with each of its tensor inputs that requires grad passed through :class:`_FirstOrderOnly`."""
+    message = (
+        f"double backward (differentiating a gradient again) is not supported by the {backend!r} backend's "
+        f"{op}; use backend='reference' for higher-order gradients"
+    )
+
+    def guarded(*args):
+        tracked = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.requires_grad]
+        if tracked and torch.is_grad_enabled():
+            args = list(args)
+            for i, alias in zip(tracked, _FirstOrderOnly.apply(message, *(args[i] for i in tracked)), strict=True):
+                args[i] = alias
+        return fn(*args)
+
+    guarded.__name__ = getattr(fn, "__name__", op)
+    guarded.__doc__ = fn.__doc__
+    return guarded
 
 
 def _triton_interpreted() -> bool:

@@ -1,9 +1,10 @@
 """Input validation of the public API (DESIGN.md §8).
 
 Shape, dtype and device rules are always checked. Checks that read values (finiteness,
-row-stochasticity) are run on CPU tensors and always for the reference backend; they are skipped
-for fused backends on a GPU, where they would force a device synchronisation, and while
-``torch.compile`` traces.
+row-stochasticity, label range) always run for the reference backend, also under ``torch.compile``
+(there as run-time asserts in the graph, which raise ``RuntimeError`` with the same message), and
+for fused backends on CPU tensors in eager mode; they are skipped for fused backends on a GPU, where
+they would force a device synchronisation, and for fused backends while ``torch.compile`` traces.
 """
 
 from __future__ import annotations
@@ -14,16 +15,29 @@ from collections.abc import Sequence
 
 import torch
 
+from csad_kernels._dispatch import BACKENDS
 from csad_kernels.reference import ESTIMATORS, REDUCTIONS, SIMILARITIES
 
 ROW_SUM_TOLERANCE = 1e-3
+INT64_MAX = 2**63 - 1
+# Labels within ±LABEL_LIMIT have differences that fit in int64 (the Ω comparison subtracts them).
+LABEL_LIMIT = 2**62 - 1
 
 
 def values_checkable(backend: str, *tensors: torch.Tensor) -> bool:
     """Whether value checks (which read tensor contents) run for this call."""
     if torch.compiler.is_compiling():
-        return False
+        return backend == "reference"
     return backend == "reference" or all(t.device.type == "cpu" for t in tensors)
+
+
+def _assert_in_graph(condition: torch.Tensor, message: str) -> bool:
+    """Under ``torch.compile``: records a run-time assert of ``condition`` and returns True (checked);
+    in eager mode returns False and the caller checks the values itself (with a more detailed message)."""
+    if not torch.compiler.is_compiling():
+        return False
+    torch._assert_async(condition, message)
+    return True
 
 
 def floating_tensor(name: str, t: object, min_dim: int) -> torch.Tensor:
@@ -66,6 +80,8 @@ def at_least_two_samples(name: str, n: int) -> None:
 
 def finite(name: str, t: torch.Tensor) -> None:
     t = t.detach()
+    if _assert_in_graph(torch.isfinite(t).all(), f"{name} must be finite, got NaN or infinite entries"):
+        return
     if t.dim() == 0:
         if not math.isfinite(float(t)):
             raise ValueError(f"{name} must be finite, got {float(t)}")
@@ -112,18 +128,76 @@ def choice(name: str, value: object, choices: Sequence[str]) -> str:
 
 def estimator_options(estimator: object, reduction: object) -> None:
     choice("estimator", estimator, ESTIMATORS)
-    choice("reduction", reduction, REDUCTIONS)
+    if reduction is not None:
+        choice("reduction", reduction, REDUCTIONS)
+
+
+def ms_scales(
+    estimator: str,
+    names: tuple[str, str],
+    w_pos: object,
+    w_neg: object,
+    defaults: tuple[object, object],
+    device: torch.device,
+) -> tuple[torch.Tensor | float, torch.Tensor | float | None]:
+    """The ms estimator's scales ``w₊, w₋`` (> 0; ``w₋`` None means ``w₊``). cs and jsd have none:
+    there the two arguments must keep their ``defaults``."""
+    if estimator != "ms":
+        for name, value, default in zip(names, (w_pos, w_neg), defaults, strict=True):
+            if value is not default and not (isinstance(value, numbers.Real) and value == default):
+                raise ValueError(f"{name} applies to estimator='ms' only; leave it at {default!r} for {estimator!r}")
+        return w_pos, w_neg  # type: ignore[return-value]
+    scales = []
+    for name, value in zip(names, (w_pos, w_neg), strict=True):
+        if value is None and name == names[1]:
+            scales.append(None)
+            continue
+        value = scalar(name, value, device)
+        if not isinstance(value, torch.Tensor) and value <= 0:
+            raise ValueError(f"{name} must be > 0 for estimator='ms', got {value}")
+        scales.append(value)
+    return scales[0], scales[1]
+
+
+def positive_scales(names: tuple[str, str], *values: object) -> None:
+    """Value check of tensor ms scales: finite and > 0."""
+    for name, value in zip(names, values, strict=False):
+        if isinstance(value, torch.Tensor):
+            finite(name, value)
+            message = f"{name} must be > 0 for estimator='ms'"
+            if not _assert_in_graph(value.detach() > 0, message) and not bool(value.detach() > 0):
+                raise ValueError(f"{message}, got {float(value)}")
+
+
+def groups_labels(groups: object, batch_shape: Sequence[int], n: int, device: torch.device) -> torch.Tensor | None:
+    """Optional ``groups (..., N)`` integer labels: only pairs within one group count."""
+    if groups is None:
+        return None
+    if not isinstance(groups, torch.Tensor):
+        raise TypeError(f"groups must be an integer torch.Tensor (..., N), got {type(groups).__name__}")
+    if groups.is_floating_point() or groups.is_complex():
+        raise TypeError(f"groups must hold integer labels, got dtype {groups.dtype}")
+    expected = (*batch_shape, n)
+    if tuple(groups.shape) != expected:
+        raise ValueError(f"groups must have shape {expected} (..., N), got {tuple(groups.shape)}")
+    if groups.device != device:
+        raise ValueError(f"groups must be on the inputs' device {device}, got {groups.device}")
+    return groups.to(torch.int64)
 
 
 def similarity_option(similarity: object) -> None:
     choice("similarity", similarity, SIMILARITIES)
 
 
+def backend_option(backend: object) -> str:
+    return choice("backend", backend, ("auto", *BACKENDS))
+
+
 def tolerance_value(tolerance: object) -> int:
     if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Integral):
         raise TypeError(f"tolerance must be a non-negative int, got {type(tolerance).__name__}")
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    if not 0 <= tolerance <= INT64_MAX:
+        raise ValueError(f"tolerance must be an int in [0, 2**63 - 1] (int64), got {tolerance}")
     return int(tolerance)
 
 
@@ -182,8 +256,23 @@ def _labels(bias: object, batch_shape: Sequence[int], n: int, device: torch.devi
     return labels.to(torch.int64)
 
 
+def label_range(name: str, labels: torch.Tensor) -> None:
+    """Labels whose differences would overflow int64 (and so compare wrongly) are refused."""
+    labels = labels.detach()
+    message = f"{name} labels must lie in [-(2**62 - 1), 2**62 - 1] so that their differences fit in int64"
+    inside = (labels.abs() <= LABEL_LIMIT).all() & (labels != torch.iinfo(torch.int64).min).all()
+    if _assert_in_graph(inside, message):
+        return
+    if not bool(inside):
+        raise ValueError(f"{message}; got values from {int(labels.min())} to {int(labels.max())}")
+
+
 def row_stochastic(name: str, e: torch.Tensor) -> None:
     e = e.detach()
+    condition = (e >= 0).all() & ((e.sum(dim=-1) - 1).abs() <= ROW_SUM_TOLERANCE).all()
+    message = f"{name} must be row-stochastic: entries >= 0, rows summing to 1 within {ROW_SUM_TOLERANCE}"
+    if _assert_in_graph(condition, message):
+        return
     if bool((e < 0).any()):
         raise ValueError(f"{name} must be row-stochastic, but it has negative entries (min {float(e.min()):.3g})")
     deviation = float((e.sum(dim=-1) - 1).abs().max())
@@ -196,6 +285,8 @@ def row_stochastic(name: str, e: torch.Tensor) -> None:
 
 def non_negative(name: str, t: torch.Tensor) -> None:
     t = t.detach()
+    if _assert_in_graph((t >= 0).all(), f"{name} must hold probabilities (>= 0), but it has negative entries"):
+        return
     if bool((t < 0).any()):
         raise ValueError(
             f"{name} must hold probabilities (>= 0), but it has negative entries (min {float(t.min()):.3g})"

@@ -7,23 +7,65 @@ Every function is differentiable in all its tensor inputs and batched over leadi
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from csad_kernels import _validation as check
 from csad_kernels import reference
-from csad_kernels._dispatch import register_kernel, resolve
+from csad_kernels._dispatch import ENV_VAR, BackendUnavailableError, register_kernel, resolve
+
+# Backends whose kernels implement estimator="ms" and groups= (the others raise, or "auto" falls back
+# to the reference).
+EXTENDED = ("reference",)
 
 
-def _reference_cross_sample_mi(m, labels, mask, tolerance, estimator, reduction):
-    omega = mask if mask is not None else reference.pair_mask(labels, tolerance)
-    return reference.cross_sample_mi(m, omega, estimator, reduction)
+def _omega(labels, mask, tolerance):
+    return mask if mask is not None else reference.pair_mask(labels, tolerance)
+
+
+def _counted(groups):
+    return None if groups is None else reference.same_group(groups)
+
+
+def _reference_cross_sample_mi(m, labels, mask, tolerance, estimator, reduction, groups=None, w_pos=1.0, w_neg=None):
+    omega = _omega(labels, mask, tolerance)
+    return reference.cross_sample_mi(m, omega, estimator, reduction, _counted(groups), w_pos, w_neg)
 
 
 def _reference_cs_mutual_information(
-    u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction
+    u,
+    v,
+    labels,
+    mask,
+    tolerance,
+    alpha,
+    tau_y,
+    tau_b,
+    c,
+    similarity,
+    estimator,
+    reduction,
+    groups=None,
+    alpha_neg=None,
 ):
-    omega = mask if mask is not None else reference.pair_mask(labels, tolerance)
-    return reference.cs_mutual_information(u, v, omega, alpha, tau_y, tau_b, c, similarity, estimator, reduction)
+    omega = _omega(labels, mask, tolerance)
+    return reference.cs_mutual_information(
+        u, v, omega, alpha, tau_y, tau_b, c, similarity, estimator, reduction, _counted(groups), alpha_neg
+    )
+
+
+def _resolve(op: str, backend: str, device: torch.device, extended: bool):
+    """:func:`resolve`; calls that use estimator="ms" or groups= need a backend in EXTENDED: "auto"
+    falls back to the reference, an explicit other backend raises."""
+    chosen, kernel = resolve(op, backend, device)
+    if not extended or chosen in EXTENDED:
+        return chosen, kernel
+    if backend == "auto" and os.environ.get(ENV_VAR, "auto") == "auto":
+        return resolve(op, "reference", device)
+    raise BackendUnavailableError(
+        f"backend={chosen!r} does not implement estimator='ms' or groups= for {op} yet; use backend='reference'"
+    )
 
 
 for _op, _fn in {
@@ -123,7 +165,10 @@ def cross_sample_mi(
     mask: torch.Tensor | None = None,
     tolerance: int = 0,
     estimator: str = "cs",
-    reduction: str = "mean",
+    reduction: str | None = None,
+    groups: torch.Tensor | None = None,
+    w_pos: torch.Tensor | float = 1.0,
+    w_neg: torch.Tensor | float | None = None,
     *,
     backend: str = "auto",
 ) -> torch.Tensor:
@@ -131,16 +176,29 @@ def cross_sample_mi(
 
     Positive pairs Ω come from ``bias`` labels ``(..., N)`` / ``(..., N, K)`` (``(i, j) ∈ Ω`` iff
     every label differs by at most ``tolerance``) or from a boolean ``mask (..., N, N)``.
-    ``estimator="cs"`` is Eq. 2, ``"jsd"`` Eq. 1; ``reduction="sum"`` replaces each mean by a sum.
-    A side of the pairs that is empty contributes 0.
+    ``estimator="cs"`` is Eq. 2, ``"jsd"`` Eq. 1 (``m`` carries alpha; ``w_pos``/``w_neg`` stay at
+    their defaults); ``"ms"`` is the authors' multi-similarity form with ``m`` the unscaled similarity
+    and scales ``w_pos``, ``w_neg`` > 0 (None: ``w_pos``). ``reduction`` None means "mean" for cs/jsd
+    and "sum" for ms; "mean"/"sum" replace each mean/Σ. ``groups (..., N)`` integer labels: only pairs
+    within one group count, on both sides. A side of the pairs that is empty contributes 0.
     """
     device = _square("m", m)
     check.at_least_two_samples("m", m.shape[-1])
     check.estimator_options(estimator, reduction)
+    names = ("w_pos", "w_neg")
+    w_pos, w_neg = check.ms_scales(estimator, names, w_pos, w_neg, (1.0, None), device)
     labels, mask, tolerance = check.pairs(m.shape[:-2], m.shape[-1], bias, mask, tolerance, device)
-    chosen, kernel = resolve("cross_sample_mi", backend, device)
+    groups = check.groups_labels(groups, m.shape[:-2], m.shape[-1], device)
+    reduction = reference.default_reduction(estimator, reduction)
+    extended = estimator == "ms" or groups is not None
+    chosen, kernel = _resolve("cross_sample_mi", backend, device, extended)
     if check.values_checkable(chosen, m):
         check.finite("m", m)
+        if labels is not None:
+            check.label_range("bias", labels)
+        check.positive_scales(names, w_pos, w_neg)
+    if extended:
+        return kernel(m, labels, mask, tolerance, estimator, reduction, groups, w_pos, w_neg)
     return kernel(m, labels, mask, tolerance, estimator, reduction)
 
 
@@ -155,9 +213,11 @@ def cs_mutual_information(
     tau_b: torch.Tensor | float,
     c: float = 0.5,
     tolerance: int = 0,
+    groups: torch.Tensor | None = None,
+    alpha_neg: torch.Tensor | float | None = None,
     similarity: str = "joint",
     estimator: str = "cs",
-    reduction: str = "mean",
+    reduction: str | None = None,
     backend: str = "auto",
 ) -> torch.Tensor:
     """The fused cross-sample MI estimator ``I(u, v)``, ``(..., N, d), (..., N, d) -> (...)``.
@@ -165,9 +225,10 @@ def cs_mutual_information(
     ``u`` are target-side embeddings ``My(h^y)``, ``v`` bias-side ``Mb(h^b)``. The critic is
     ``alpha * (content + structural)`` similarity (``similarity="joint"``, Eq. 9), or one of them
     (``"content"``, Eq. 3; ``"structural"``, Eq. 8); ``tau_y``/``tau_b`` scale the graphs' softmax,
-    ``c`` is the RWR walk probability. Pairs and ``estimator``/``reduction`` as in
-    :func:`cross_sample_mi`. The estimator network maximises the result; the debiased encoder
-    minimises it.
+    ``c`` is the RWR walk probability. With ``estimator="ms"`` the similarity is not scaled:
+    ``alpha`` is w₊ and ``alpha_neg`` w₋ (None: ``alpha``), both > 0; ``alpha_neg`` must stay None
+    for cs/jsd. Pairs, ``groups`` and ``estimator``/``reduction`` as in :func:`cross_sample_mi`. The
+    estimator network maximises the result; the debiased encoder minimises it.
     """
     device = _rows_pair("u", u, "v", v)
     if u.shape != v.shape:
@@ -180,25 +241,27 @@ def cs_mutual_information(
         name: check.scalar(name, value, device)
         for name, value in (("alpha", alpha), ("tau_y", tau_y), ("tau_b", tau_b))
     }
+    names = ("alpha", "alpha_neg")
+    if estimator == "ms":
+        scalars["alpha"], alpha_neg = check.ms_scales(estimator, names, alpha, alpha_neg, (1.0, None), device)
+    elif alpha_neg is not None:
+        raise ValueError(f"alpha_neg applies to estimator='ms' only; leave it None for {estimator!r}")
     labels, mask, tolerance = check.pairs(u.shape[:-2], u.shape[-2], bias, mask, tolerance, device)
-    chosen, kernel = resolve("cs_mutual_information", backend, device)
+    groups = check.groups_labels(groups, u.shape[:-2], u.shape[-2], device)
+    reduction = reference.default_reduction(estimator, reduction)
+    extended = estimator == "ms" or groups is not None
+    chosen, kernel = _resolve("cs_mutual_information", backend, device, extended)
     if check.values_checkable(chosen, u, v):
         check.finite("u", u)
         check.finite("v", v)
         for name, value in scalars.items():
             if isinstance(value, torch.Tensor):
                 check.finite(name, value)
-    return kernel(
-        u,
-        v,
-        labels,
-        mask,
-        tolerance,
-        scalars["alpha"],
-        scalars["tau_y"],
-        scalars["tau_b"],
-        c,
-        similarity,
-        estimator,
-        reduction,
-    )
+        if labels is not None:
+            check.label_range("bias", labels)
+        if estimator == "ms":
+            check.positive_scales(names, scalars["alpha"], alpha_neg)
+    args = (u, v, labels, mask, tolerance, scalars["alpha"], scalars["tau_y"], scalars["tau_b"], c, similarity)
+    if extended:
+        return kernel(*args, estimator, reduction, groups, alpha_neg)
+    return kernel(*args, estimator, reduction)

@@ -36,10 +36,13 @@ class CrossSampleMI(nn.Module):
         sizes_b: layer sizes of the bias head Mb; defaults to ``sizes_y``. Both heads must end in
             the same size.
         alpha, tau: initial values of the learnable scale ``alpha`` and of ``tau_y``, ``tau_b``.
+        alpha_neg: for ``estimator="ms"``: initial w₋ (None: ``alpha``); ``alpha`` is then the initial w₊.
+            Both are learned and kept positive by an exp parametrisation: parameters ``log_alpha`` and
+            ``log_alpha_neg`` with w₊ = exp(log_alpha), w₋ = exp(log_alpha_neg).
         c, tolerance, similarity, estimator, reduction, backend: as in
             :func:`csad_kernels.cs_mutual_information`.
 
-    ``forward(hy (..., N, sizes_y[0]), hb (..., N, sizes_b[0]), bias=None, mask=None) -> (...)``.
+    ``forward(hy (..., N, sizes_y[0]), hb (..., N, sizes_b[0]), bias=None, mask=None, groups=None) -> (...)``.
     The estimator maximises the result (loss ``-I``); the debiased encoder minimises it.
     """
 
@@ -49,12 +52,13 @@ class CrossSampleMI(nn.Module):
         sizes_b: Sequence[int] | None = None,
         *,
         alpha: float = 1.0,
+        alpha_neg: float | None = None,
         tau: float = 10.0,
         c: float = 0.5,
         tolerance: int = 0,
         similarity: str = "joint",
         estimator: str = "cs",
-        reduction: str = "mean",
+        reduction: str | None = None,
         backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -64,35 +68,65 @@ class CrossSampleMI(nn.Module):
             raise ValueError(f"sizes_y and sizes_b must end in the same embedding size, got {sizes_y} and {sizes_b}")
         check.similarity_option(similarity)
         check.estimator_options(estimator, reduction)
+        c = check.restart_probability(c)
+        tolerance = check.tolerance_value(tolerance)
+        check.backend_option(backend)
         self.head_y = mlp(sizes_y)
         self.head_b = mlp(sizes_b)
-        self.alpha = nn.Parameter(torch.tensor(float(alpha)))
+        if estimator == "ms":
+            w_pos, w_neg = check.ms_scales(estimator, ("alpha", "alpha_neg"), alpha, alpha_neg, (1.0, None), "cpu")
+            w_neg = w_pos if w_neg is None else w_neg
+            self.log_alpha = nn.Parameter(torch.tensor(float(w_pos)).log())
+            self.log_alpha_neg = nn.Parameter(torch.tensor(float(w_neg)).log())
+        else:
+            if alpha_neg is not None:
+                raise ValueError(f"alpha_neg applies to estimator='ms' only; leave it None for {estimator!r}")
+            self.alpha = nn.Parameter(torch.tensor(float(alpha)))
         self.tau_y = nn.Parameter(torch.tensor(float(tau)))
         self.tau_b = nn.Parameter(torch.tensor(float(tau)))
         self.c, self.tolerance = c, tolerance
         self.similarity, self.estimator, self.reduction, self.backend = similarity, estimator, reduction, backend
 
     def forward(
-        self, hy: torch.Tensor, hb: torch.Tensor, bias: torch.Tensor | None = None, mask: torch.Tensor | None = None
+        self,
+        hy: torch.Tensor,
+        hb: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
     ) -> torch.Tensor:
         for name, h, head in (("hy", hy, self.head_y), ("hb", hb, self.head_b)):
             expected = head[0].in_features
             if not isinstance(h, torch.Tensor) or h.dim() < 2 or h.shape[-1] != expected:
                 shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
                 raise ValueError(f"{name} must have shape (..., N, {expected}), got {shape}")
-        return self.estimate(self.head_y(hy), self.head_b(hb), bias, mask)
+        return self.estimate(self.head_y(hy), self.head_b(hb), bias, mask, groups)
+
+    def scales(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(alpha, alpha_neg)`` as passed to the estimator: (w₊, w₋) for ms, (alpha, None) otherwise."""
+        if self.estimator == "ms":
+            return self.log_alpha.exp(), self.log_alpha_neg.exp()
+        return self.alpha, None
 
     def estimate(
-        self, u: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None, mask: torch.Tensor | None = None
+        self,
+        u: torch.Tensor,
+        v: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """I from embeddings already through the heads, ``u = My(h^y)``, ``v = Mb(h^b)`` ``(..., N, d)``: what
         ``forward`` computes after its heads (e.g. on u, v all-gathered from several processes)."""
+        alpha, alpha_neg = self.scales()
         return cs_mutual_information(
             u,
             v,
             bias,
             mask,
-            alpha=self.alpha,
+            alpha=alpha,
+            alpha_neg=alpha_neg,
+            groups=groups,
             tau_y=self.tau_y,
             tau_b=self.tau_b,
             c=self.c,

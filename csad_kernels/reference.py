@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 NORM_EPS = 1e-12
-ESTIMATORS = ("cs", "jsd")
+ESTIMATORS = ("cs", "jsd", "ms")
 REDUCTIONS = ("mean", "sum")
 SIMILARITIES = ("joint", "content", "structural")
 
@@ -94,6 +94,18 @@ def pair_mask(labels: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
     return diff <= tolerance
 
 
+def default_reduction(estimator: str, reduction: str | None) -> str:
+    """``reduction=None`` means ``"sum"`` for ms (the authors' code) and ``"mean"`` for cs and jsd (the paper)."""
+    if reduction is not None:
+        return reduction
+    return "sum" if estimator == "ms" else "mean"
+
+
+def same_group(groups: torch.Tensor) -> torch.Tensor:
+    """Pairs that count under ``groups (..., N)`` integer labels: boolean ``(..., N, N)``, groups[i] == groups[j]."""
+    return groups.unsqueeze(-1) == groups.unsqueeze(-2)
+
+
 def _log1p_mean_exp(x: torch.Tensor, member: torch.Tensor, reduction: str) -> torch.Tensor:
     """``log(1 + mean_member e^x)`` over the last two dims as ``softplus(logsumexp(x) - log n)``.
 
@@ -127,19 +139,36 @@ def softplus(x: torch.Tensor) -> torch.Tensor:
 
 
 def cross_sample_mi(
-    m: torch.Tensor, omega: torch.Tensor, estimator: str = "cs", reduction: str = "mean"
+    m: torch.Tensor,
+    omega: torch.Tensor,
+    estimator: str = "cs",
+    reduction: str | None = None,
+    counted: torch.Tensor | None = None,
+    w_pos: torch.Tensor | float = 1.0,
+    w_neg: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """Cross-sample MI lower bound from pair scores, ``(..., N, N), (..., N, N) bool -> (...)``.
 
     ``cs`` (Eq. 2): ``-log(1 + mean_Ω e^{-M}) - log(1 + mean_¬Ω e^{M})``;
-    ``jsd`` (Eq. 1): ``-mean_Ω softplus(-M) - mean_¬Ω softplus(M)``. An empty side contributes 0.
+    ``jsd`` (Eq. 1): ``-mean_Ω softplus(-M) - mean_¬Ω softplus(M)``;
+    ``ms`` (the authors' code): ``-(1/w₊) log(1 + Σ_Ω e^{-w₊ x}) - (1/w₋) log(1 + Σ_¬Ω e^{w₋ x})`` with
+    ``x = m`` unscaled and ``w_neg=None`` meaning ``w_pos``. ``reduction`` (None: "sum" for ms, "mean"
+    otherwise) replaces each Σ/mean. Only pairs in ``counted`` (default all; e.g. :func:`same_group`)
+    enter either side. An empty side contributes 0.
     """
     mc = _upcast(m)
-    outside = ~omega
+    reduction = default_reduction(estimator, reduction)
+    inside, outside = omega, ~omega
+    if counted is not None:
+        inside, outside = inside & counted, outside & counted
     if estimator == "cs":
-        value = -_log1p_mean_exp(-mc, omega, reduction) - _log1p_mean_exp(mc, outside, reduction)
+        value = -_log1p_mean_exp(-mc, inside, reduction) - _log1p_mean_exp(mc, outside, reduction)
+    elif estimator == "jsd":
+        value = -_mean_softplus(-mc, inside, reduction) - _mean_softplus(mc, outside, reduction)
     else:
-        value = -_mean_softplus(-mc, omega, reduction) - _mean_softplus(mc, outside, reduction)
+        wp = _as_scalar(w_pos, mc)
+        wn = wp if w_neg is None else _as_scalar(w_neg, mc)
+        value = -_log1p_mean_exp(-wp * mc, inside, reduction) / wp - _log1p_mean_exp(wn * mc, outside, reduction) / wn
     return value.to(m.dtype)
 
 
@@ -174,8 +203,19 @@ def cs_mutual_information(
     c: float = 0.5,
     similarity: str = "joint",
     estimator: str = "cs",
-    reduction: str = "mean",
+    reduction: str | None = None,
+    counted: torch.Tensor | None = None,
+    alpha_neg: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
-    """The whole estimator: ``I(u, v)`` over pairs ``omega``, ``(..., N, d) x2 -> (...)``."""
-    scores = pair_scores(u, v, alpha, tau_y, tau_b, c, similarity)
-    return cross_sample_mi(scores, omega, estimator, reduction).to(u.dtype)
+    """The whole estimator: ``I(u, v)`` over pairs ``omega``, ``(..., N, d) x2 -> (...)``.
+
+    cs/jsd score pairs with ``M = alpha * x``; ms uses the unscaled ``x`` with ``w₊ = alpha`` and
+    ``w₋ = alpha_neg`` (None: ``alpha``). ``counted`` as in :func:`cross_sample_mi`.
+    """
+    if estimator == "ms":
+        scores = pair_scores(u, v, 1.0, tau_y, tau_b, c, similarity)
+        value = cross_sample_mi(scores, omega, estimator, reduction, counted, alpha, alpha_neg)
+    else:
+        scores = pair_scores(u, v, alpha, tau_y, tau_b, c, similarity)
+        value = cross_sample_mi(scores, omega, estimator, reduction, counted)
+    return value.to(u.dtype)

@@ -162,3 +162,41 @@ def test_alpha_gradient_keeps_float32_accuracy_when_problems_cancel():
     bias = labels((3,), 64, classes=3, seed=64)
     kw = dict(similarity="structural", estimator="cs", reduction="sum")
     _assert_matches_reference(u, v, {"bias": bias}, torch.float32, **kw)
+
+
+_THREADED_RUN = """
+import torch
+import csad_kernels as ck
+from _helpers import clustered, labels
+{threads}
+u, _ = clustered((), 256, 16, seed=0)
+v, _ = clustered((), 256, 16, seed=1)
+out = ck.cs_mutual_information(
+    u.float(), v.float(), labels((), 256, seed=0), alpha=1.0, tau_y=10.0, tau_b=10.0, backend="cpu"
+)
+assert torch.isfinite(out), out
+e = ck.softmax_adjacency(ck.cosine_similarity(u, u), 10.0).float().expand(3, 256, 256)
+assert torch.isfinite(ck.rwr(e, backend="cpu")).all()
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2, None])
+def test_fused_op_returns_at_every_thread_count(threads):
+    # Regression (issue 15): concurrent LAPACK inverses (inside at::parallel_for, or ATen's batched inverse)
+    # made MKL fail or hang at 2 threads.
+    import pathlib
+    import subprocess
+    import sys
+
+    setup = "" if threads is None else f"torch.set_num_threads({threads})"
+    here = pathlib.Path(__file__).parent
+    env = {**__import__("os").environ, "PYTHONPATH": f"{here}{__import__('os').pathsep}{here.parent}"}
+    result = subprocess.run(
+        [sys.executable, "-c", _THREADED_RUN.format(threads=setup)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "oneMKL ERROR" not in result.stderr + result.stdout

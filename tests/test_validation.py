@@ -60,7 +60,18 @@ CASES = {
     "mask not boolean": (lambda: _mi(mask=torch.eye(6)), TypeError, "mask must have dtype torch.bool"),
     "mask wrong shape": (lambda: _mi(mask=torch.eye(5, dtype=torch.bool)), ValueError, "mask must have shape"),
     "tolerance with mask": (lambda: _mi(mask=torch.eye(6, dtype=torch.bool), tolerance=1), ValueError, "tolerance"),
-    "negative tolerance": (lambda: _mi(tolerance=-1), ValueError, "tolerance must be >= 0"),
+    "negative tolerance": (lambda: _mi(tolerance=-1), ValueError, "tolerance must be an int in"),
+    "tolerance beyond int64": (lambda: _mi(tolerance=2**70), ValueError, "tolerance must be an int in"),
+    "bias labels whose difference overflows int64": (
+        lambda: _mi(bias=torch.tensor([2**62, -(2**62), 0, 0, 1, 1])),
+        ValueError,
+        "bias labels must lie in",
+    ),
+    "cross_sample_mi bias overflowing int64": (
+        lambda: ck.cross_sample_mi(torch.zeros(3, 3), torch.tensor([2**62, -(2**62), 0])),
+        ValueError,
+        "bias labels must lie in",
+    ),
     "float tolerance": (lambda: _mi(tolerance=0.5), TypeError, "tolerance must be a non-negative int"),
     # estimator: dtypes and devices
     "integer u": (lambda: _mi(u=torch.ones(6, 3, dtype=torch.long)), TypeError, "u must have a floating dtype"),
@@ -156,3 +167,55 @@ def test_tolerance_rule_accepts_multi_labels_of_any_integer_dtype():
 def test_huge_finite_inputs_whose_sum_overflows_are_accepted():
     x = torch.full((4, 3), 3e38)  # finite float32 entries; their sum is inf
     assert torch.isfinite(ck.cosine_similarity(x, x)).all()
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_labels_at_the_int64_limit_compare_exactly(backend):
+    # ±(2**62 - 1) differ by 2**63 - 2, which still fits: never treated as equal
+    big = 2**62 - 1
+    bias = torch.tensor([big, -big, big, -big, 0, 0])
+    mask = torch.tensor(bias.tolist()).unsqueeze(0) == torch.tensor(bias.tolist()).unsqueeze(1)
+    m = torch.randn(6, 6, dtype=F64)
+    by_labels = ck.cross_sample_mi(m, bias, backend=backend)
+    assert torch.allclose(by_labels, ck.cross_sample_mi(m, mask=mask, backend="reference"))
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(c=1.5), "c must lie strictly between 0 and 1"),
+        (dict(tolerance=-1), "tolerance must be an int in"),
+        (dict(backend="bogus"), "backend must be one of"),
+        (dict(estimator="mine"), "estimator must be one of"),
+    ],
+)
+def test_cross_sample_mi_module_validates_its_options_at_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ck.CrossSampleMI((4, 4), **kwargs)
+
+
+REFERENCE_VALUE_CHECKS = {
+    "cs_mutual_information NaN u": (
+        lambda u: ck.cs_mutual_information(
+            u, u, torch.tensor([0, 1, 0, 1]), alpha=1.0, tau_y=10.0, tau_b=10.0, backend="reference"
+        ),
+        "u must be finite",
+    ),
+    "cross_sample_mi NaN m": (
+        lambda u: ck.cross_sample_mi(u @ u.mT, torch.tensor([0, 1, 0, 1]), backend="reference"),
+        "m must be finite",
+    ),
+    "cosine_similarity NaN x": (lambda u: ck.cosine_similarity(u, u, backend="reference"), "x must be finite"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFERENCE_VALUE_CHECKS))
+def test_reference_value_checks_hold_under_compile(case):
+    # DESIGN §8: the reference always checks values, also inside torch.compile(fullgraph=True)
+    fn, message = REFERENCE_VALUE_CHECKS[case]
+    compiled = torch.compile(fn, fullgraph=True)
+    u = torch.randn(4, 3)
+    assert torch.isfinite(compiled(u)).all()
+    u[1, 2] = float("nan")
+    with pytest.raises(RuntimeError, match=message):
+        compiled(u)

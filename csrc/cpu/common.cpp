@@ -110,7 +110,11 @@ std::tuple<at::Tensor, at::Tensor> softmax_backward(const at::Tensor& grad, cons
 std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c) {
   const int64_t n = e.size(-1);
   auto system = at::eye(n, e.options()).sub(e, c);  // I - cE (broadcast over the batch)
-  auto r = at::linalg_inv(system).contiguous();      // W (LAPACK returns it column-major), made R below
+  // W (LAPACK returns it column-major), made R below. One matrix per LAPACK call, never a batched call
+  // nor one inside at::parallel_for: ATen runs a batch's LU solves on several OpenMP threads, and
+  // concurrent MKL getrs calls fail ("Parameter 6 was incorrect on entry to SLASWP") or hang (issue 15).
+  auto r = at::empty_like(system);
+  for (int64_t b = 0; b < system.size(0); ++b) r[b].copy_(at::linalg_inv(system[b]));
   auto row_sums = at::empty({r.size(0), n}, r.options());
   AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "csad_rwr_normalise", [&] {
     scalar_t* sums = row_sums.data_ptr<scalar_t>();

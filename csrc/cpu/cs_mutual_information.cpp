@@ -1,7 +1,7 @@
 // The whole cross-sample MI estimator on the CPU, forward and backward (DESIGN.md §2).
 //
 // Forward: normalise u, v (one pass each); content similarity by one GEMM; each graph's Gram GEMM
-// turned into its softmax adjacency in place; RWR by an LU inverse, renormalised in place;
+// turned into its softmax adjacency in place; RWR by LU inverses (one matrix per LAPACK call), renormalised in place;
 // structural similarity by two GEMMs; the masked loss in two passes over the scores with Ω built
 // from labels on the fly. Saved for the backward: the normalised rows, E, R and W's row sums
 // (W is rebuilt from R), the unscaled scores and four numbers per problem.
@@ -42,14 +42,9 @@ ForwardResult cs_mutual_information_forward(const at::Tensor& u, const at::Tenso
   if (options.structural) {
     ey = softmax_rows(at::bmm(un, un.transpose(1, 2)), tau_y.item<double>());
     eb = softmax_rows(at::bmm(vn, vn.transpose(1, 2)), tau_b.item<double>());
-    // The two graphs' LU inverses run side by side, one per thread: LAPACK at these sizes does
-    // not use two cores well on its own.
-    at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t graph = begin; graph < end; ++graph) {
-        if (graph == 0) std::tie(ry, wsum_y) = rwr_forward(ey, c);
-        else std::tie(rb, wsum_b) = rwr_forward(eb, c);
-      }
-    });
+    // The two graphs one after the other: LAPACK must not run inside at::parallel_for (issue 15).
+    std::tie(ry, wsum_y) = rwr_forward(ey, c);
+    std::tie(rb, wsum_b) = rwr_forward(eb, c);
     auto structural_scores = sce_forward(ry, rb);
     scores = options.content ? scores.add_(structural_scores) : structural_scores;
   }
