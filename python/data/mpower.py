@@ -33,10 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from python.data.base import DataBundle, Split, Tally
-from python.metrics import roc_auc
+from python.metrics import fit_logistic_regression, roc_auc
 
 logger = logging.getLogger(__name__)
 
@@ -815,25 +814,12 @@ def hand_features(taps: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Ten
     }
 
 
-def _fit_logistic(
-    x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None, l2: float = 1e-3
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Logistic regression on standardised ``x (n, F)`` (optional sample ``weight (n,)``); returns the scorer."""
-    mu, sd = x.mean(0), x.std(0).clamp_min(1e-9)
-    z = (x - mu) / sd
-    w = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        logits = z @ w[1:] + w[0]
-        loss = F.binary_cross_entropy_with_logits(logits, y.double(), weight=weight) + l2 * w[1:].square().sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    w = w.detach()
-    return lambda v: ((v - mu) / sd) @ w[1:] + w[0]
+def _fit_logistic(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> Callable[
+        [torch.Tensor], torch.Tensor]:
+    """Logistic regression on ``x (n, F)`` (optional sample ``weight (n,)``): the leakage probe of
+    :func:`python.metrics.fit_logistic_regression`; returns the scorer ``x (m, F) -> log-odds of PD (m,)``."""
+    logits = fit_logistic_regression(x, y, 2, sample_weight=weight)
+    return lambda v: logits(v)[:, 1] - logits(v)[:, 0]
 
 
 SHORTCUT_MODELS = {
