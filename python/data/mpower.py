@@ -8,6 +8,8 @@ Real data (``<data_root>/mpower/``, the Synapse export in its original format, s
     filehandle_map.csv   (optional) fileHandleId,path  (paths relative to the mpower folder, or absolute)
 
 Each JSON file is a list of taps ``{"TapTimeStamp": s, "TapCoordinate": "{x, y}", "TappedButtonId": ...}``.
+A tap whose values are malformed, not finite or implausible (TapTimeStamp outside 0..1e9 s, a coordinate outside
++-1e4 points: :data:`TAP_TIME_RANGE_S`, :data:`MAX_ABS_COORDINATE`) is dropped and counted, naming file and record.
 Without a data root the same files are written by :func:`simulate_cohort` (cached) and read by the same code.
 
 Per record the model input is ``taps (6, max_taps)``: inter-tap interval in seconds (0 for the first tap),
@@ -49,6 +51,11 @@ AGE_BIN_EDGES = (35, 45, 50, 55, 60, 65, 70)  # bin = number of edges <= age
 AGE_BIN_NAMES = ("<35", "35-44", "45-49", "50-54", "55-59", "60-64", "65-69", "70+")
 TEST_AGE_BINS = (2, 3, 4, 5, 6, 7)  # 45-49 ... 70+: the cells of the bias-free test set
 VALID_AGE = (18, 120)  # mPower enrolled adults; ages outside are data-entry errors
+# Plausibility bounds of a tap (a tap outside them is dropped and counted like a malformed one): TapTimeStamp is
+# device uptime in seconds, 0..1e9 (31.7 years); TapCoordinate in points within +-1e4 of the view's origin (the view
+# is 320 x 568). Inside them every feature is finite in float32.
+TAP_TIME_RANGE_S = (0.0, 1e9)
+MAX_ABS_COORDINATE = 1e4
 _TRUE = {"true", "t", "1", "1.0", "yes", "y"}
 _FALSE = {"false", "f", "0", "0.0", "no", "n"}
 
@@ -171,6 +178,8 @@ def _parse_coordinate(value: object) -> tuple[float, float]:
     x, y = float(parts[0]), float(parts[1])
     if not (math.isfinite(x) and math.isfinite(y)):
         raise ValueError(f"TapCoordinate {value!r} is not finite")
+    if not (abs(x) <= MAX_ABS_COORDINATE and abs(y) <= MAX_ABS_COORDINATE):
+        raise ValueError(f"TapCoordinate {value!r} is outside +-{MAX_ABS_COORDINATE:g} points")
     return x, y
 
 
@@ -187,6 +196,8 @@ def _parse_tap(entry: object) -> tuple[float, float, float, int]:
     t = float(stamp)
     if not math.isfinite(t):
         raise ValueError(f"TapTimeStamp {stamp!r} is not finite")
+    if not TAP_TIME_RANGE_S[0] <= t <= TAP_TIME_RANGE_S[1]:
+        raise ValueError(f"TapTimeStamp {stamp!r} is outside {TAP_TIME_RANGE_S[0]:g}..{TAP_TIME_RANGE_S[1]:g} s")
     if button not in BUTTONS:
         raise ValueError(f"TappedButtonId {button!r} is not one of {list(BUTTONS)}")
     x, y = _parse_coordinate(coord)
@@ -209,13 +220,17 @@ def _read_taps(path: Path, where: str, tally: Tally) -> np.ndarray:
         entries = json.loads(text)
     except json.JSONDecodeError as e:
         raise _RecordError("records skipped: corrupt JSON", f"{path.name} line {e.lineno}: {e.msg} [{where}]") from None
+    except RecursionError:  # nested deeper than Python's recursion limit: no tap file looks like that
+        raise _RecordError("records skipped: corrupt JSON", f"{path.name}: nested too deeply [{where}]") from None
+    except ValueError as e:  # e.g. an integer of more digits than int() reads
+        raise _RecordError("records skipped: corrupt JSON", f"{path.name}: {e} [{where}]") from None
     if not isinstance(entries, list):
         raise _RecordError("records skipped: corrupt JSON", f"{path.name}: not a list of taps [{where}]")
     rows = []
     for i, entry in enumerate(entries):
         try:
             rows.append(_parse_tap(entry))
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, OverflowError) as e:  # OverflowError: float() of a huge JSON integer
             tally.add("malformed taps dropped (rest of the record kept)", f"{path.name} tap {i}: {e} [{where}]")
     if not rows:
         raise _RecordError("records skipped: no taps", f"{path.name} [{where}]")
