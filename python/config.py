@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -81,8 +85,43 @@ def _field(key: str) -> str:
     return "lambda_" if key == "lambda" else key
 
 
+@functools.cache
+def field_types() -> dict[str, tuple[type, ...]]:
+    """Field name -> the Python types its value may have, read from :class:`TrainConfig`'s annotations (``str |
+    None`` -> ``(str, NoneType)``; ``float`` also takes an ``int``)."""
+    out = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        out[name] = allowed + ((int,) if float in allowed else ())
+    return out
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string",
+               type(None): "null"}
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    if kind in (bool, int, float):  # bool is a subclass of int in Python, not a number here
+        return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    return isinstance(value, kind)
+
+
+def check_types(values: dict[str, Any], where: str = "") -> None:
+    """ValueError naming the key when a value's type is not its field's (a bool is not an int, a string is not a
+    number or a bool: ``quick: "false"`` is refused, not read as true), or a number field is not finite."""
+    for name, value in values.items():
+        allowed = field_types().get(name)
+        if allowed is None:
+            continue
+        finite = not isinstance(value, float) or math.isfinite(value)
+        if not (finite and any(_has_type(value, kind) for kind in allowed)):
+            kinds = " or ".join(dict.fromkeys(_TYPE_NAMES[t] for t in allowed if not (t is int and float in allowed)))
+            raise ValueError(f"{where}{_key(name)} must be {kinds}, got {value!r} ({type(value).__name__})")
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML (or JSON) mapping of config keys safely; unknown keys are an error naming them."""
+    """Parse a YAML (or JSON) mapping of config keys safely; unknown keys and values of the wrong type (see
+    :func:`check_types`) are an error naming them."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
@@ -101,12 +140,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     unknown = sorted(_key(k) for k in values if k not in known)
     if unknown:
         raise ValueError(f"config file {path}: unknown keys {unknown}; known: {sorted(_key(k) for k in known)}")
+    check_types(values, f"config file {path}: ")
     return values
 
 
 def resolve(cli: dict[str, Any], file_values: dict[str, Any] | None = None) -> TrainConfig:
     """Defaults ← dataset defaults ← ``--quick`` ← config file ← command line (``None`` means not given)."""
     given = {**(file_values or {}), **{k: v for k, v in cli.items() if v is not None}}
+    check_types(given)
     dataset = given.get("dataset", TrainConfig.dataset)
     quick = bool(given.get("quick", False))
     values = {**DATASET_DEFAULTS.get(dataset, {}), **(QUICK if quick else {}), **given}
@@ -116,7 +157,8 @@ def resolve(cli: dict[str, Any], file_values: dict[str, Any] | None = None) -> T
 
 
 def validate(config: TrainConfig) -> None:
-    """Raise ValueError naming the first setting that cannot work."""
+    """Raise ValueError naming the first setting that cannot work (a value of the wrong type included)."""
+    check_types(dataclasses.asdict(config))
     if config.dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {config.dataset!r}")
     if config.method not in METHODS:
@@ -134,6 +176,8 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"lambda must be >= 0, got {config.lambda_!r}")
     if not 0 < float(config.c) < 1:
         raise ValueError(f"c must lie in (0, 1), got {config.c!r}")
+    if not 0 <= config.seed < 2**63:
+        raise ValueError(f"seed must be an int in 0..2**63-1, got {config.seed!r}")
     if config.split not in range(10) or isinstance(config.split, bool):
         raise ValueError(f"split must be an int in 0..9 (Adult's 10 random 80/20 splits), got {config.split!r}")
     if config.bias not in ("gender", "race", "both"):
@@ -155,7 +199,13 @@ def save(config: TrainConfig, path: Path) -> None:
 
 
 def load_saved(path: Path) -> TrainConfig:
-    return TrainConfig(**read_config_file(path))
+    """The config.yaml of a run folder, checked as a fresh config is (a hand-edited file included)."""
+    config = TrainConfig(**read_config_file(path))
+    try:
+        validate(config)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return config
 
 
 def merge_for_resume(saved: TrainConfig, cli: dict[str, Any]) -> TrainConfig:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Callable
+
+import numpy as np
 import torch
-from torch import nn
 
 
 def roc_auc(scores: torch.Tensor, y: torch.Tensor) -> float:
@@ -72,13 +76,13 @@ def target_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     return out
 
 
-def bias_leakage(features: torch.Tensor, bias: torch.Tensor, *, seed: int = 0, folds: int = 2,
-                 steps: int = 100) -> dict[str, float]:
+def bias_leakage(features: torch.Tensor, bias: torch.Tensor, *, seed: int = 0, folds: int = 2) -> dict[str, float]:
     """How well a linear probe predicts one bias attribute from frozen ``features (n, d)``; ``bias (n,)`` int64.
 
-    Logistic regression (standardised features, L2 1e-3, full-batch L-BFGS), cross-fitted over ``folds``
-    stratified folds of the given split: every sample is predicted by a probe that never saw it.
-    Returns accuracy and balanced accuracy beside their chance levels (majority share, 1 / classes present).
+    The probe is :func:`fit_logistic_regression` (deterministic and converged), cross-fitted over ``folds``
+    stratified folds drawn with ``seed``: every sample is predicted by a probe that never saw it. The result
+    depends only on the arguments, not on any global RNG. Returns accuracy and balanced accuracy beside their
+    chance levels (majority share, 1 / classes present).
     """
     gen = torch.Generator().manual_seed(seed)
     features, bias = features.double(), bias.long()
@@ -91,7 +95,7 @@ def bias_leakage(features: torch.Tensor, bias: torch.Tensor, *, seed: int = 0, f
     predicted = torch.empty_like(bias_index)
     for f in range(folds):
         train, held_out = fold != f, fold == f
-        probe = fit_logistic_regression(features[train], bias_index[train], len(classes), steps=steps)
+        probe = fit_logistic_regression(features[train], bias_index[train], len(classes))
         predicted[held_out] = probe(features[held_out]).argmax(-1)
     counts = torch.bincount(bias_index, minlength=len(classes))
     return {
@@ -103,29 +107,51 @@ def bias_leakage(features: torch.Tensor, bias: torch.Tensor, *, seed: int = 0, f
     }
 
 
-def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, n_classes: int, *, steps: int = 100) -> nn.Module:
-    """Multinomial logistic regression on standardised ``x (n, d)`` float64, ``y (n,)`` in ``0..n_classes-1``
-    (L2 1e-3 on the weights, full-batch L-BFGS, ``steps`` iterations at most); returns ``x (m, d) -> logits (m, C)``."""
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-8)
-    linear = nn.Linear(x.shape[1], n_classes).double()
-    optimizer = torch.optim.LBFGS(linear.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
-    xs = (x - mean) / std
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(linear(xs), y) + 1e-3 * linear.weight.square().sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    return nn.Sequential(_Standardise(mean, std), linear)
+PROBE_L2 = 1e-3  # L2 weight of the probe: mean cross-entropy + PROBE_L2 * ||W||^2
+PROBE_TOL = 1e-8  # L-BFGS stops when the largest gradient entry of that objective is below this
+PROBE_MAX_ITER = 10_000
 
 
-class _Standardise(nn.Module):
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        super().__init__()
-        self.mean, self.std = mean, std
+def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, n_classes: int | None = None, *,
+                            l2: float = PROBE_L2, sample_weight: torch.Tensor | None = None,
+                            ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Logistic regression (scikit-learn's L-BFGS, run to convergence) on standardised ``x (n, d)`` with labels
+    ``y (n,)`` in ``0..n_classes-1`` (default ``y.max() + 1``) and optional ``sample_weight (n,)``.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+    Objective: ``(1/n) sum_i w_i CE_i + l2 * ||W||^2`` (intercept not penalised); deterministic given the
+    data. Returns ``x (m, d) -> logits (m, n_classes)`` float64; a class absent from ``y`` gets logit -inf, and with
+    two classes present the logits are ``(0, s)``, ``s`` the log-odds. RuntimeError when L-BFGS does not converge.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x_np, y_np = x.detach().cpu().double().numpy(), y.detach().cpu().long().numpy()
+    n_classes = int(y_np.max()) + 1 if n_classes is None else n_classes
+    weight = None if sample_weight is None else sample_weight.detach().cpu().double().numpy()
+    present = np.unique(y_np)
+    if len(present) == 1:  # nothing to fit: every sample gets the one class seen
+        return lambda v: torch.where(torch.arange(n_classes) == int(present[0]), 0.0, -math.inf).double().expand(
+            len(v), n_classes).clone()
+    # scikit-learn minimises C * sum_i w_i CE_i + ||W||^2 / 2, i.e. (n C) times our objective when C = 1 / (2 n l2)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0 / (2 * len(y_np) * l2), tol=PROBE_TOL,
+                                                               max_iter=PROBE_MAX_ITER))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        try:
+            probe.fit(x_np, y_np, logisticregression__sample_weight=weight)
+        except ConvergenceWarning as exc:
+            raise RuntimeError(f"logistic-regression probe did not converge in {PROBE_MAX_ITER} iterations "
+                               f"({x_np.shape[0]} samples, {x_np.shape[1]} features): {exc}") from None
+    classes = torch.from_numpy(probe.classes_.astype(np.int64))
+
+    def logits(v: torch.Tensor) -> torch.Tensor:
+        scores = torch.from_numpy(probe.decision_function(v.detach().cpu().double().numpy()))
+        if len(classes) == 2:
+            scores = torch.stack([torch.zeros_like(scores), scores], 1)
+        out = torch.full((len(scores), n_classes), -math.inf, dtype=torch.float64)
+        out[:, classes] = scores.reshape(len(scores), -1)
+        return out
+
+    return logits

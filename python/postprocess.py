@@ -144,12 +144,10 @@ def train_baseline(dataset: str, out: Path, quick: bool, seed: int) -> Path:
 
 # ----- downstream
 
-def logistic_regression(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, *, steps: int = 200) -> torch.Tensor:
+def logistic_regression(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor) -> torch.Tensor:
     """Fit a multinomial logistic regression (:func:`python.metrics.fit_logistic_regression`) on ``x (n, d)``,
     ``y (n,)``; return the logits ``(m, C)`` of ``x_test (m, d)``."""
-    model = fit_logistic_regression(x.double(), y, max(int(y.max()) + 1, 2), steps=steps)
-    with torch.no_grad():
-        return model(x_test.double())
+    return fit_logistic_regression(x, y, max(int(y.max()) + 1, 2))(x_test)
 
 
 def discrete_bias(b: torch.Tensor, b_train: torch.Tensor) -> torch.Tensor:

@@ -220,11 +220,23 @@ class Trainer:
             # every rank's step returns its contributions to the global minibatch's losses; their sum is the loss
             for key, value in distributed.sum_over_ranks(self.method.step(phase, self.batch(index))).items():
                 if not math.isfinite(value):
-                    raise FloatingPointError(f"{self.method.name}, phase {phase}, epoch {epoch + 1}: loss {key} is "
-                                             f"{value}; try a smaller --lr or --lambda")
+                    raise FloatingPointError(self.diverged(phase, epoch, key, value, index))
                 sums[key] = sums.get(key, 0.0) + value
             bar.update(1)
         return {k: v / len(batches) for k, v in sums.items()}
+
+    def diverged(self, phase: str, epoch: int, key: str, value: float, index: torch.Tensor) -> str:
+        """The message for a non-finite loss on the train rows ``index``: it blames the data when those rows'
+        inputs are not finite, else the step size."""
+        where = f"{self.method.name}, phase {phase}, epoch {epoch + 1}: loss {key} is {value}"
+        batch = self.splits["train"].subset(index)
+        bad = batch.non_finite_rows()
+        if bad:
+            rows = sorted({int(index[r]) for _, found in bad for r in found})
+            return (f"{where} because the inputs are not finite: {len(rows)} rows of the train split of "
+                    f"{self.bundle.name} in this minibatch hold NaN or inf (rows {rows[:5]}); the data is corrupt, "
+                    "not --lr or --lambda")
+        return f"{where}; try a smaller --lr or --lambda"
 
     def progress_bar(self, phase: str, epochs: int, first: int) -> tqdm:
         per_epoch = self.batches_per_epoch()

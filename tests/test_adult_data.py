@@ -157,12 +157,26 @@ def _bad_label(line: str) -> str:
     return line.replace("<=50K", "<=60K")
 
 
+def _field(column: str, value: str):
+    def edit(line: str) -> str:
+        fields = line.rstrip("\n").split(",")
+        fields[adult.COLUMNS.index(column)] = f" {value}"
+        return ",".join(fields) + "\n"
+
+    return edit
+
+
 @pytest.mark.parametrize(
     ("name", "line", "edit", "message"),
     [
         ("adult.data", 3, _short_row, r"adult\.data line 3: 5 comma-separated fields, expected 15"),
         ("adult.test", 4, _bad_age, r"adult\.test line 4: age 'abc' is not a number"),
         ("adult.test", 2, _bad_label, r"adult\.test line 2: income '<=60K' is not one of"),
+        # huge but finite: once silently inf/NaN features or a zeroed column after standardisation
+        ("adult.data", 7, _field("age", "1e308"), r"adult\.data line 7: age '1e308' is outside .* 0\.\.150"),
+        ("adult.data", 8, _field("capital-gain", "1e200"), r"adult\.data line 8: capital-gain '1e200' is outside"),
+        ("adult.test", 3, _field("hours-per-week", "-4"), r"adult\.test line 3: hours-per-week '-4' is outside"),
+        ("adult.test", 5, _field("capital-loss", "inf"), r"adult\.test line 5: capital-loss 'inf' is not a number"),
     ],
 )
 def test_malformed_line_names_file_and_line(tmp_path, name, line, edit, message):

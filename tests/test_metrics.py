@@ -58,3 +58,40 @@ def test_bias_leakage_is_high_for_encoded_bias_and_near_chance_for_independent_f
     assert high["balanced_accuracy"] > 0.9
     assert abs(low["balanced_accuracy"] - low["chance_balanced_accuracy"]) < 0.08
     assert low["chance_balanced_accuracy"] == pytest.approx(0.25) and low["n"] == 600
+
+
+def test_bias_leakage_does_not_depend_on_the_global_rng():
+    # collinear ReLU features of rank 4, like a trained network's: an ill-conditioned fit that a probe stopped early
+    # (or started from a random point) leaves in different places from call to call
+    gen = torch.Generator().manual_seed(1)
+    bias = torch.randint(0, 8, (500,), generator=gen)
+    low = torch.randn(500, 4, generator=gen) + bias[:, None].float() * torch.randn(4, generator=gen)
+    features = torch.relu(low @ torch.randn(4, 64, generator=gen) + torch.randn(64, generator=gen))
+    torch.manual_seed(0)
+    first = bias_leakage(features, bias, seed=3)
+    torch.manual_seed(1)
+    assert bias_leakage(features, bias, seed=3) == first
+
+
+def test_probe_minimises_its_stated_objective():
+    from python.metrics import PROBE_L2, fit_logistic_regression
+
+    gen = torch.Generator().manual_seed(2)
+    y = torch.randint(0, 3, (300,), generator=gen)
+    x = torch.randn(300, 5, generator=gen, dtype=torch.float64) + y[:, None]
+    weight = torch.rand(300, generator=gen, dtype=torch.float64) + 0.5
+    probe = fit_logistic_regression(x, y, sample_weight=weight)
+    mean, sd = x.mean(0), x.std(0, unbiased=False)
+    xs = (x - mean) / sd
+    # recover W, b of the fitted logits on the standardised features (logits are affine in x)
+    logits = probe(x)
+    design = torch.cat([xs, torch.ones(300, 1, dtype=torch.float64)], 1)
+    coef = torch.linalg.lstsq(design, logits).solution
+    params = coef.clone().requires_grad_(True)
+
+    def objective(p):
+        ce = torch.nn.functional.cross_entropy(design @ p, y, reduction="none")
+        return (weight * ce).mean() + PROBE_L2 * p[:-1].square().sum()
+
+    grad = torch.autograd.grad(objective(params), params)[0]
+    assert grad.abs().max() < 1e-6

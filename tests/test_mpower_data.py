@@ -265,6 +265,36 @@ def test_bad_records_and_rows_are_skipped_and_counted(tmp_path, caplog):
     assert {r[1] for r in all_records(bundle)} == set(range(s + 1))  # nothing from the skipped records
 
 
+def test_huge_or_implausible_tap_values_are_dropped_and_counted_and_features_stay_finite(tmp_path):
+    demo, records, people = cohort()
+    s = len(people)
+    demo.append(("hc_extra", 40, "false"))
+    good = make_taps([1.0, 1.2, 1.4], x=10 + s)
+    bad = [
+        {"TapTimeStamp": 1.6, "TapCoordinate": "{1e300, 5}", "TappedButtonId": "TappedButtonLeft"},
+        {"TapTimeStamp": 1.7, "TapCoordinate": [5, -1e300], "TappedButtonId": "TappedButtonLeft"},
+        {"TapTimeStamp": 1e300, "TapCoordinate": "{5, 5}", "TappedButtonId": "TappedButtonLeft"},
+        {"TapTimeStamp": -3.0, "TapCoordinate": "{5, 5}", "TappedButtonId": "TappedButtonLeft"},
+        {"TapTimeStamp": "1e400", "TapCoordinate": "{5, 5}", "TappedButtonId": "TappedButtonLeft"},
+    ]
+    huge_integer = json.dumps(good)[:-1] + ', {"TapTimeStamp": 1' + "0" * 400 + (
+        ', "TapCoordinate": "{5, 5}", "TappedButtonId": "TappedButtonLeft"}]')
+    records += [
+        ("r_hostile", "hc_extra", 9950, good + bad),
+        ("r_bigint", "hc0", 9951, huge_integer),
+        ("r_digits", "hc0", 9952, "[" + "1" * 5000 + "]"),  # more digits than int() reads
+        ("r_nested", "hc0", 9953, "[" * 100_000 + "]" * 100_000),  # deeper than the recursion limit
+    ]
+    bundle = load_mpower(write_export(tmp_path, demo, records).parent, per_cell=1)
+    dropped = log_line(bundle, "malformed taps dropped (rest of the record kept): 6")
+    assert "9950.json tap 3: TapCoordinate '{1e300, 5}' is outside +-10000 points" in dropped and "r_hostile" in dropped
+    corrupt = log_line(bundle, "records skipped: corrupt JSON: 2")
+    assert "9952.json" in corrupt and "9953.json: nested too deeply" in corrupt and "r_nested" in corrupt
+    assert find(bundle, s)[3].sum() == 3  # the three good taps of the hostile record are kept
+    for split in bundle.splits.values():
+        assert torch.isfinite(split.inputs[0]).all()
+
+
 @pytest.mark.parametrize(
     ("file", "column"),
     [

@@ -307,6 +307,10 @@ def test_evaluate_recomputes_the_metrics_of_a_finished_run(tmp_path, tiny_data, 
     again = evaluate_cli.main(["--run", str(tmp_path / "run")])
     assert again["csad"].metrics == trained["metrics"]
     assert again["baseline"].metrics == trained["baseline"]["metrics"]
+    # the leakage probe is deterministic and converged: evaluate reproduces metrics.json exactly
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert again["csad"].bias_leakage == saved["bias_leakage"]
+    assert again["baseline"].bias_leakage == saved["baseline"]["bias_leakage"]
     with pytest.raises(FileNotFoundError, match="config.yaml does not exist"):
         evaluate_cli.main(["--run", str(tmp_path)])
 

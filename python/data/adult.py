@@ -9,7 +9,8 @@ Preprocessing, as SenSR's ``get_adult_data`` / ``preprocess_adult_data`` (DESIGN
 * both files concatenated (adult.data first); fields stripped of whitespace; the ``|1x3 Cross validator`` line of
   adult.test (any line starting with ``|``) and blank lines skipped and counted; the trailing ``.`` of the test
   labels stripped;
-* rows with ``?`` in occupation or native-country dropped (48,842 -> 45,222 rows);
+* rows with ``?`` in occupation or native-country dropped (48,842 -> 45,222 rows); a numeric value outside its
+  plausible range (:data:`NUMERIC_RANGES`, e.g. age 0-150, capital-gain 0-1e9) is an error naming file and line;
 * one-hot workclass, marital-status, occupation, relationship, sex, race; fnlwgt, education, native-country,
   sex_Female and every race column except race_White dropped. That gives 41 features with no extra convention:
   5 continuous + workclass 7 + marital-status 7 + occupation 14 + relationship 6 + sex_Male + race_White. Workclass
@@ -64,6 +65,13 @@ COLUMNS = (
     "race", "sex", "capital-gain", "capital-loss", "hours-per-week", "native-country", "income",
 )  # fmt: skip
 NUMERIC = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
+# Plausible values of each numeric column; a value outside is an error naming file and line. The UCI files span age
+# 17-90, fnlwgt 12,285-1,490,400, education-num 1-16, capital-gain 0-99,999, capital-loss 0-4,356, hours-per-week
+# 1-99. The bounds keep the float64 standardisation and the float32 features finite.
+NUMERIC_RANGES = {
+    "age": (0.0, 150.0), "fnlwgt": (0.0, 1e10), "education-num": (0.0, 100.0), "capital-gain": (0.0, 1e9),
+    "capital-loss": (0.0, 1e9), "hours-per-week": (0.0, 168.0),
+}  # fmt: skip
 CONTINUOUS = ("age", "education-num", "capital-gain", "capital-loss", "hours-per-week")
 ONE_HOT = {  # categories that get a column, sorted as pandas get_dummies sorts them
     "workclass": (
@@ -173,6 +181,9 @@ def _number(value: str, column: str, where: str) -> float:
         out = math.nan
     if not math.isfinite(out):
         raise ValueError(f"{where}: {column} {value!r} is not a number")
+    low, high = NUMERIC_RANGES[column]
+    if not low <= out <= high:
+        raise ValueError(f"{where}: {column} {value!r} is outside its plausible range {low:g}..{high:g}")
     return out
 
 

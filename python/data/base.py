@@ -9,6 +9,7 @@ import torch
 
 SPLITS = ("train", "val", "test")
 EXAMPLES_PER_LINE = 3
+FINITE_CHECK_ROWS = 4096  # rows per chunk when checking inputs for non-finite values (bounds the temporaries)
 
 
 class Tally:
@@ -60,6 +61,22 @@ class Split:
     def subset(self, index: torch.Tensor) -> Split:
         return Split(tuple(x[index] for x in self.inputs), self.y[index], self.bias[index])
 
+    def non_finite_rows(self) -> list[tuple[int, torch.Tensor]]:
+        """``(input index, rows (k,))`` for each floating-point input holding NaN or +-inf in some rows (k > 0)."""
+        out = []
+        for i, x in enumerate(self.inputs):
+            if not x.is_floating_point():
+                continue
+            bad = []
+            for start in range(0, len(x), FINITE_CHECK_ROWS):
+                chunk = x[start:start + FINITE_CHECK_ROWS]
+                finite = torch.isfinite(chunk).reshape(len(chunk), -1).all(1)
+                bad.append(torch.nonzero(~finite).flatten().cpu() + start)
+            rows = torch.cat(bad) if bad else torch.empty(0, dtype=torch.long)
+            if len(rows):
+                out.append((i, rows))
+        return out
+
 
 @dataclass
 class DataBundle:
@@ -97,3 +114,8 @@ class DataBundle:
             raise ValueError(f"data_source must be 'real', 'simulated' or 'embedded', got {self.data_source!r}")
         if len(self.bias_classes) != len(self.bias_names):
             raise ValueError("bias_classes and bias_names must have one entry per bias head")
+        for name in SPLITS:
+            for i, rows in self.splits[name].non_finite_rows():
+                raise ValueError(f"{self.name}: input {i} of the {name} split holds non-finite values after "
+                                 f"preprocessing in {len(rows)} rows (first: {rows[:5].tolist()}); the loader must "
+                                 "drop or reject such records")

@@ -8,6 +8,8 @@ Real data (``<data_root>/mpower/``, the Synapse export in its original format, s
     filehandle_map.csv   (optional) fileHandleId,path  (paths relative to the mpower folder, or absolute)
 
 Each JSON file is a list of taps ``{"TapTimeStamp": s, "TapCoordinate": "{x, y}", "TappedButtonId": ...}``.
+A tap whose values are malformed, not finite or implausible (TapTimeStamp outside 0..1e9 s, a coordinate outside
++-1e4 points: :data:`TAP_TIME_RANGE_S`, :data:`MAX_ABS_COORDINATE`) is dropped and counted, naming file and record.
 Without a data root the same files are written by :func:`simulate_cohort` (cached) and read by the same code.
 
 Per record the model input is ``taps (6, max_taps)``: inter-tap interval in seconds (0 for the first tap),
@@ -33,10 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from python.data.base import DataBundle, Split, Tally
-from python.metrics import roc_auc
+from python.metrics import fit_logistic_regression, roc_auc
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ AGE_BIN_EDGES = (35, 45, 50, 55, 60, 65, 70)  # bin = number of edges <= age
 AGE_BIN_NAMES = ("<35", "35-44", "45-49", "50-54", "55-59", "60-64", "65-69", "70+")
 TEST_AGE_BINS = (2, 3, 4, 5, 6, 7)  # 45-49 ... 70+: the cells of the bias-free test set
 VALID_AGE = (18, 120)  # mPower enrolled adults; ages outside are data-entry errors
+# Plausibility bounds of a tap (a tap outside them is dropped and counted like a malformed one): TapTimeStamp is
+# device uptime in seconds, 0..1e9 (31.7 years); TapCoordinate in points within +-1e4 of the view's origin (the view
+# is 320 x 568). Inside them every feature is finite in float32.
+TAP_TIME_RANGE_S = (0.0, 1e9)
+MAX_ABS_COORDINATE = 1e4
 _TRUE = {"true", "t", "1", "1.0", "yes", "y"}
 _FALSE = {"false", "f", "0", "0.0", "no", "n"}
 
@@ -172,6 +178,8 @@ def _parse_coordinate(value: object) -> tuple[float, float]:
     x, y = float(parts[0]), float(parts[1])
     if not (math.isfinite(x) and math.isfinite(y)):
         raise ValueError(f"TapCoordinate {value!r} is not finite")
+    if not (abs(x) <= MAX_ABS_COORDINATE and abs(y) <= MAX_ABS_COORDINATE):
+        raise ValueError(f"TapCoordinate {value!r} is outside +-{MAX_ABS_COORDINATE:g} points")
     return x, y
 
 
@@ -188,6 +196,8 @@ def _parse_tap(entry: object) -> tuple[float, float, float, int]:
     t = float(stamp)
     if not math.isfinite(t):
         raise ValueError(f"TapTimeStamp {stamp!r} is not finite")
+    if not TAP_TIME_RANGE_S[0] <= t <= TAP_TIME_RANGE_S[1]:
+        raise ValueError(f"TapTimeStamp {stamp!r} is outside {TAP_TIME_RANGE_S[0]:g}..{TAP_TIME_RANGE_S[1]:g} s")
     if button not in BUTTONS:
         raise ValueError(f"TappedButtonId {button!r} is not one of {list(BUTTONS)}")
     x, y = _parse_coordinate(coord)
@@ -210,13 +220,17 @@ def _read_taps(path: Path, where: str, tally: Tally) -> np.ndarray:
         entries = json.loads(text)
     except json.JSONDecodeError as e:
         raise _RecordError("records skipped: corrupt JSON", f"{path.name} line {e.lineno}: {e.msg} [{where}]") from None
+    except RecursionError:  # nested deeper than Python's recursion limit: no tap file looks like that
+        raise _RecordError("records skipped: corrupt JSON", f"{path.name}: nested too deeply [{where}]") from None
+    except ValueError as e:  # e.g. an integer of more digits than int() reads
+        raise _RecordError("records skipped: corrupt JSON", f"{path.name}: {e} [{where}]") from None
     if not isinstance(entries, list):
         raise _RecordError("records skipped: corrupt JSON", f"{path.name}: not a list of taps [{where}]")
     rows = []
     for i, entry in enumerate(entries):
         try:
             rows.append(_parse_tap(entry))
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, OverflowError) as e:  # OverflowError: float() of a huge JSON integer
             tally.add("malformed taps dropped (rest of the record kept)", f"{path.name} tap {i}: {e} [{where}]")
     if not rows:
         raise _RecordError("records skipped: no taps", f"{path.name} [{where}]")
@@ -815,25 +829,12 @@ def hand_features(taps: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Ten
     }
 
 
-def _fit_logistic(
-    x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None, l2: float = 1e-3
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Logistic regression on standardised ``x (n, F)`` (optional sample ``weight (n,)``); returns the scorer."""
-    mu, sd = x.mean(0), x.std(0).clamp_min(1e-9)
-    z = (x - mu) / sd
-    w = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        logits = z @ w[1:] + w[0]
-        loss = F.binary_cross_entropy_with_logits(logits, y.double(), weight=weight) + l2 * w[1:].square().sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    w = w.detach()
-    return lambda v: ((v - mu) / sd) @ w[1:] + w[0]
+def _fit_logistic(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> Callable[
+        [torch.Tensor], torch.Tensor]:
+    """Logistic regression on ``x (n, F)`` (optional sample ``weight (n,)``): the leakage probe of
+    :func:`python.metrics.fit_logistic_regression`; returns the scorer ``x (m, F) -> log-odds of PD (m,)``."""
+    logits = fit_logistic_regression(x, y, 2, sample_weight=weight)
+    return lambda v: logits(v)[:, 1] - logits(v)[:, 0]
 
 
 SHORTCUT_MODELS = {
