@@ -38,8 +38,6 @@ import gzip
 import hashlib
 import logging
 import math
-import os
-import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -48,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from python.checkpoint import write_atomic
 from python.data.base import DataBundle, Split, Tally
 
 logger = logging.getLogger(__name__)
@@ -148,21 +147,10 @@ def download_adult(
             raise RuntimeError(
                 f"Adult: {url} has sha256 {digest}, expected {SHA256[name]} (UCI release); not written to {target}"
             )
-        _write_atomic(target, data)
+        write_atomic(target, lambda f, data=data: f.write(data))
         log.append(f"downloaded {url} -> {target} ({len(data)} bytes, sha256 ok)")
         logger.info(log[-1])
     return log
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------------------------------------------------
