@@ -6,8 +6,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-# bad input, missing files or packages, a diverged loss: messages written for the user, no traceback needed
-USER_ERRORS = (ValueError, FileNotFoundError, ImportError, FloatingPointError)
+# bad input, missing files or packages, a diverged loss, a folder that cannot be written (read-only, full disk):
+# messages written for the user, no traceback needed
+USER_ERRORS = (ValueError, OSError, ImportError, FloatingPointError)
 
 
 def run(main: Callable[[], Any]) -> None:

@@ -61,7 +61,8 @@ class TrainConfig:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.out) if self.out else Path("runs") / f"{self.dataset}_{self.method}_seed{self.seed}"
+        quick = "_quick" if self.quick else ""  # a quick run never lands in (or resumes) the full run's folder
+        return Path(self.out) if self.out else Path("runs") / f"{self.dataset}_{self.method}_seed{self.seed}{quick}"
 
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {

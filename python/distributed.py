@@ -111,7 +111,10 @@ def device_for(name: str) -> torch.device:
     rank) when several processes run; an explicit ``cuda:N`` is refused then, since ranks would share a GPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {name}: not a device (give auto, cpu, cuda or cuda:N): {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: this torch has no usable CUDA device (torch.cuda.is_available() is False)")
     if device.type == "cuda" and is_distributed():

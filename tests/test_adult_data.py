@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import math
 import re
-import shutil
 import threading
 import urllib.error
 from pathlib import Path
@@ -16,10 +16,6 @@ import torch
 from python.adult_metrics import METRIC_KEYS, adult_metrics, gender_race_consistency, spouse_consistency
 from python.data import adult
 from python.data.adult import ADULT_FEATURES, CONTINUOUS, SHA256, SHIPPED_DIR, download_adult, load_adult, split_indices
-
-pytestmark = pytest.mark.skipif(
-    not (SHIPPED_DIR / "adult.data").is_file(), reason=f"no UCI Adult copy in {SHIPPED_DIR}"
-)
 
 N_ROWS = 45_222
 
@@ -105,12 +101,41 @@ def test_sha256_constants_match_readme():
         assert re.search(rf"{re.escape(name)}\b.*\b{digest}\b", readme), name
 
 
+def test_shipped_copy_is_inside_the_package():
+    """The default copy is part of the package (no ../shared): gzip files, licence and citation beside them."""
+    package = Path(adult.__file__).resolve().parent
+    assert SHIPPED_DIR.is_relative_to(package) and "shared" not in SHIPPED_DIR.relative_to(package).parts
+    for name in (*adult.FILES, "adult.names"):
+        assert (SHIPPED_DIR / f"{name}.gz").is_file(), name
+    readme = (SHIPPED_DIR / "README.md").read_text(encoding="utf-8")
+    assert "CC BY 4.0" in readme and "Becker" in readme and "Kohavi" in readme and "10.24432/C5XW20" in readme
+
+
+def test_damaged_shipped_copy_is_refused(tmp_path, monkeypatch):
+    for name in adult.FILES:
+        data = adult.read_file(SHIPPED_DIR, name)
+        if name == "adult.data":
+            data = data.replace(b"Bachelors", b"Bachelorz", 1)  # still parses: only the checksum tells
+        (tmp_path / f"{name}.gz").write_bytes(gzip.compress(data))
+    monkeypatch.setattr(adult, "SHIPPED_DIR", tmp_path.resolve())
+    with pytest.raises(ValueError, match=r"shipped copy .*adult\.data\.gz is damaged: sha256"):
+        load_adult(None)
+
+
+def test_gzip_files_under_data_root(tmp_path):
+    folder = _small_copy(tmp_path)
+    for name in adult.FILES:
+        (folder / f"{name}.gz").write_bytes(gzip.compress((folder / name).read_bytes()))
+        (folder / name).unlink()
+    assert sum(len(s) for s in load_adult(tmp_path, split=5).splits.values()) == 90
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="split"):
         load_adult(None, split=10)
     with pytest.raises(ValueError, match="bias"):
         load_adult(None, bias="age")
-    with pytest.raises(ValueError, match="download=True needs a data_root"):
+    with pytest.raises(ValueError, match=r"download=True \(--download\) needs a data_root \(--data-root DIR\)"):
         load_adult(None, download=True)
 
 
@@ -123,7 +148,7 @@ def _small_copy(root: Path, n_data: int = 60, n_test: int = 40) -> Path:
     folder = root / "adult"
     folder.mkdir(parents=True)
     for name, n in (("adult.data", n_data), ("adult.test", n_test + 1)):
-        lines = (SHIPPED_DIR / name).read_text(encoding="utf-8").splitlines(keepends=True)[:n]
+        lines = adult.read_file(SHIPPED_DIR, name).decode("utf-8").splitlines(keepends=True)[:n]
         (folder / name).write_text("".join(lines), encoding="utf-8")
     return folder
 
@@ -141,8 +166,9 @@ def test_small_copy_drops_and_counts(tmp_path):
 def test_missing_file_names_path(tmp_path):
     folder = _small_copy(tmp_path)
     (folder / "adult.test").unlink()
-    with pytest.raises(FileNotFoundError, match=r"adult\.test not found.*download=True"):
+    with pytest.raises(FileNotFoundError, match=r"adult\.test not found.*pass --download .* omit --data-root") as info:
         load_adult(tmp_path)
+    assert "download=True" not in str(info.value) and "shared" not in str(info.value)  # the CLI's words
 
 
 def _short_row(line: str) -> str:
@@ -229,18 +255,18 @@ def test_download_deadline(tmp_path, monkeypatch):
 def test_download_writes_verified_files(tmp_path, monkeypatch):
     folder = tmp_path / "adult"
     folder.mkdir()
-    shutil.copy(SHIPPED_DIR / "adult.data", folder / "adult.data")  # present files are not fetched again
+    (folder / "adult.data").write_bytes(adult.read_file(SHIPPED_DIR, "adult.data"))  # present ones are not fetched
     fetched = []
 
     def serve(url, timeout):
         fetched.append(url)
         assert timeout == adult.DOWNLOAD_TIMEOUT_S
-        return io.BytesIO((SHIPPED_DIR / url.rsplit("/", 1)[1]).read_bytes())
+        return io.BytesIO(adult.read_file(SHIPPED_DIR, url.rsplit("/", 1)[1]))
 
     monkeypatch.setattr("urllib.request.urlopen", serve)
     log = download_adult(folder)
     assert fetched == [adult.URL_BASE + "adult.test"] and "sha256 ok" in log[0]
-    assert (folder / "adult.test").read_bytes() == (SHIPPED_DIR / "adult.test").read_bytes()
+    assert (folder / "adult.test").read_bytes() == adult.read_file(SHIPPED_DIR, "adult.test")
 
 
 # ----------------------------------------------------------------------------------------------------------------------

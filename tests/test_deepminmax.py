@@ -173,8 +173,24 @@ def test_help_names_every_flag(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         postprocess.main(["--help"])
     text = capsys.readouterr().out
-    for flag in ("--features", "--run", "--quick", "--out", "--epochs", "--lambda", "--seed", "--dataset"):
+    for flag in ("--features", "--run", "--quick", "--out", "--epochs", "--lambda", "--seed", "--dataset",
+                 "--data-root", "--download", "--split", "--bias", "--cache-dir"):
         assert flag in text
+
+
+def test_data_flags_reach_the_trained_baseline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--data-root (and the train CLI's other data flags) go to the baseline's training run."""
+    with pytest.raises(FileNotFoundError, match=r"adult\.data not found.*--download"):
+        postprocess.main(["--dataset", "adult", "--quick", "--data-root", str(tmp_path / "none"),
+                          "--out", str(tmp_path / "post")])
+    seen: list[list[str]] = []
+    monkeypatch.setattr("python.train.main", lambda argv: seen.append(list(argv)) or {})
+    postprocess.train_baseline("adult", tmp_path / "p", False, 0, postprocess.data_argv(postprocess.parser().parse_args(
+        ["--data-root", "D", "--download", "--split", "3", "--bias", "race", "--cache-dir", "C"])))
+    argv = seen[0]
+    for flag, value in (("--data-root", "D"), ("--split", "3"), ("--bias", "race"), ("--cache-dir", "C")):
+        assert argv[argv.index(flag) + 1] == value
+    assert "--download" in argv and "--sigma2" not in argv
 
 
 def test_summarize_groups_postprocess_results_by_folder(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """UCI Adult (income > 50K, bias gender / race) with the preprocessing of SenSR (Yurochkin et al. 2020).
 
-Files: ``adult.data`` and ``adult.test`` (the unmodified UCI release) in ``<data_root>/adult/``, or with
-``data_root=None`` the copy shipped next to the repository in ``../shared/datasets/adult/``. ``download=True``
-fetches missing files from UCI into ``<data_root>/adult/`` and checks them against :data:`SHA256`.
+Files: ``adult.data`` and ``adult.test`` (the unmodified UCI release, or their ``.gz``) in ``<data_root>/adult/``, or
+with ``data_root=None`` the gzip-compressed copy shipped inside this package, :data:`SHIPPED_DIR` (``adult_files/``
+beside this module; its README has the sha256 sums, the CC BY 4.0 licence and the citation), whose sha256 is checked
+on every read. ``download=True`` fetches missing files from UCI into ``<data_root>/adult/`` and checks them against
+:data:`SHA256`.
 
 Preprocessing, as SenSR's ``get_adult_data`` / ``preprocess_adult_data`` (DESIGN §4):
 
@@ -33,11 +35,10 @@ y: income > 50K (int64 0/1). The test split is a random split, not bias-free (``
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import logging
 import math
-import os
-import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -46,14 +47,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from python.checkpoint import write_atomic
 from python.data.base import DataBundle, Split, Tally
 
 logger = logging.getLogger(__name__)
 
-SHIPPED_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "adult"
+SHIPPED_DIR = Path(__file__).resolve().parent / "adult_files"  # adult.data.gz, adult.test.gz, adult.names.gz
 FILES = ("adult.data", "adult.test")
 URL_BASE = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"
-SHA256 = {  # of the UCI release, as listed in ../shared/datasets/adult/README.md
+SHA256 = {  # of the (decompressed) UCI release, as listed in adult_files/README.md
     "adult.data": "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
     "adult.test": "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
 }
@@ -153,21 +155,10 @@ def download_adult(
             raise RuntimeError(
                 f"Adult: {url} has sha256 {digest}, expected {SHA256[name]} (UCI release); not written to {target}"
             )
-        _write_atomic(target, data)
+        write_atomic(target, lambda f, data=data: f.write(data))
         log.append(f"downloaded {url} -> {target} ({len(data)} bytes, sha256 ok)")
         logger.info(log[-1])
     return log
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -211,14 +202,34 @@ def _parse_row(fields: list[str], where: str) -> dict[str, object]:
     return row
 
 
-def _read_lines(path: Path) -> tuple[list[tuple[int, list[str]]], int, str]:
-    """(line number, stripped fields) per data line of ``path``, the number of skipped lines, and its sha256."""
+def _stored(folder: Path, name: str) -> Path:
+    """``folder/name``, else ``folder/name.gz`` when only that exists (the shipped copy is compressed)."""
+    path = folder / name
+    gz = folder / f"{name}.gz"
+    return gz if not path.is_file() and gz.is_file() else path
+
+
+def read_file(folder: str | Path, name: str) -> bytes:
+    """The bytes of ``name`` in ``folder`` (decompressed when stored as ``name.gz``); FileNotFoundError saying how to
+    get the files (``--data-root``, ``--download``)."""
+    path = _stored(Path(folder), name)
     if not path.is_file():
         raise FileNotFoundError(
-            f"Adult: {path} not found. Put the UCI files {' and '.join(FILES)} in {path.parent} (from {URL_BASE}), "
-            f"pass download=True to fetch and verify them, or omit --data-root to use the shipped copy {SHIPPED_DIR}"
+            f"Adult: {folder / name} not found. Put the UCI files {' and '.join(FILES)} in {folder} (from {URL_BASE}), "
+            "pass --download to fetch and verify them, or omit --data-root to use the copy shipped with csad"
         )
     data = path.read_bytes()
+    if path.suffix != ".gz":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable gzip file: {e}") from e
+
+
+def _read_lines(path: Path) -> tuple[list[tuple[int, list[str]]], int, str]:
+    """(line number, stripped fields) per data line of ``path``, the number of skipped lines, and its sha256."""
+    data = read_file(path.parent, path.name)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -269,6 +280,11 @@ def _parse_cached(folder: str, stamp: tuple[tuple[int, int], ...]) -> tuple[np.n
             if row["workclass"] in OTHER_VALUES["workclass"]:
                 counts.add(f"rows kept with workclass {row['workclass']!r} (no column: all-zero workclass)", where)
             kept.append(row)
+        if digest != SHA256[name] and Path(folder) == SHIPPED_DIR.resolve():
+            raise ValueError(
+                f"Adult: the shipped copy {_stored(SHIPPED_DIR, name)} is damaged: sha256 {digest}, expected "
+                f"{SHA256[name]}; restore it from the repository (git checkout) or pass --data-root"
+            )
         check = "matches the UCI release" if digest == SHA256[name] else f"differs from the UCI release ({digest})"
         log.append(f"{path}: {len(lines)} rows, {skipped} blank or '|' comment lines skipped; sha256 {check}")
     if not kept:
@@ -281,7 +297,7 @@ def _parse_cached(folder: str, stamp: tuple[tuple[int, int], ...]) -> tuple[np.n
 
 
 def _parse(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    paths = [folder / f for f in FILES]
+    paths = [_stored(folder, f) for f in FILES]
     stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) if p.is_file() else (-1, -1) for p in paths)
     x, y, log = _parse_cached(str(folder.resolve()), stamp)
     return x.copy(), y.copy(), list(log)
@@ -355,7 +371,10 @@ def load_adult(
         raise ValueError(f"bias must be one of {list(BIASES)}, got {bias!r}")
     if data_root is None:
         if download:
-            raise ValueError("download=True needs a data_root to download into (data_root=None reads the shipped copy)")
+            raise ValueError(
+                "download=True (--download) needs a data_root (--data-root DIR) to download into; without one the "
+                "copy shipped with csad is read"
+            )
         folder, which = SHIPPED_DIR, "shipped copy"
     else:
         folder, which = Path(data_root) / "adult", "data root"
