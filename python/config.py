@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 DATASETS = ("mpower", "adult", "colored_mnist", "celeba", "imdb")
-METHODS = ("baseline", "csad", "csad_content", "csad_struc", "ad_jsd", "grad_reverse", "mi_label", "blind_eye")
+METHODS = ("baseline", "csad", "csad_content", "csad_struc", "ad_jsd", "grad_reverse", "mi_label", "blind_eye",
+           "oracle")
 
 
 @dataclass

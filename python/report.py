@@ -11,7 +11,7 @@ from typing import Any
 
 from python.trainer import RunResult
 
-FIRST = ("auc", "ap", "f1", "accuracy", "balanced_accuracy")
+FIRST = ("auc", "within_bin_auc", "ap", "f1", "accuracy", "balanced_accuracy")
 
 
 def write_json_atomic(data: dict[str, Any], path: Path) -> None:

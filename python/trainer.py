@@ -21,7 +21,7 @@ from python import checkpoint, distributed
 from python.config import TrainConfig
 from python.data.base import DataBundle, Split
 from python.methods import METHODS, Batch, Method
-from python.metrics import bias_leakage, target_metrics
+from python.metrics import bias_leakage, target_metrics, within_bin_auc
 from python.models import DebiasNet
 
 EVAL_BATCH = 512
@@ -83,10 +83,14 @@ class Trainer:
 
     # ----- batches
     def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
-        """Index batches of one epoch: class-balanced draws when ``balanced_batches``, else a permutation."""
+        """Index batches of one epoch: draws by the method's sampling weights when it has them, else
+        class-balanced draws when ``balanced_batches``, else a permutation."""
         y, size = self.splits["train"].y, self.config.batch_size
         n = len(y)
-        if self.config.balanced_batches:
+        weights = self.method.sampling_weights(y.cpu(), self.splits["train"].bias.cpu())
+        if weights is not None:
+            order = torch.multinomial(weights, n, replacement=True, generator=generator)
+        elif self.config.balanced_batches:
             counts = torch.bincount(y, minlength=self.bundle.n_classes).clamp_min(1)
             weights = (1.0 / counts.double())[y].cpu()
             order = torch.multinomial(weights, n, replacement=True, generator=generator)
@@ -126,7 +130,11 @@ class Trainer:
 
     def evaluate(self, name: str) -> dict[str, float]:
         split = self.splits[name]
-        metrics = target_metrics(self.outputs(split.inputs)["logits"], split.y.cpu())
+        logits = self.outputs(split.inputs)["logits"]
+        metrics = target_metrics(logits, split.y.cpu())
+        head = self.bundle.within_bin_head
+        if head is not None:
+            metrics["within_bin_auc"] = within_bin_auc(logits, split.y.cpu(), split.bias[:, head].cpu())
         if self.bundle.extra_metrics is not None:
             metrics.update(self.bundle.extra_metrics(self.predict, split))
         return metrics

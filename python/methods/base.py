@@ -86,6 +86,11 @@ class Method:
     def step(self, phase: str, batch: Batch) -> dict[str, float]:
         return {"target": self.target_step(batch)}
 
+    def sampling_weights(self, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor | None:
+        """Probabilities ``(n,)`` of drawing each training row (``y (n,)``, ``bias (n, heads)``), or None for the
+        trainer's default (class-balanced draws with ``--balanced-batches``, else a permutation)."""
+        return None
+
     # ----- shared steps and losses
     def update(self, optimizer: str, loss: torch.Tensor, only: nn.Module | None = None) -> float:
         """One step of ``optimizer`` on ``loss``, gradients flowing into that optimizer's parameters only, or
