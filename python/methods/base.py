@@ -32,6 +32,7 @@ from python.models import DebiasNet
 class Phase:
     name: str
     epochs: int
+    plateau: str | None = None  # a loss of the phase: it ends early once that loss plateaus (python.trainer.plateaued)
 
 
 @dataclass
@@ -76,9 +77,11 @@ class Method:
         self.add_optimizer("target", [net.f, net.d_y, net.p_y])
 
     # ----- construction helpers
-    def add_optimizer(self, name: str, modules: Iterable[nn.Module]) -> None:
+    def add_optimizer(self, name: str, modules: Iterable[nn.Module], lr: float | None = None) -> None:
+        """Adam over ``modules`` with learning rate ``lr`` (None: ``--lr``) and ``--weight-decay``."""
         params = [p for m in modules for p in m.parameters()]
-        self.optimizers[name] = torch.optim.Adam(params, lr=self.config.lr)
+        self.optimizers[name] = torch.optim.Adam(params, lr=self.config.lr if lr is None else lr,
+                                                 weight_decay=self.config.weight_decay)
 
     def phases(self) -> list[Phase]:
         return [Phase("train", self.config.pretrain_epochs + self.config.epochs)]
