@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 DATASETS = ("mpower", "adult", "colored_mnist", "celeba", "imdb")
-METHODS = ("baseline", "csad", "csad_content", "csad_struc", "ad_jsd", "grad_reverse", "mi_label", "blind_eye")
+METHODS = ("baseline", "csad", "csad_content", "csad_struc", "ad_jsd", "grad_reverse", "mi_label", "blind_eye",
+           "oracle")
 
 
 @dataclass
@@ -31,6 +32,8 @@ class TrainConfig:
     epochs: int = 15
     batch_size: int = 128
     lr: float = 1e-3
+    estimator_lr: float | None = None
+    weight_decay: float = 0.0
     lambda_: float = 1.0
     k_inner: int = 10
     alpha: float = 1.0
@@ -66,7 +69,7 @@ class TrainConfig:
 
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mpower": {"lambda_": 1.0, "pretrain_epochs": 15, "epochs": 15, "bias_epochs": 3, "estimator_epochs": 3},
+    "mpower": {"lambda_": 1.0, "pretrain_epochs": 15, "epochs": 15, "bias_epochs": 20, "estimator_epochs": 3},
     "adult": {"lambda_": 10.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1},
     "colored_mnist": {"lambda_": 10.0, "pretrain_epochs": 10, "epochs": 10, "bias_epochs": 2, "estimator_epochs": 2},
     "celeba": {"lambda_": 1.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1},
@@ -173,6 +176,10 @@ def validate(config: TrainConfig) -> None:
     for name in ("lr", "tau", "alpha"):
         if not float(getattr(config, name)) > 0:
             raise ValueError(f"{name} must be > 0, got {getattr(config, name)!r}")
+    if config.estimator_lr is not None and not float(config.estimator_lr) > 0:
+        raise ValueError(f"estimator_lr must be > 0, got {config.estimator_lr!r}")
+    if not float(config.weight_decay) >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {config.weight_decay!r}")
     if not float(config.lambda_) >= 0:
         raise ValueError(f"lambda must be >= 0, got {config.lambda_!r}")
     if not 0 < float(config.c) < 1:

@@ -155,3 +155,15 @@ def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, n_classes: int | N
         return out
 
     return logits
+
+
+def within_bin_auc(scores: torch.Tensor, y: torch.Tensor, bins: torch.Tensor) -> float:
+    """AUC of ``scores (n,)`` for binary ``y (n,)`` after centring the scores within each bin of ``bins (n,)``
+    (subtracting the bin's mean score): what the ranking is worth when nothing that shifts a whole bin counts."""
+    scores, bins = scores.double().flatten(), bins.flatten().long()
+    if len(bins) != len(scores):
+        raise ValueError(f"within_bin_auc: bins has {len(bins)} entries, scores {len(scores)}")
+    _, cell = torch.unique(bins, return_inverse=True)
+    means = torch.zeros(int(cell.max()) + 1, dtype=torch.float64).index_add_(0, cell, scores)
+    means /= torch.bincount(cell).double()
+    return roc_auc(scores - means[cell], y)

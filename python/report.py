@@ -10,7 +10,9 @@ from typing import Any
 from python.checkpoint import write_atomic
 from python.trainer import RunResult
 
-FIRST = ("auc", "ap", "f1", "accuracy", "balanced_accuracy")
+ORACLE_NOTE = ("oracle: a reference ceiling, not a debiasing method (the baseline trained on the bias-balanced "
+               "resample of the training split, using the bias labels)")
+FIRST = ("auc", "within_bin_auc", "ap", "f1", "accuracy", "balanced_accuracy")
 
 
 def write_json_atomic(data: dict[str, Any], path: Path) -> None:
@@ -49,6 +51,8 @@ def table(result: RunResult, baseline: RunResult | None, bias_names: tuple[str, 
         base_text = f"{base:9.4f}" if base is not None else f"{'-':>9}"
         change = f"{value - base:+8.4f}" if base is not None and math.isfinite(base) else f"{'':>8}"
         lines.append(f"{label:<{width}}  {base_text}  {value:12.4f}  {change}")
+    if result.method == "oracle":
+        lines.append(ORACLE_NOTE)
     return "\n".join(lines)
 
 

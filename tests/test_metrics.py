@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from python.metrics import average_precision, balanced_accuracy, bias_leakage, f1_score, roc_auc, target_metrics
+from python.metrics import (
+    average_precision,
+    balanced_accuracy,
+    bias_leakage,
+    f1_score,
+    roc_auc,
+    target_metrics,
+    within_bin_auc,
+)
 
 
 def test_auc_counts_correctly_ordered_pairs_and_ties_as_half():
@@ -95,3 +103,15 @@ def test_probe_minimises_its_stated_objective():
 
     grad = torch.autograd.grad(objective(params), params)[0]
     assert grad.abs().max() < 1e-6
+
+
+def test_within_bin_auc_ignores_a_shift_of_a_whole_bin_and_ranks_within_bins():
+    y = torch.tensor([0, 1, 0, 1])
+    bins = torch.tensor([0, 0, 1, 1])
+    within = torch.tensor([0.0, 1.0, 0.0, 1.0])  # PD above control in each bin
+    shift = torch.tensor([0.0, 0.0, 10.0, 10.0])  # bin 1 scored higher as a whole
+    assert roc_auc(within + shift, y) == 0.75  # the shift puts bin 1's control above bin 0's PD
+    assert within_bin_auc(within + shift, y, bins) == 1.0
+    assert within_bin_auc(within + shift, y, torch.zeros(4)) == roc_auc(within + shift, y)  # one bin: plain AUC
+    with pytest.raises(ValueError, match="bins"):
+        within_bin_auc(within, y, bins[:3])

@@ -10,11 +10,11 @@ import torch
 
 import python.train as train_cli
 from python import config as cfg
-from python.methods import Batch
+from python.methods import Batch, Phase
 from python.methods.blind_eye import confusion_loss
 from python.methods.csad import CSAD
 from python.methods.grad_reverse import reverse_gradient
-from python.trainer import Interrupted, Trainer
+from python.trainer import Interrupted, Trainer, plateaued
 from tests._train_helpers import tiny_bundle
 
 FEW_EPOCHS = ["--pretrain-epochs", "1", "--bias-epochs", "1", "--estimator-epochs", "1", "--epochs", "1",
@@ -327,3 +327,50 @@ def test_summarize_reports_mean_and_spread_over_seeds(tmp_path, tiny_data, capsy
     second = json.loads((tmp_path / "runs/csad_1/metrics.json").read_text())
     aucs = [first["metrics"]["test"]["auc"], second["metrics"]["test"]["auc"]]
     assert f"{sum(aucs) / 2:.3f}" in rows["csad"].split("|")[4]
+
+
+# ----- bias pretraining until its loss plateaus; the authors' optimizer settings; the oracle's draws
+
+
+def test_a_plateau_phase_ends_once_two_epochs_gain_less_than_one_percent():
+    phase = Phase("pretrain_bias", 20, plateau="bias")
+    history = [{"phase": "pretrain_target", "target": 0.1}]
+    losses = []
+    for loss in (2.0, 1.5, 1.2, 1.195, 1.19):
+        losses.append(loss)
+        history.append({"phase": "pretrain_bias", "bias": loss})
+        if plateaued(history, phase):
+            break
+    assert losses == [2.0, 1.5, 1.2, 1.195, 1.19]  # 1.2 -> 1.19 over 2 epochs: < 1%; 1.5 -> 1.195 was not
+    assert not plateaued(history[:4], phase)
+    assert not plateaued(history, Phase("pretrain_bias", 20))  # no plateau loss: the phase runs all its epochs
+
+
+def test_bias_pretraining_stops_at_the_plateau_and_the_run_records_how_long_it_ran(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(CSAD, "bias_step", lambda self, z, batch: 1.0)  # a flat loss: plateau after 3 epochs
+    run(tmp_path, "--method", "csad", "--bias-epochs", "10")
+    state = torch.load(tmp_path / "run" / "checkpoints" / "csad.pt", weights_only=True)
+    assert [h["epoch"] for h in state["history"] if h["phase"] == "pretrain_bias"] == [1, 2, 3]
+
+
+def test_estimator_lr_and_weight_decay_reach_the_optimizers():
+    method, _ = make_csad(lr=1e-3, estimator_lr=5e-5, weight_decay=5e-4)
+    groups = {name: opt.param_groups[0] for name, opt in method.optimizers.items()}
+    assert groups["estimator"]["lr"] == 5e-5 and groups["target"]["lr"] == groups["bias"]["lr"] == 1e-3
+    assert all(g["weight_decay"] == 5e-4 for g in groups.values())
+    with pytest.raises(ValueError, match="estimator_lr"):
+        cfg.resolve({"estimator_lr": 0.0})
+    with pytest.raises(ValueError, match="weight_decay"):
+        cfg.resolve({"weight_decay": -1.0})
+
+
+def test_the_trainer_draws_the_oracles_rows_by_its_sampling_weights(monkeypatch):
+    bundle = tiny_bundle()
+    trainer = Trainer(cfg.TrainConfig(batch_size=32), bundle, "oracle", checkpoint_path=None,
+                      device=torch.device("cpu"), show_progress=False)
+    n = len(bundle.splits["train"])
+    only_two = torch.zeros(n, dtype=torch.float64)
+    only_two[[3, 7]] = 0.5
+    monkeypatch.setattr(type(trainer.method), "sampling_weights", lambda self, y, bias: only_two)
+    drawn = torch.cat(trainer.batches(torch.Generator().manual_seed(0)))
+    assert len(drawn) == n and set(drawn.tolist()) == {3, 7}

@@ -89,7 +89,9 @@ class DataBundle:
     test_is_bias_free: whether the test split decorrelates bias and target. log: what the loader
     dropped or changed and how many, shown on the console and stored in metrics.json. extra_metrics: dataset
     metrics beyond the target's, ``extra_metrics(predict, split) -> {name: value}`` where ``predict(inputs)``
-    gives the predicted class ``(m,)`` of any inputs shaped like ``split.inputs``.
+    gives the predicted class ``(m,)`` of any inputs shaped like ``split.inputs``. within_bin_head: a bias head
+    whose bins give the metric ``within_bin_auc`` (the score centred within each bin, then AUC; mPower: age), or
+    None.
     """
 
     name: str
@@ -105,6 +107,7 @@ class DataBundle:
     extra_metrics: Callable[[Callable[[tuple[torch.Tensor, ...]], torch.Tensor], Split], dict[str, float]] | None = (
         None
     )
+    within_bin_head: int | None = None
 
     def __post_init__(self) -> None:
         missing = [s for s in SPLITS if s not in self.splits]

@@ -439,6 +439,7 @@ def _load_root(
         tolerance=0,
         test_is_bias_free=True,
         log=log,
+        within_bin_head=0,
     )
 
 
@@ -446,7 +447,7 @@ def _load_root(
 # Simulator
 
 
-SIMULATOR_VERSION = 1
+SIMULATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -459,14 +460,17 @@ class SimulatorParams:
     duration_s: length of a tapping test (taps after it are not recorded).
 
     Ageing (everyone). interval_at_20: mean inter-tap interval (s) at age 20. slowing_per_decade: multiplicative
-    growth of that mean per decade of age. speed_sd: log-sd of a subject's speed around the age mean. cv_base,
-    cv_per_decade: coefficient of variation of intervals at age 20 and its growth per decade. scatter_sd,
+    growth of that mean per decade of age, late_slowing_per_decade: further growth per decade past 60 (the decline
+    steepens). speed_sd: log-sd of a subject's speed around the age mean. cv_base, cv_per_decade,
+    late_cv_per_decade: coefficient of variation of intervals at age 20, its growth per decade and its further
+    growth per decade past 60. scatter_sd,
     scatter_per_decade: sd (points) of on-target tap positions around the finger's resting point, and its growth.
     rest_sd: sd (points) of a subject's resting point around the button centres (per axis).
     session_sd: log-sd of a record's speed and severity around the subject's (session noise).
 
     Parkinson's (each sign scales with the patient's severity ~ Beta(*severity_beta), times a per-sign factor
-    exp(N(0, sign_sd)): many patients are mild). pd_cv: added CV at severity 1. pd_decrement: relative lengthening
+    exp(N(0, sign_sd)): many patients are mild). pd_slowing: relative lengthening of the mean interval at severity
+    1 (bradykinesia; the same direction as ageing). pd_cv: added CV at severity 1. pd_decrement: relative lengthening
     of intervals from start to end of the test at severity 1 (control_decrement for everyone). pd_freezes: expected
     freezing pauses per test at severity 1 (control_freezes for everyone), each freeze_s long (uniform range).
     pd_offtarget: probability that a tap misses the buttons at severity 1 (control_offtarget for everyone).
@@ -481,25 +485,28 @@ class SimulatorParams:
     duration_s: float = 20.0
     interval_at_20: float = 0.14
     slowing_per_decade: float = 0.10
-    speed_sd: float = 0.15
+    late_slowing_per_decade: float = 0.12
+    speed_sd: float = 0.12
     cv_base: float = 0.10
-    cv_per_decade: float = 0.01
+    cv_per_decade: float = 0.03
+    late_cv_per_decade: float = 0.03
     scatter_sd: float = 6.0
-    scatter_per_decade: float = 0.4
+    scatter_per_decade: float = 1.2
     rest_sd: float = 6.0
     session_sd: float = 0.06
-    severity_beta: tuple[float, float] = (1.2, 2.5)
+    severity_beta: tuple[float, float] = (1.0, 3.0)
     sign_sd: float = 0.5
-    pd_cv: float = 0.08
-    pd_decrement: float = 0.2
+    pd_slowing: float = 0.3
+    pd_cv: float = 0.04
+    pd_decrement: float = 0.12
     control_decrement: float = 0.03
-    pd_freezes: float = 0.8
+    pd_freezes: float = 0.4
     control_freezes: float = 0.1
     freeze_s: tuple[float, float] = (0.4, 1.5)
-    pd_offtarget: float = 0.05
+    pd_offtarget: float = 0.03
     control_offtarget: float = 0.01
     tremor_share: float = 0.7
-    pd_tremor_pts: float = 6.0
+    pd_tremor_pts: float = 3.0
     tremor_hz: tuple[float, float] = (4.0, 6.0)
 
 
@@ -518,7 +525,7 @@ COHORTS = {
 }
 # Buttons of the app's tapping view (points, 320 x 568): x0, y0, x1, y1.
 BUTTON_RECTS = ((38.0, 410.0, 138.0, 510.0), (183.0, 410.0, 283.0, 510.0))
-_SIGNS = ("cv", "decrement", "freezes", "offtarget", "tremor")
+_SIGNS = ("slowing", "cv", "decrement", "freezes", "offtarget", "tremor")
 
 
 def _cell_counts(n: int, p: SimulatorParams) -> np.ndarray:
@@ -553,6 +560,7 @@ class _Subject:
 
 def _make_subject(rng: np.random.Generator, age: int, pd: bool, p: SimulatorParams) -> _Subject:
     decades = (age - 20) / 10
+    late = max(0.0, (age - 60) / 10)  # decades past 60, where the decline steepens
     severity = rng.beta(*p.severity_beta) if pd else 0.0
     signs = {s: severity * math.exp(rng.normal(0, p.sign_sd)) for s in _SIGNS}
     if rng.random() >= p.tremor_share:
@@ -561,8 +569,12 @@ def _make_subject(rng: np.random.Generator, age: int, pd: bool, p: SimulatorPara
         code=_uuid(rng),
         age=age,
         pd=pd,
-        interval=p.interval_at_20 * (1 + p.slowing_per_decade) ** decades * math.exp(rng.normal(0, p.speed_sd)),
-        cv=p.cv_base + p.cv_per_decade * decades + p.pd_cv * signs["cv"],
+        interval=p.interval_at_20
+        * (1 + p.slowing_per_decade) ** decades
+        * (1 + p.late_slowing_per_decade) ** late
+        * (1 + p.pd_slowing * signs["slowing"])
+        * math.exp(rng.normal(0, p.speed_sd)),
+        cv=p.cv_base + p.cv_per_decade * decades + p.late_cv_per_decade * late + p.pd_cv * signs["cv"],
         scatter=p.scatter_sd + p.scatter_per_decade * decades,
         signs=signs,
         tremor_hz=rng.uniform(*p.tremor_hz),

@@ -32,6 +32,7 @@ from python.models import DebiasNet
 class Phase:
     name: str
     epochs: int
+    plateau: str | None = None  # a loss of the phase: it ends early once that loss plateaus (python.trainer.plateaued)
 
 
 @dataclass
@@ -76,15 +77,22 @@ class Method:
         self.add_optimizer("target", [net.f, net.d_y, net.p_y])
 
     # ----- construction helpers
-    def add_optimizer(self, name: str, modules: Iterable[nn.Module]) -> None:
+    def add_optimizer(self, name: str, modules: Iterable[nn.Module], lr: float | None = None) -> None:
+        """Adam over ``modules`` with learning rate ``lr`` (None: ``--lr``) and ``--weight-decay``."""
         params = [p for m in modules for p in m.parameters()]
-        self.optimizers[name] = torch.optim.Adam(params, lr=self.config.lr)
+        self.optimizers[name] = torch.optim.Adam(params, lr=self.config.lr if lr is None else lr,
+                                                 weight_decay=self.config.weight_decay)
 
     def phases(self) -> list[Phase]:
         return [Phase("train", self.config.pretrain_epochs + self.config.epochs)]
 
     def step(self, phase: str, batch: Batch) -> dict[str, float]:
         return {"target": self.target_step(batch)}
+
+    def sampling_weights(self, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor | None:
+        """Probabilities ``(n,)`` of drawing each training row (``y (n,)``, ``bias (n, heads)``), or None for the
+        trainer's default (class-balanced draws with ``--balanced-batches``, else a permutation)."""
+        return None
 
     # ----- shared steps and losses
     def update(self, optimizer: str, loss: torch.Tensor, only: nn.Module | None = None) -> float:

@@ -39,11 +39,11 @@ class CSAD(Method):
             similarity=self.similarity, estimator=self.estimator, backend=config.backend,
         )
         self.add_optimizer("bias", [net.d_b, net.p_b])
-        self.add_optimizer("estimator", [self.extra["m"]])
+        self.add_optimizer("estimator", [self.extra["m"]], lr=config.estimator_lr)
 
     def phases(self) -> list[Phase]:
         c = self.config
-        return [Phase("pretrain_target", c.pretrain_epochs), Phase("pretrain_bias", c.bias_epochs),
+        return [Phase("pretrain_target", c.pretrain_epochs), Phase("pretrain_bias", c.bias_epochs, plateau="bias"),
                 Phase("pretrain_estimator", c.estimator_epochs), Phase("adversarial", c.epochs)]
 
     def mutual_information(self, hy: torch.Tensor, hb: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -45,7 +45,7 @@ class MILabel(Method):
     def __init__(self, net: DebiasNet, bundle: DataBundle, config: TrainConfig) -> None:
         super().__init__(net, bundle, config)
         self.extra["mine"] = MINE(net.f.out_dim, bundle.bias_classes)
-        self.add_optimizer("mine", [self.extra["mine"]])
+        self.add_optimizer("mine", [self.extra["mine"]], lr=self.config.estimator_lr)
 
     def phases(self) -> list[Phase]:
         return [Phase("pretrain_target", self.config.pretrain_epochs), Phase("adversarial", self.config.epochs)]

@@ -1,0 +1,35 @@
+"""The oracle's resample: PD independent of the bias cell, classes balanced, each cell's share kept."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from python.methods import METHODS
+from python.methods.oracle import balanced_cell_weights
+
+
+def test_weights_make_the_target_independent_of_the_bias_and_keep_each_cells_share():
+    # bin 0: 6 controls, 2 PD; bin 1: 1 control, 3 PD; bin 2: controls only (cannot be balanced: not drawn)
+    bias = torch.tensor([0] * 8 + [1] * 4 + [2] * 3).view(-1, 1)
+    y = torch.tensor([0] * 6 + [1] * 2 + [0] + [1] * 3 + [0] * 3)
+    w = balanced_cell_weights(y, bias, 2).double()
+    assert torch.isclose(w.sum(), torch.tensor(1.0, dtype=torch.float64))
+    assert (w[12:] == 0).all()
+    mass = {(b, c): float(w[(bias[:, 0] == b) & (y == c)].sum()) for b in (0, 1) for c in (0, 1)}
+    for b in (0, 1):
+        assert mass[b, 0] == pytest.approx(mass[b, 1])  # P(PD | bin) = 1/2 in every bin
+    assert mass[0, 0] + mass[0, 1] == pytest.approx(8 / 12)  # bins keep their share of the drawable rows
+    assert w[0] == pytest.approx(w[5])  # rows of one cell are equally likely
+
+
+def test_weights_reject_bias_without_any_complete_cell_and_bad_shapes():
+    with pytest.raises(ValueError, match="no bias cell"):
+        balanced_cell_weights(torch.tensor([0, 0, 1, 1]), torch.tensor([[0], [0], [1], [1]]), 2)
+    with pytest.raises(ValueError, match=r"\(n, heads\)"):
+        balanced_cell_weights(torch.tensor([0, 1]), torch.tensor([0, 1]), 2)
+
+
+def test_oracle_is_registered_and_the_others_keep_the_default_draws():
+    assert METHODS["oracle"].name == "oracle"
+    assert METHODS["baseline"].sampling_weights(None, torch.zeros(2, 1), torch.zeros(2, 1)) is None  # type: ignore[arg-type]
