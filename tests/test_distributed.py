@@ -235,6 +235,23 @@ def test_a_quick_torchrun_run_finishes_and_rank_0_alone_writes_and_prints(torchr
     assert stdout.count("wrote ") == 1 and stdout.count("run folder:") == 1
 
 
+def wait_until_unlocked(lock: Path, timeout_s: float = 60.0) -> None:
+    """Returns once nobody holds the flock on ``lock`` (the killed processes have exited)."""
+    import fcntl
+
+    deadline = time.monotonic() + timeout_s
+    with open(lock, "a") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                assert time.monotonic() < deadline, f"{lock} still held {timeout_s:.0f} s after the kill"
+                time.sleep(0.05)
+                continue
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return
+
+
 @pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
 def test_a_killed_torchrun_run_resumes_to_the_same_metrics(torchrun_run, tmp_path):
     expected = json.loads((torchrun_run[0] / "metrics.json").read_text())
@@ -246,7 +263,8 @@ def test_a_killed_torchrun_run_resumes_to_the_same_metrics(torchrun_run, tmp_pat
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # torchrun and both ranks: its own session
-    process.wait()
+    process.wait()  # torchrun only: the killed ranks may still hold the run folder's lock for a moment
+    wait_until_unlocked(out.parent / f".{out.name}.lock")
     assert checkpoint.exists() and not (out / "metrics.json").exists(), "the kill came too late to test resuming"
     done = subprocess.run(torchrun_command(out, "--resume"), cwd=ROOT, env=environment(), capture_output=True,
                           text=True, timeout=600)

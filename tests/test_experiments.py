@@ -17,7 +17,7 @@ def test_mpower_experiment_writes_a_table_beside_the_paper_and_a_plot(tmp_path, 
         assert f"| {method} |" in table and f"| {method} (paper) |" in table
     assert "0.772" in table  # the paper's CSAD AUC on mPower
     assert (out / "plot.png").stat().st_size > 1000
-    runs = sorted(p.name for p in (out / "runs").iterdir())
+    runs = sorted(p.name for p in (out / "runs").iterdir() if p.is_dir())  # beside them: each run's lock file
     assert runs == ["baseline_seed0", "csad_seed0", "grad_reverse_seed0"]
     before = (out / "runs" / "csad_seed0" / "metrics.json").stat().st_mtime_ns
     experiments.main(["mpower", "--quick", "--seeds", "1", "--out", str(tmp_path / "exp")])
