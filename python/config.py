@@ -15,8 +15,10 @@ from typing import Any
 import yaml
 
 DATASETS = ("mpower", "adult", "colored_mnist", "celeba", "imdb")
-METHODS = ("baseline", "csad", "csad_content", "csad_struc", "ad_jsd", "grad_reverse", "mi_label", "blind_eye",
-           "oracle")
+METHODS = ("baseline", "csad", "csad_ms", "csad_content", "csad_struc", "ad_jsd", "grad_reverse", "mi_label",
+           "blind_eye", "oracle")
+# methods whose estimator can be made conditional on the target (--conditional)
+ESTIMATOR_METHODS = ("csad", "csad_ms", "csad_content", "csad_struc", "ad_jsd")
 
 
 @dataclass
@@ -58,6 +60,7 @@ class TrainConfig:
     quick: bool = False
     baseline: bool = True
     local_estimator: bool = False
+    conditional: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {_key(f.name): getattr(self, f.name) for f in fields(self)}
@@ -65,7 +68,8 @@ class TrainConfig:
     @property
     def run_dir(self) -> Path:
         quick = "_quick" if self.quick else ""  # a quick run never lands in (or resumes) the full run's folder
-        return Path(self.out) if self.out else Path("runs") / f"{self.dataset}_{self.method}_seed{self.seed}{quick}"
+        method = self.method + ("_conditional" if self.conditional else "")
+        return Path(self.out) if self.out else Path("runs") / f"{self.dataset}_{method}_seed{self.seed}{quick}"
 
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -167,6 +171,9 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"dataset must be one of {DATASETS}, got {config.dataset!r}")
     if config.method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {config.method!r}")
+    if config.conditional and config.method not in ESTIMATOR_METHODS:
+        raise ValueError(f"conditional applies to the cross-sample estimator methods {ESTIMATOR_METHODS}, not to "
+                         f"{config.method!r}")
     for name in ("pretrain_epochs", "bias_epochs", "estimator_epochs", "epochs", "k_inner"):
         value, least = getattr(config, name), 1 if name == "k_inner" else 0
         if isinstance(value, bool) or not isinstance(value, int) or value < least:

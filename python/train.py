@@ -46,6 +46,9 @@ FLAG_HELP = {
     "local_estimator": "under torchrun, estimate I (csad and variants; MINE of mi_label) on each process's shard "
                        "of the minibatch instead of all-gathering u, v and the bias labels of the global minibatch "
                        "(less communication, smaller Ω); no effect in a single process",
+    "conditional": "csad and variants: count only pairs of samples with the same target label, on both sides of the "
+                   "estimator (independence of h^y and h^b within each target class, not overall: where the target "
+                   "depends on the bias in training, the unconditional estimator also removes target evidence)",
     "lr": "Adam learning rate of every network (default 1e-3)",
     "estimator_lr": "Adam learning rate of the estimator M (csad and variants) and of MINE (mi_label) (default: "
                     "--lr; the authors' code uses one rate for all, 5e-4 pretraining, 5e-5 adversarial)",
@@ -63,7 +66,8 @@ FLAG_HELP = {
     "sigma2": "Colored MNIST: variance of the training colours around their digit's colour (paper 0.020-0.050)",
     "image_size": "CelebA, IMDB: images are resized to this many pixels a side (default 64)",
     "max_images": "CelebA, IMDB: use a seeded random subset of this many images (default all)",
-    "out": "run folder (default runs/DATASET_METHOD_seedSEED)",
+    "out": "run folder (default runs/DATASET_METHOD_seedSEED; METHOD_conditional with --conditional, _quick added "
+           "with --quick)",
     "cache_dir": "where generated data (the simulated cohort) is cached (default data_cache)",
 }
 
@@ -108,6 +112,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
                    help="do not train the vanilla baseline beside the method")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
+    p.add_argument("--conditional", action="store_true", default=None, help=FLAG_HELP["conditional"])
     p.add_argument("--local-estimator", dest="local_estimator", action="store_true", default=None,
                    help=FLAG_HELP["local_estimator"])
     return p

@@ -179,13 +179,47 @@ def test_the_pretraining_phases_keep_f_frozen():
                                                  "adversarial"]
 
 
-@pytest.mark.parametrize("name", ["csad_content", "csad_struc", "ad_jsd"])
+@pytest.mark.parametrize("name", ["csad_ms", "csad_content", "csad_struc", "ad_jsd"])
 def test_csad_variants_configure_the_estimator(name):
     trainer = Trainer(cfg.TrainConfig(method=name), tiny_bundle(), name, None, torch.device("cpu"),
                       show_progress=False)
     m = trainer.method.extra["m"]
-    expected = {"csad_content": ("content", "cs"), "csad_struc": ("structural", "cs"), "ad_jsd": ("content", "jsd")}
+    expected = {"csad_ms": ("joint", "ms"), "csad_content": ("content", "cs"), "csad_struc": ("structural", "cs"),
+                "ad_jsd": ("content", "jsd")}
     assert (m.similarity, m.estimator) == expected[name]
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_conditional_passes_the_target_labels_as_groups_to_every_estimate(conditional, monkeypatch):
+    method, batch = make_csad(conditional=conditional)
+    m = method.extra["m"]
+    seen = []
+    estimate = m.estimate
+
+    def spy(u, v, bias=None, mask=None, groups=None):
+        seen.append(groups)
+        return estimate(u, v, bias, mask, groups)
+
+    monkeypatch.setattr(m, "estimate", spy)
+    method.step("adversarial", batch)
+    assert len(seen) == method.config.k_inner + 1  # K estimator steps and F's adversarial step
+    for groups in seen:
+        assert torch.equal(groups, batch.y) if conditional else groups is None
+
+
+def test_the_conditional_estimate_differs_from_the_unconditional_one():
+    method, batch = make_csad()
+    _, hy, hb = method.detached(batch)
+    m = method.extra["m"]
+    with torch.no_grad():
+        assert not torch.allclose(m(hy, hb, batch.bias), m(hy, hb, batch.bias, groups=batch.y))
+
+
+def test_conditional_is_only_for_estimator_methods_and_gets_its_own_run_folder():
+    with pytest.raises(ValueError, match="conditional applies to the cross-sample estimator methods"):
+        cfg.resolve({"method": "grad_reverse", "conditional": True})
+    config = cfg.resolve({"method": "csad_ms", "conditional": True})
+    assert config.run_dir.name == "mpower_csad_ms_conditional_seed0"
 
 
 def test_gradient_reversal_flips_and_scales_the_gradient():
