@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import partialmethod
+from pathlib import Path
 
 import pytest
 import torch
@@ -304,6 +305,13 @@ def test_config_file_values_are_used_and_flags_override_them(tmp_path, tiny_data
     path.write_text("method: baseline\nlambda: 2.5\nseed: 7\n")
     config = cfg.resolve({"seed": 3}, cfg.read_config_file(path))
     assert (config.method, config.lambda_, config.seed) == ("baseline", 2.5, 3)
+
+
+def test_the_shipped_authors_schedule_is_a_valid_config_file():
+    path = Path(train_cli.__file__).parent / "configs" / "authors_schedule.yaml"
+    config = cfg.resolve({"dataset": "colored_mnist"}, cfg.read_config_file(path))
+    assert (config.pretrain_epochs, config.bias_epochs, config.epochs) == (20, 20, 5)
+    assert (config.lr, config.estimator_lr, config.weight_decay) == (5e-4, 5e-5, 5e-4)
 
 
 def test_config_file_with_unknown_keys_or_bad_values_is_rejected(tmp_path):
