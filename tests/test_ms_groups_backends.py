@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _helpers import assert_matches, clustered, labels
+from _helpers import assert_matches, clustered, labels, rel_err
 
 import csad_kernels as ck
 import csad_kernels.cuda  # noqa: F401  (registers backend "cuda" when the extension has CUDA kernels)
@@ -371,3 +371,26 @@ def test_auto_picks_the_cpu_backend_for_ms_and_groups():
     assert torch.equal(auto, cpu)
     expected = ck.cs_mutual_information(u, v, bias, **kw, backend="reference")
     assert abs(float(cpu) - float(expected)) <= 1e-10 * max(1.0, abs(float(expected)))
+
+
+def test_cpu_compiles_with_fullgraph_for_ms_and_groups():
+    if _skip_reason("cpu") is not None:
+        pytest.skip(_skip_reason("cpu"))
+    u, v = _problem((2,), 16, 6)
+    bias, groups = labels((2,), 16, classes=3), labels((2,), 16, classes=2, seed=1)
+    u32 = u.float().requires_grad_()
+    alpha_neg = torch.tensor(0.7, requires_grad=True)
+    kw = dict(alpha=1.3, tau_y=10.0, tau_b=10.0, estimator="ms")
+
+    def fn(a, b, w_neg, backend):
+        return ck.cs_mutual_information(a, b, bias, groups=groups, alpha_neg=w_neg, backend=backend, **kw)
+
+    compiled = torch.compile(lambda a, b, w: fn(a, b, w, "cpu"), fullgraph=True)
+    value = compiled(u32, v.float(), alpha_neg)
+    grads = torch.autograd.grad(value.sum(), [u32, alpha_neg])
+    x_ref = [u.clone().requires_grad_(), alpha_neg.detach().double().requires_grad_()]
+    expected = fn(x_ref[0], v, x_ref[1], "reference")
+    expected_grads = torch.autograd.grad(expected.sum(), x_ref)
+    assert rel_err(value, expected) <= 1e-4
+    for got, want in zip(grads, expected_grads, strict=True):
+        assert rel_err(got, want) <= 1e-4
