@@ -17,7 +17,7 @@ from csad_kernels._dispatch import ENV_VAR, BackendUnavailableError, register_ke
 
 # Backends whose kernels implement estimator="ms" and groups= (the others raise, or "auto" falls back
 # to the reference).
-EXTENDED = ("reference",)
+EXTENDED = ("reference", "cpu", "cuda")
 
 
 def _omega(labels, mask, tolerance):

@@ -24,23 +24,29 @@ TORCH_LIBRARY(csad, m) {
   m.def("rwr_backward(Tensor grad, Tensor r, Tensor w_row_sums, float c) -> Tensor");
   m.def("symmetric_cross_entropy(Tensor p, Tensor q) -> Tensor");
   m.def("symmetric_cross_entropy_backward(Tensor grad, Tensor p, Tensor q) -> (Tensor, Tensor)");
-  // cross_sample_mi returns the value and four numbers per problem for its backward.
+  // cross_sample_mi returns the value and kStats (csrc/shared.h) numbers per problem for its backward.
+  // groups (..., N): only same-group pairs count; w_pos/w_neg: the scales of estimator="ms" (None
+  // for cs/jsd; w_neg None means w_pos). The backward returns (dm, dw_pos, dw_neg).
   m.def(
-      "cross_sample_mi(Tensor m, Tensor? labels, Tensor? mask, int tolerance, str estimator, str reduction) "
-      "-> (Tensor, Tensor)");
+      "cross_sample_mi(Tensor m, Tensor? labels, Tensor? mask, int tolerance, str estimator, str reduction, "
+      "Tensor? groups=None, Tensor? w_pos=None, Tensor? w_neg=None) -> (Tensor, Tensor)");
   m.def(
       "cross_sample_mi_backward(Tensor grad, Tensor m, Tensor stats, Tensor? labels, Tensor? mask, int tolerance, "
-      "str estimator) -> Tensor");
+      "str estimator, Tensor? groups=None, Tensor? w_pos=None, Tensor? w_neg=None) -> (Tensor, Tensor, Tensor)");
   // The fused estimator. The forward returns the value and what its backward reuses:
   // (value, un, vn, inv_u, inv_v, ey, eb, ry, rb, wsum_y, wsum_b, scores, stats); the graph
-  // tensors are empty for similarity="content".
+  // tensors are empty for similarity="content". estimator="ms" scores the unscaled similarity with
+  // w₊ = alpha and w₋ = alpha_neg (None: alpha); the backward returns
+  // (du, dv, dalpha, dtau_y, dtau_b, dalpha_neg).
   m.def(
       "cs_mutual_information_forward(Tensor u, Tensor v, Tensor? labels, Tensor? mask, int tolerance, "
-      "Tensor alpha, Tensor tau_y, Tensor tau_b, float c, str similarity, str estimator, str reduction) -> "
+      "Tensor alpha, Tensor tau_y, Tensor tau_b, float c, str similarity, str estimator, str reduction, "
+      "Tensor? groups=None, Tensor? alpha_neg=None) -> "
       "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "cs_mutual_information_backward(Tensor grad, Tensor un, Tensor vn, Tensor inv_u, Tensor inv_v, Tensor ey, "
       "Tensor eb, Tensor ry, Tensor rb, Tensor wsum_y, Tensor wsum_b, Tensor scores, Tensor stats, Tensor? labels, "
       "Tensor? mask, int tolerance, Tensor u, Tensor alpha, Tensor tau_y, Tensor tau_b, float c, str similarity, "
-      "str estimator, str reduction) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "str estimator, str reduction, Tensor? groups=None, Tensor? alpha_neg=None) -> "
+      "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace csad {
@@ -40,11 +41,33 @@ inline void check_row_pair(const at::Tensor& x, const at::Tensor& y, const char*
               " and ", y.sizes());
 }
 
-enum class Estimator { kCs, kJsd };
+// cs (Eq. 2), jsd (Eq. 1) and ms (the authors' multi-similarity form): DESIGN.md §2.
+enum class Estimator { kCs, kJsd, kMs };
 
 inline Estimator parse_estimator(const std::string& name) {
-  TORCH_CHECK(name == "cs" || name == "jsd", "csad: estimator must be 'cs' or 'jsd', got '", name, "'");
-  return name == "cs" ? Estimator::kCs : Estimator::kJsd;
+  TORCH_CHECK(name == "cs" || name == "jsd" || name == "ms", "csad: estimator must be 'cs', 'jsd' or 'ms', got '",
+              name, "'");
+  return name == "cs" ? Estimator::kCs : name == "jsd" ? Estimator::kJsd : Estimator::kMs;
+}
+
+// Numbers per problem that the masked loss's forward hands to its backward (float64): per side s
+// (0: Ω, 1: ¬Ω) stats[2s] = the side's log-sum-exp and stats[2s + 1] = sigmoid(level) for cs/ms
+// (level = lse − log(count) for "mean", lse for "sum"), (0, weight 1/count or 1) for jsd;
+// stats[4 + s] = softplus(level) for cs/ms (the side's term, before ms divides it by its scale).
+// An empty side keeps zeros.
+constexpr int64_t kStats = 6;
+
+// dI/dw₊ and dI/dw₋ of estimator="ms" (0-d, float64) from the backward's per-side sums
+// side_sums (batch, 2) = Σ_side grad_value · dI/dx · x and the forward's stats (batch, kStats):
+// for I_side = −softplus(level(w))/w, dI/dw = Σ_b grad_value_b softplus(level_b)/w² + side_sum/w.
+// Device-agnostic (ATen ops only): w_pos/w_neg stay on their device.
+inline std::tuple<at::Tensor, at::Tensor> ms_scale_grads(const at::Tensor& grad_value, const at::Tensor& side_sums,
+                                                         const at::Tensor& stats, const at::Tensor& w_pos,
+                                                         const at::Tensor& w_neg) {
+  const auto sums = side_sums.to(at::kDouble).sum(0);
+  const auto terms = (grad_value.to(at::kDouble).reshape({-1, 1}) * stats.slice(1, 4, 6)).sum(0);
+  const auto wp = w_pos.to(at::kDouble).reshape({}), wn = w_neg.to(at::kDouble).reshape({});
+  return {terms[0] / (wp * wp) + sums[0] / wp, terms[1] / (wn * wn) + sums[1] / wn};
 }
 
 inline bool parse_mean(const std::string& reduction) {

@@ -9,13 +9,16 @@ import torch
 
 from csad_kernels._dispatch import register_kernel
 from csad_kernels.cpu._scalars import as_scalar_tensor
+from csad_kernels.cpu.cross_sample_mi import STATS
 from csad_kernels.reference import compute_dtype
 
 _SAVED = 12  # un, vn, inv_u, inv_v, ey, eb, ry, rb, wsum_y, wsum_b, scores, stats
 
 
 @torch.library.register_fake("csad::cs_mutual_information_forward")
-def _forward_fake(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction):
+def _forward_fake(
+    u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction, groups=None, alpha_neg=None
+):
     *batch, n, d = u.shape
     b = 1
     for size in batch:
@@ -30,44 +33,80 @@ def _forward_fake(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similar
         *(torch.empty(graph_shape, **opts) for _ in range(4)),
         *(torch.empty(sums_shape, **opts) for _ in range(2)),
         torch.empty((b, n, n), **opts),
-        torch.empty((b, 4), dtype=torch.float64, device=u.device),
+        torch.empty((b, STATS), dtype=torch.float64, device=u.device),
     )
 
 
 @torch.library.register_fake("csad::cs_mutual_information_backward")
 def _backward_fake(grad, *args):
     u, alpha, tau_y, tau_b = args[15:19]
+    alpha_neg = args[24] if len(args) > 24 else None
     return (
         torch.empty_like(u),
         torch.empty_like(u),
         torch.empty_like(alpha),
         torch.empty_like(tau_y),
         torch.empty_like(tau_b),
+        torch.empty_like(alpha_neg if alpha_neg is not None else alpha),
     )
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    u, _, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction = inputs
-    ctx.save_for_backward(*output[1:], labels, mask, u, alpha, tau_y, tau_b)
+    u, _, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction, groups, alpha_neg = inputs
+    ctx.save_for_backward(*output[1:], labels, mask, u, alpha, tau_y, tau_b, groups, alpha_neg)
     ctx.options = (tolerance, c, similarity, estimator, reduction)
 
 
 def _backward(ctx, grad, *unused_grads):
     saved = ctx.saved_tensors
     tolerance, c, similarity, estimator, reduction = ctx.options
-    labels, mask, u, alpha, tau_y, tau_b = saved[_SAVED:]
+    labels, mask, u, alpha, tau_y, tau_b, groups, alpha_neg = saved[_SAVED:]
     grads = torch.ops.csad.cs_mutual_information_backward(
-        grad, *saved[:_SAVED], labels, mask, tolerance, u, alpha, tau_y, tau_b, c, similarity, estimator, reduction
+        grad,
+        *saved[:_SAVED],
+        labels,
+        mask,
+        tolerance,
+        u,
+        alpha,
+        tau_y,
+        tau_b,
+        c,
+        similarity,
+        estimator,
+        reduction,
+        groups,
+        alpha_neg,
     )
-    du, dv, dalpha, dtau_y, dtau_b = grads
-    return du, dv, None, None, None, dalpha, dtau_y, dtau_b, None, None, None, None
+    du, dv, dalpha, dtau_y, dtau_b, dalpha_neg = grads
+    return (
+        du,
+        dv,
+        None,
+        None,
+        None,
+        dalpha,
+        dtau_y,
+        dtau_b,
+        None,
+        None,
+        None,
+        None,
+        None,
+        dalpha_neg if alpha_neg is not None else None,
+    )
 
 
 torch.library.register_autograd("csad::cs_mutual_information_forward", _backward, setup_context=_setup_context)
 
 
-def cs_mutual_information(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction):
-    """Fused CPU estimator; arguments as :func:`csad_kernels.cs_mutual_information` after validation."""
+def cs_mutual_information(
+    u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction, groups=None, alpha_neg=None
+):
+    """Fused CPU estimator; arguments as :func:`csad_kernels.cs_mutual_information` after validation.
+
+    ``alpha_neg`` (ms only; None: ``alpha``) is w₋; ``groups (..., N)`` restricts both sides to same-group pairs.
+    """
     outputs = torch.ops.csad.cs_mutual_information_forward(
         u,
         v,
@@ -81,6 +120,8 @@ def cs_mutual_information(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c,
         similarity,
         estimator,
         reduction,
+        groups,
+        None if alpha_neg is None else as_scalar_tensor(alpha_neg, u),
     )
     return outputs[0]
 

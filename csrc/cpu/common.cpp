@@ -181,7 +181,7 @@ std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at
 }
 
 PairsInput::PairsInput(const c10::optional<at::Tensor>& labels_in, const c10::optional<at::Tensor>& mask_in,
-                       int64_t n, int64_t tolerance) {
+                       int64_t n, int64_t tolerance, const c10::optional<at::Tensor>& groups_in) {
   TORCH_CHECK(labels_in.has_value() != mask_in.has_value(), "csad: pass exactly one of labels and mask");
   pairs.n = n;
   pairs.tolerance = tolerance;
@@ -195,15 +195,21 @@ PairsInput::PairsInput(const c10::optional<at::Tensor>& labels_in, const c10::op
     labels = labels.reshape({-1, n, pairs.k});
     pairs.labels = labels.data_ptr<int64_t>();
   }
+  if (groups_in.has_value()) {
+    TORCH_CHECK(groups_in->dim() >= 1 && groups_in->size(-1) == n, "csad: groups must have shape (..., N), got ",
+                groups_in->sizes());
+    groups = groups_in->to(at::kLong).contiguous().reshape({-1, n});
+    pairs.groups = groups.data_ptr<int64_t>();
+  }
 }
 
 namespace {
 
-// Per-row partial reductions of one side of the pairs (Ω: x = -M, ¬Ω: x = M).
+// Per-row partial reductions of one side of the pairs (Ω: x = -pos·S, ¬Ω: x = neg·S).
 template <typename scalar_t>
 struct RowPartials {
-  std::vector<scalar_t> top;            // cs: max x over the row's members of this side
-  std::vector<acc_t<scalar_t>> total;  // cs: sum exp(x - top); jsd: sum softplus(x)
+  std::vector<scalar_t> top;            // cs/ms: max x over the row's members of this side
+  std::vector<acc_t<scalar_t>> total;  // cs/ms: sum exp(x - top); jsd: sum softplus(x)
   std::vector<int64_t> count;
   explicit RowPartials(int64_t rows)
       : top(rows, -std::numeric_limits<scalar_t>::infinity()), total(rows, 0), count(rows, 0) {}
@@ -211,22 +217,24 @@ struct RowPartials {
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, double alpha, const Pairs& pairs,
+std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, Scales scales, const Pairs& pairs,
                                               Estimator estimator, bool mean) {
   const int64_t batch = scores.size(0), n = scores.size(1);
   auto value = at::empty({batch}, scores.options());
-  auto stats = at::zeros({batch, 4}, scores.options().dtype(at::kDouble));
+  auto stats = at::zeros({batch, kStats}, scores.options().dtype(at::kDouble));
+  const bool lse_form = estimator != Estimator::kJsd;
   AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "csad_mi_forward", [&] {
-    const scalar_t a = static_cast<scalar_t>(alpha);
+    const scalar_t a_in = static_cast<scalar_t>(scales.pos), a_out = static_cast<scalar_t>(scales.neg);
     RowPartials<scalar_t> inside(batch * n), outside(batch * n);
     for_each_row<scalar_t>(scores, [&](int64_t r, const scalar_t* row, int64_t) {
       const int64_t b = r / n, i = r % n;
-      for (int pass = 0; pass < (estimator == Estimator::kCs ? 2 : 1); ++pass) {
+      for (int pass = 0; pass < (lse_form ? 2 : 1); ++pass) {
         for (int64_t j = 0; j < n; ++j) {
+          if (!pairs.counted(b, i, j)) continue;
           const bool member = pairs(b, i, j);
-          const scalar_t x = member ? -a * row[j] : a * row[j];
+          const scalar_t x = member ? -a_in * row[j] : a_out * row[j];
           RowPartials<scalar_t>& side = member ? inside : outside;
-          if (estimator == Estimator::kJsd) {
+          if (!lse_form) {
             side.total[r] += softplus(x);
             side.count[r] += 1;
           } else if (pass == 0) {
@@ -250,25 +258,31 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, double a
           acc_t<scalar_t> sum = 0;
           for (int64_t i = b * n; i < (b + 1) * n; ++i) {
             count += side->count[i];
-            if (estimator == Estimator::kCs) {
+            if (lse_form) {
               if (side->count[i] > 0) top = std::max(top, side->top[i]);
             } else {
               sum += side->total[i];
             }
           }
           if (count > 0) {
+            double* s = st + b * kStats;
             const double weight = mean ? 1.0 / static_cast<double>(count) : 1.0;
-            if (estimator == Estimator::kCs) {
+            if (lse_form) {
               for (int64_t i = b * n; i < (b + 1) * n; ++i)
                 if (side->count[i] > 0) sum += side->total[i] * std::exp(side->top[i] - top);
               const double lse = std::log(static_cast<double>(sum)) + top;
               const double level = mean ? lse - std::log(static_cast<double>(count)) : lse;
-              total_value -= softplus(level);
-              st[b * 4 + 2 * side_index] = lse;
-              st[b * 4 + 2 * side_index + 1] = sigmoid(level);
+              const double term = softplus(level);
+              // ms: -(1/w) log(1 + Σ e^x) for the side's scale w
+              const double divisor =
+                  estimator == Estimator::kMs ? (side_index == 0 ? scales.pos : scales.neg) : 1.0;
+              total_value -= term / divisor;
+              s[2 * side_index] = lse;
+              s[2 * side_index + 1] = sigmoid(level);
+              s[4 + side_index] = term;
             } else {
               total_value -= sum * weight;
-              st[b * 4 + 2 * side_index + 1] = weight;
+              s[2 * side_index + 1] = weight;
             }
           }
           ++side_index;
@@ -280,42 +294,52 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, double a
   return {value, stats};
 }
 
-std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores, double alpha,
+std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores, Scales scales,
                                                const at::Tensor& stats, const Pairs& pairs, Estimator estimator) {
   const int64_t batch = scores.size(0), n = scores.size(1);
   auto grad_scores = at::empty_like(scores);
-  auto alpha_rows = at::empty({batch * n}, scores.options());
+  auto side_rows = at::empty({batch * n, 2}, scores.options().dtype(at::kDouble));
+  const bool lse_form = estimator != Estimator::kJsd;
   AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "csad_mi_backward", [&] {
-    const scalar_t a = static_cast<scalar_t>(alpha);
+    const scalar_t a_in = static_cast<scalar_t>(scales.pos), a_out = static_cast<scalar_t>(scales.neg);
+    // dI/dS = scale · D for cs/jsd (M = alpha·S); ms: D itself (its 1/w cancels the chain rule's w)
+    const scalar_t out_scale = estimator == Estimator::kMs ? scalar_t(1) : a_in;
     const scalar_t* sdata = scores.data_ptr<scalar_t>();
     const double* st = stats.data_ptr<double>();
     const scalar_t* gv = grad_value.data_ptr<scalar_t>();
-    scalar_t* arow = alpha_rows.data_ptr<scalar_t>();
+    double* srow = side_rows.data_ptr<double>();
     for_each_row<scalar_t>(grad_scores, [&](int64_t r, scalar_t* out, int64_t) {
       const int64_t b = r / n, i = r % n;
       const scalar_t* row = sdata + r * n;
-      const double* s = st + b * 4;
-      acc_t<scalar_t> alpha_sum = 0;
+      const double* s = st + b * kStats;
+      double sum_in = 0, sum_out = 0;
       for (int64_t j = 0; j < n; ++j) {
-        const scalar_t m = a * row[j];
-        // dI/dM; the log-sum-exp is subtracted in double (it can be large, and its float rounding
+        if (!pairs.counted(b, i, j)) {
+          out[j] = scalar_t(0);
+          continue;
+        }
+        // D; the log-sum-exp is subtracted in double (it can be large, and its float rounding
         // would shift every weight of its side alike), the exponential taken in the input precision.
         double d;
         if (pairs(b, i, j)) {
-          d = estimator == Estimator::kCs ? s[1] * std::exp(static_cast<scalar_t>(-static_cast<double>(m) - s[0]))
-                                          : s[1] * sigmoid(-m);
+          const scalar_t m = a_in * row[j];
+          d = lse_form ? s[1] * std::exp(static_cast<scalar_t>(-static_cast<double>(m) - s[0])) : s[1] * sigmoid(-m);
+          d *= gv[b];
+          sum_in += d * row[j];
         } else {
-          d = estimator == Estimator::kCs ? -s[3] * std::exp(static_cast<scalar_t>(static_cast<double>(m) - s[2]))
-                                          : -s[3] * sigmoid(m);
+          const scalar_t m = a_out * row[j];
+          d = lse_form ? -s[3] * std::exp(static_cast<scalar_t>(static_cast<double>(m) - s[2]))
+                       : -s[3] * sigmoid(m);
+          d *= gv[b];
+          sum_out += d * row[j];
         }
-        d *= gv[b];
-        alpha_sum += d * row[j];
-        out[j] = static_cast<scalar_t>(a * d);
+        out[j] = static_cast<scalar_t>(out_scale * d);
       }
-      arow[r] = static_cast<scalar_t>(alpha_sum);
+      srow[2 * r] = sum_in;
+      srow[2 * r + 1] = sum_out;
     });
   });
-  return {grad_scores, alpha_rows.reshape({batch, n}).sum(1)};
+  return {grad_scores, side_rows.reshape({batch, n, 2}).sum(1)};
 }
 
 }  // namespace csad::cpu

@@ -49,12 +49,15 @@ at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q);
 // Gradients of sce_forward w.r.t. p and q.
 std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
 
-// Ω of a batch: labels (batch, N, K) int64 with a tolerance, or a bool mask (batch, N, N).
+// Ω of a batch: labels (batch, N, K) int64 with a tolerance, or a bool mask (batch, N, N); and the
+// optional groups (batch, N) int64: only pairs within one group count, on both sides.
 struct Pairs {
   const int64_t* labels = nullptr;
   const bool* mask = nullptr;
+  const int64_t* groups = nullptr;
   int64_t n = 0, k = 0, tolerance = 0;
 
+  // (i, j) ∈ Ω.
   bool operator()(int64_t b, int64_t i, int64_t j) const {
     if (mask != nullptr) return mask[(b * n + i) * n + j];
     const int64_t* li = labels + (b * n + i) * k;
@@ -65,24 +68,37 @@ struct Pairs {
     }
     return true;
   }
+
+  // (i, j) counts at all (same group, or no groups given).
+  bool counted(int64_t b, int64_t i, int64_t j) const {
+    return groups == nullptr || groups[b * n + i] == groups[b * n + j];
+  }
 };
 
-// Keeps contiguous copies of the Ω inputs alive and exposes them as Pairs.
+// Keeps contiguous copies of the Ω and groups inputs alive and exposes them as Pairs.
 struct PairsInput {
-  at::Tensor labels, mask;
+  at::Tensor labels, mask, groups;
   Pairs pairs;
   PairsInput(const c10::optional<at::Tensor>& labels, const c10::optional<at::Tensor>& mask, int64_t n,
-             int64_t tolerance);
+             int64_t tolerance, const c10::optional<at::Tensor>& groups = c10::nullopt);
 };
 
-// I per problem from scores S (batch, N, N), with M = alpha * S. Returns (value (batch,),
-// stats (batch, 4) float64) where stats hold what the backward needs: for cs the log-sum-exp and
-// the softplus' slope of each side; for jsd the weight (1/n or 1) of each side.
-std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, double alpha, const Pairs& pairs,
+// The scales of the masked loss's two sides: Ω sees x = −pos·S, ¬Ω sees x = neg·S. cs/jsd:
+// pos = neg = alpha (M = alpha·S); ms: pos = w₊, neg = w₋, and each side's term is divided by its scale.
+struct Scales {
+  double pos = 1.0, neg = 1.0;
+};
+
+// I per problem from scores S (batch, N, N). Returns (value (batch,), stats (batch, kStats)
+// float64), stats as described in csrc/shared.h.
+std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, Scales scales, const Pairs& pairs,
                                               Estimator estimator, bool mean);
 
-// dI/dS * grad_value * alpha (batch, N, N), and dI/dalpha * grad_value summed (batch,).
-std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores, double alpha,
+// (dI/dS * grad_value (batch, N, N), side_sums (batch, 2) float64). With M = scale·S and
+// D = grad_value_b · dI/dM as cs/jsd define it (for ms D is dI/dS: its 1/w and w cancel),
+// side_sums[b, s] = Σ_side D·S: for cs/jsd their total is dI/dalpha, for ms they enter
+// ms_scale_grads (csrc/shared.h). Pairs outside the groups get 0.
+std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores, Scales scales,
                                                const at::Tensor& stats, const Pairs& pairs, Estimator estimator);
 
 }  // namespace csad::cpu

@@ -2,8 +2,9 @@
 //
 // Forward: normalise u, v (one pass each); content similarity by one GEMM; each graph's Gram GEMM
 // turned into its softmax adjacency in place; RWR by LU inverses (one matrix per LAPACK call), renormalised in place;
-// structural similarity by two GEMMs; the masked loss in two passes over the scores with Ω built
-// from labels on the fly. Saved for the backward: the normalised rows, E, R and W's row sums
+// structural similarity by two GEMMs; the masked loss in two passes over the scores with Ω (and
+// the groups) built from labels on the fly. cs/jsd score pairs with M = alpha·x; ms keeps x unscaled
+// and uses w₊ = alpha, w₋ = alpha_neg (None: alpha) as the two sides' scales. Saved for the backward: the normalised rows, E, R and W's row sums
 // (W is rebuilt from R), the unscaled scores and four numbers per problem.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -20,6 +21,13 @@ namespace {
 using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
                                  at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
+// The two sides' scales: alpha for both (cs/jsd), or w₊ = alpha and w₋ = alpha_neg (ms).
+Scales scales_of(Estimator estimator, const at::Tensor& alpha, const c10::optional<at::Tensor>& alpha_neg) {
+  const double pos = alpha.item<double>();
+  if (estimator != Estimator::kMs) return {pos, pos};
+  return {pos, alpha_neg.has_value() ? alpha_neg->item<double>() : pos};
+}
+
 }  // namespace
 
 ForwardResult cs_mutual_information_forward(const at::Tensor& u, const at::Tensor& v,
@@ -27,12 +35,13 @@ ForwardResult cs_mutual_information_forward(const at::Tensor& u, const at::Tenso
                                             const c10::optional<at::Tensor>& mask, int64_t tolerance,
                                             const at::Tensor& alpha, const at::Tensor& tau_y, const at::Tensor& tau_b,
                                             double c, const std::string& similarity, const std::string& estimator,
-                                            const std::string& reduction) {
+                                            const std::string& reduction, const c10::optional<at::Tensor>& groups,
+                                            const c10::optional<at::Tensor>& alpha_neg) {
   TORCH_CHECK(u.device().is_cpu() && v.device().is_cpu(), "csad::cs_mutual_information (CPU): CPU tensors expected");
   TORCH_CHECK(u.sizes() == v.sizes() && u.dim() >= 2, "csad::cs_mutual_information: u and v must share a shape");
   const EstimatorOptions options(similarity, estimator, reduction);
   const int64_t n = u.size(-2);
-  const PairsInput pairs(labels, mask, n, tolerance);
+  const PairsInput pairs(labels, mask, n, tolerance, groups);
   const auto ub = as_batched(u), vb = as_batched(v);
   const auto inv_u = inverse_row_norms(ub), inv_v = inverse_row_norms(vb);
   const auto un = scale_rows(ub, inv_u), vn = scale_rows(vb, inv_v);
@@ -48,7 +57,8 @@ ForwardResult cs_mutual_information_forward(const at::Tensor& u, const at::Tenso
     auto structural_scores = sce_forward(ry, rb);
     scores = options.content ? scores.add_(structural_scores) : structural_scores;
   }
-  auto [value, stats] = mi_forward(scores, alpha.item<double>(), pairs.pairs, options.estimator, options.mean);
+  auto [value, stats] =
+      mi_forward(scores, scales_of(options.estimator, alpha, alpha_neg), pairs.pairs, options.estimator, options.mean);
   value = value.reshape(batch_shape(u)).to(u.scalar_type());
   return {value, un, vn, inv_u, inv_v, ey, eb, ry, rb, wsum_y, wsum_b, scores, stats};
 }
@@ -65,19 +75,34 @@ at::Tensor graph_backward(const at::Tensor& grad_e, const at::Tensor& e, const a
 }
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cs_mutual_information_backward(
+// (du, dv, dalpha, dtau_y, dtau_b, dalpha_neg); dalpha_neg is zeros unless estimator="ms" with
+// alpha_neg given (ms without it: w₋ = alpha, and both sides' gradients go to alpha).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cs_mutual_information_backward(
     const at::Tensor& grad, const at::Tensor& un, const at::Tensor& vn, const at::Tensor& inv_u,
     const at::Tensor& inv_v, const at::Tensor& ey, const at::Tensor& eb, const at::Tensor& ry, const at::Tensor& rb,
     const at::Tensor& wsum_y, const at::Tensor& wsum_b, const at::Tensor& scores, const at::Tensor& stats,
     const c10::optional<at::Tensor>& labels, const c10::optional<at::Tensor>& mask, int64_t tolerance,
     const at::Tensor& u, const at::Tensor& alpha, const at::Tensor& tau_y, const at::Tensor& tau_b, double c,
-    const std::string& similarity, const std::string& estimator, const std::string& reduction) {
+    const std::string& similarity, const std::string& estimator, const std::string& reduction,
+    const c10::optional<at::Tensor>& groups, const c10::optional<at::Tensor>& alpha_neg) {
   const EstimatorOptions options(similarity, estimator, reduction);
   const int64_t n = un.size(1);
-  const PairsInput pairs(labels, mask, n, tolerance);
+  const PairsInput pairs(labels, mask, n, tolerance, groups);
   const auto grad_value = grad.to(un.scalar_type()).contiguous().reshape({un.size(0)});
-  auto [grad_scores, grad_alpha] =
-      mi_backward(grad_value, scores, alpha.item<double>(), stats, pairs.pairs, options.estimator);
+  auto [grad_scores, side_sums] = mi_backward(grad_value, scores, scales_of(options.estimator, alpha, alpha_neg),
+                                              stats, pairs.pairs, options.estimator);
+  at::Tensor grad_alpha, grad_alpha_neg = at::zeros({}, alpha_neg.has_value() ? alpha_neg->options() : alpha.options());
+  if (options.estimator == Estimator::kMs) {
+    auto [gp, gn] = ms_scale_grads(grad_value, side_sums, stats, alpha, alpha_neg.has_value() ? *alpha_neg : alpha);
+    if (alpha_neg.has_value()) {
+      grad_alpha_neg = gn.to(alpha_neg->scalar_type());
+      grad_alpha = gp;
+    } else {
+      grad_alpha = gp + gn;
+    }
+  } else {
+    grad_alpha = side_sums.sum();
+  }
   at::Tensor grad_un, grad_vn;
   if (options.content) {
     grad_un = at::bmm(grad_scores, vn);
@@ -95,8 +120,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cs_mutual
   normalize_backward_(grad_un, un, inv_u);
   normalize_backward_(grad_vn, vn, inv_v);
   return {grad_un.reshape(u.sizes()).to(u.scalar_type()), grad_vn.reshape(u.sizes()).to(u.scalar_type()),
-          grad_alpha.sum().to(alpha.scalar_type()), grad_tau_y.to(tau_y.scalar_type()),
-          grad_tau_b.to(tau_b.scalar_type())};
+          grad_alpha.to(alpha.scalar_type()), grad_tau_y.to(tau_y.scalar_type()), grad_tau_b.to(tau_b.scalar_type()),
+          grad_alpha_neg};
 }
 
 TORCH_LIBRARY_IMPL(csad, CPU, m) {

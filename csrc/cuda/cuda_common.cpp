@@ -166,7 +166,8 @@ std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at
 }
 
 PairsInput::PairsInput(const c10::optional<at::Tensor>& labels_in, const c10::optional<at::Tensor>& mask_in,
-                       int64_t n, int64_t tolerance, const at::Device& device) {
+                       int64_t n, int64_t tolerance, const at::Device& device,
+                       const c10::optional<at::Tensor>& groups_in) {
   TORCH_CHECK(labels_in.has_value() != mask_in.has_value(), "csad: pass exactly one of labels and mask");
   view.n = n;
   view.tolerance = tolerance;
@@ -183,22 +184,58 @@ PairsInput::PairsInput(const c10::optional<at::Tensor>& labels_in, const c10::op
     labels = labels.reshape({-1, n, view.k});
     view.labels = labels.data_ptr<int64_t>();
   }
+  if (groups_in.has_value()) {
+    TORCH_CHECK(groups_in->device() == device, "csad (CUDA): groups must be on ", device, ", got ",
+                groups_in->device());
+    TORCH_CHECK(groups_in->dim() >= 1 && groups_in->size(-1) == n, "csad: groups must have shape (..., N), got ",
+                groups_in->sizes());
+    groups = groups_in->to(at::kLong).contiguous().reshape({-1, n});
+    view.groups = groups.data_ptr<int64_t>();
+  }
 }
 
-std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const at::Tensor& alpha,
+static_assert(kStats == kernels::kStatsPerProblem, "csrc/shared.h and launchers.h disagree on the stats' size");
+
+namespace {
+
+kernels::Loss loss_of(Estimator estimator) {
+  switch (estimator) {
+    case Estimator::kCs:
+      return kernels::Loss::kCs;
+    case Estimator::kJsd:
+      return kernels::Loss::kJsd;
+    default:
+      return kernels::Loss::kMs;
+  }
+}
+
+// Device scalar of an optional scale (undefined stays undefined) and its pointer (nullptr if undefined).
+template <typename scalar_t>
+const scalar_t* pointer_or_null(const at::Tensor& t) {
+  return t.defined() ? t.data_ptr<scalar_t>() : nullptr;
+}
+
+Scales on_device(const Scales& scales, const at::Tensor& like) {
+  return {scales.pos.defined() ? device_scalar(scales.pos, like) : at::Tensor(),
+          scales.neg.defined() ? device_scalar(scales.neg, like) : at::Tensor()};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const Scales& scales_in,
                                               const kernels::PairsView& pairs, Estimator estimator, bool mean) {
   check_rows(scores, "mi_forward");
   const int64_t batch = scores.size(0), n = scores.size(1);
   TORCH_INTERNAL_ASSERT(n == pairs.n, "csad (CUDA): scores and pairs disagree on N");
   auto value = at::empty({batch}, scores.options());
-  auto stats = at::zeros({batch, 4}, scores.options().dtype(at::kDouble));
+  auto stats = at::zeros({batch, kStats}, scores.options().dtype(at::kDouble));
   auto row_partials = at::empty({batch * n, 4}, scores.options());
   auto row_counts = at::empty({batch * n, 2}, scores.options().dtype(at::kLong));
-  const auto a = alpha.defined() ? device_scalar(alpha, scores) : at::Tensor();
+  const Scales scales = on_device(scales_in, scores);
   AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "csad_cuda_mi_forward", [&] {
     C10_CUDA_CHECK(kernels::mi_forward<scalar_t>(
-        scores.data_ptr<scalar_t>(), a.defined() ? a.data_ptr<scalar_t>() : nullptr, pairs,
-        estimator == Estimator::kCs, mean, batch, row_partials.data_ptr<scalar_t>(),
+        scores.data_ptr<scalar_t>(), pointer_or_null<scalar_t>(scales.pos), pointer_or_null<scalar_t>(scales.neg),
+        pairs, loss_of(estimator), mean, batch, row_partials.data_ptr<scalar_t>(),
         reinterpret_cast<long long*>(row_counts.data_ptr<int64_t>()), value.data_ptr<scalar_t>(),
         stats.data_ptr<double>(), current_stream()));
   });
@@ -206,23 +243,23 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const at
 }
 
 std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores,
-                                               const at::Tensor& alpha, const at::Tensor& stats_in,
+                                               const Scales& scales_in, const at::Tensor& stats_in,
                                                const kernels::PairsView& pairs, Estimator estimator) {
   check_rows(scores, "mi_backward");
   const int64_t batch = scores.size(0), n = scores.size(1);
   TORCH_INTERNAL_ASSERT(n == pairs.n, "csad (CUDA): scores and pairs disagree on N");
   auto grad_scores = at::empty_like(scores);
-  auto alpha_rows = at::empty({batch * n}, scores.options());
+  auto side_rows = at::empty({batch * n, 2}, scores.options().dtype(at::kDouble));
   const auto gv = grad_value.to(scores.scalar_type()).contiguous();
   const auto stats = stats_in.to(at::kDouble).contiguous();
-  const auto a = alpha.defined() ? device_scalar(alpha, scores) : at::Tensor();
+  const Scales scales = on_device(scales_in, scores);
   AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "csad_cuda_mi_backward", [&] {
     C10_CUDA_CHECK(kernels::mi_backward<scalar_t>(
-        gv.data_ptr<scalar_t>(), scores.data_ptr<scalar_t>(), a.defined() ? a.data_ptr<scalar_t>() : nullptr,
-        stats.data_ptr<double>(), pairs, estimator == Estimator::kCs, batch, grad_scores.data_ptr<scalar_t>(),
-        alpha_rows.data_ptr<scalar_t>(), current_stream()));
+        gv.data_ptr<scalar_t>(), scores.data_ptr<scalar_t>(), pointer_or_null<scalar_t>(scales.pos),
+        pointer_or_null<scalar_t>(scales.neg), stats.data_ptr<double>(), pairs, loss_of(estimator), batch,
+        grad_scores.data_ptr<scalar_t>(), side_rows.data_ptr<double>(), current_stream()));
   });
-  return {grad_scores, alpha_rows.reshape({batch, n}).sum(1)};
+  return {grad_scores, side_rows.reshape({batch, n, 2}).sum(1)};
 }
 
 }  // namespace csad::gpu

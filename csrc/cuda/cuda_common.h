@@ -70,24 +70,29 @@ at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q);
 // Gradients of sce_forward w.r.t. p and q.
 std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
 
-// Keeps contiguous device copies of the Ω inputs alive and exposes them to the kernels.
+// Keeps contiguous device copies of the Ω and groups inputs alive and exposes them to the kernels.
 struct PairsInput {
-  at::Tensor labels, mask;
+  at::Tensor labels, mask, groups;
   kernels::PairsView view;
   PairsInput(const c10::optional<at::Tensor>& labels, const c10::optional<at::Tensor>& mask, int64_t n,
-             int64_t tolerance, const at::Device& device);
+             int64_t tolerance, const at::Device& device, const c10::optional<at::Tensor>& groups = c10::nullopt);
 };
 
+// The two sides' scales as device scalars (see csrc/cpu/common.h, Scales): Ω sees x = −pos·S,
+// ¬Ω x = neg·S. Undefined pos means 1, undefined neg means pos. cs/jsd: pos = alpha (or 1), neg
+// undefined; ms: pos = w₊, neg = w₋.
+struct Scales {
+  at::Tensor pos, neg;
+};
 
-// I per problem from scores S (batch, N, N), with M = alpha * S (alpha: a device scalar in the
-// scores' dtype, or an undefined tensor for alpha = 1). Returns (value (batch,), stats (batch, 4)),
-// stats as in csrc/cpu/common.h.
-std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const at::Tensor& alpha,
+// I per problem from scores S (batch, N, N). Returns (value (batch,), stats (batch, kStats)), stats as
+// in csrc/shared.h.
+std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const Scales& scales,
                                               const kernels::PairsView& pairs, Estimator estimator, bool mean);
 
-// dI/dS * grad_value * alpha (batch, N, N), and dI/dalpha * grad_value per problem (batch,).
+// (grad_value · dI/dS (batch, N, N), side_sums (batch, 2) float64) as mi_backward of csrc/cpu/common.h.
 std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores,
-                                               const at::Tensor& alpha, const at::Tensor& stats,
+                                               const Scales& scales, const at::Tensor& stats,
                                                const kernels::PairsView& pairs, Estimator estimator);
 
 }  // namespace csad::gpu

@@ -56,26 +56,40 @@ cudaError_t sce_divide(T* grad, const T* p, int64_t count, cudaStream_t stream);
 
 // Ω of a batch, read on the device: labels (batch, n, k) int64 with a tolerance
 // ((i, j) ∈ Ω ⇔ max_q |l_iq − l_jq| ≤ tolerance), or a bool mask (batch, n, n). Exactly one of
-// labels and mask is non-null.
+// labels and mask is non-null. groups (batch, n) int64, optional: only pairs (i, j) with
+// groups[i] == groups[j] count, on both sides.
 struct PairsView {
   const int64_t* labels = nullptr;
   const bool* mask = nullptr;
+  const int64_t* groups = nullptr;
   int64_t n = 0, k = 0, tolerance = 0;
 };
 
-// I per problem from scores S (batch, n, n) with M = alpha * S (alpha == nullptr: alpha = 1).
-// value (batch,) is written; stats (batch, 4, float64) must be zero on entry and receives, per side
-// (Ω then ¬Ω), for cs (lse, sigmoid(level)) and for jsd (0, weight), where level is the side's
-// log-sum-exp minus log(count) for reduction "mean" (lse for "sum"); an empty side keeps (0, 0)
-// and contributes 0. Workspace: row_partials (batch * n, 4) and row_counts (batch * n, 2).
-template <typename T>
-cudaError_t mi_forward(const T* scores, const T* alpha, PairsView pairs, bool cs, bool mean, int64_t batch,
-                       T* row_partials, long long* row_counts, T* value, double* stats, cudaStream_t stream);
+// The estimators of DESIGN.md §2 (csad::Estimator on the C++ side).
+enum class Loss : int { kCs = 0, kJsd = 1, kMs = 2 };
 
-// grad_scores (batch, n, n) = alpha * grad_value[b] * dI/dM and alpha_rows (batch * n) = the
-// row sums of grad_value[b] * dI/dM * S (dI/dalpha per row; the caller sums them).
+// Stats per problem (float64), as kStats in csrc/shared.h.
+constexpr int kStatsPerProblem = 6;
+
+// I per problem from scores S (batch, n, n). Side Ω sees x = −pos·S, side ¬Ω x = neg·S, with pos
+// and neg device pointers to one element (pos == nullptr: 1; neg == nullptr: pos): alpha for cs/jsd,
+// w₊/w₋ for ms, where each side's term is also divided by its scale. value (batch,) is written;
+// stats (batch, kStatsPerProblem, float64) must be zero on entry and receives, per side s (Ω then
+// ¬Ω), stats[2s], stats[2s + 1] = (lse, sigmoid(level)) for cs/ms and (0, weight) for jsd, and
+// stats[4 + s] = softplus(level) for cs/ms, where level is the side's log-sum-exp minus log(count)
+// for reduction "mean" (lse for "sum"); an empty side keeps zeros and contributes 0. Pairs outside
+// the groups are skipped. Workspace: row_partials (batch * n, 4) and row_counts (batch * n, 2).
 template <typename T>
-cudaError_t mi_backward(const T* grad_value, const T* scores, const T* alpha, const double* stats, PairsView pairs,
-                        bool cs, int64_t batch, T* grad_scores, T* alpha_rows, cudaStream_t stream);
+cudaError_t mi_forward(const T* scores, const T* pos, const T* neg, PairsView pairs, Loss loss, bool mean,
+                       int64_t batch, T* row_partials, long long* row_counts, T* value, double* stats,
+                       cudaStream_t stream);
+
+// grad_scores (batch, n, n) = grad_value[b] · dI/dS (0 outside the groups) and side_rows
+// (batch * n, 2, float64) = per side the row sums of D·S, D = grad_value[b] · dI/dM as cs/jsd define it with
+// M = scale·S (for ms, D = dI/dS); cs/jsd: their total is dI/dalpha; ms: see ms_scale_grads.
+template <typename T>
+cudaError_t mi_backward(const T* grad_value, const T* scores, const T* pos, const T* neg, const double* stats,
+                        PairsView pairs, Loss loss, int64_t batch, T* grad_scores, double* side_rows,
+                        cudaStream_t stream);
 
 }  // namespace csad::gpu::kernels
