@@ -70,3 +70,19 @@ def test_fused_double_backward_raises_clearly(op, backend):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     with pytest.raises(RuntimeError, match=f"double backward .* not supported by the '{backend}' backend.*reference"):
         torch.autograd.grad(sum(g.square().sum() for g in first), leaves)
+
+
+def test_first_order_only_keeps_unused_inputs_without_gradient():
+    """An input the fused kernel does not use (tau_y/tau_b with similarity="content") gets no gradient (None),
+    as with the reference, with and without ``create_graph``; the used one still raises on double backward."""
+    from csad_kernels._dispatch import first_order_only
+
+    guarded = first_order_only(lambda x, unused: 2.0 * x, "op", "fake")
+    for create_graph in (False, True):
+        x, unused = torch.ones(3, requires_grad=True), torch.ones((), requires_grad=True)
+        out = guarded(x, unused).sum()
+        gx, gu = torch.autograd.grad(out, [x, unused], allow_unused=True, create_graph=create_graph)
+        assert gu is None
+        torch.testing.assert_close(gx, torch.full((3,), 2.0))
+    with pytest.raises(RuntimeError, match="double backward .* not supported by the 'fake' backend"):
+        torch.autograd.grad(gx.sum(), [x])
