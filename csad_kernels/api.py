@@ -15,9 +15,9 @@ from csad_kernels import _validation as check
 from csad_kernels import reference
 from csad_kernels._dispatch import ENV_VAR, BackendUnavailableError, register_kernel, resolve
 
-# Backends whose kernels implement estimator="ms" and groups= (the others raise, or "auto" falls back
-# to the reference).
-EXTENDED = ("reference",)
+# Backends whose kernels implement estimator="ms", alpha_neg/w_neg and groups= (the others raise, or "auto"
+# falls back to the reference).
+EXTENDED = ("reference", "triton")
 
 
 def _omega(labels, mask, tolerance):
@@ -64,7 +64,8 @@ def _resolve(op: str, backend: str, device: torch.device, extended: bool):
     if backend == "auto" and os.environ.get(ENV_VAR, "auto") == "auto":
         return resolve(op, "reference", device)
     raise BackendUnavailableError(
-        f"backend={chosen!r} does not implement estimator='ms' or groups= for {op} yet; use backend='reference'"
+        f"backend={chosen!r} does not implement estimator='ms' or groups= for {op} yet; use one of "
+        f"{', '.join(map(repr, EXTENDED))}"
     )
 
 
