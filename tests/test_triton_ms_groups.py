@@ -249,3 +249,22 @@ def test_estimator_opcheck_ms_groups():
     args = (u.float().requires_grad_(), v.float().requires_grad_(), *pairs, *s, 0.5, "joint", "ms", "sum")
     groups = labels((2,), 12, classes=2, seed=4)
     torch.library.opcheck(tmi.cs_mutual_information_op, (*args, groups, torch.tensor(0.6, requires_grad=True)))
+
+
+def test_estimator_compiles_with_fullgraph():
+    u, _ = clustered((2,), 12, 5, seed=1)
+    v, _ = clustered((2,), 12, 5, seed=2)
+    bias, groups = labels((2,), 12, seed=3), labels((2,), 12, classes=2, seed=4)
+
+    def fn(u, v, alpha, alpha_neg, backend="triton"):
+        kw = dict(tau_y=4.0, tau_b=10.0, groups=groups, estimator="ms", backend=backend)
+        return ck.cs_mutual_information(u, v, bias, alpha=alpha, alpha_neg=alpha_neg, **kw).sum()
+
+    leaves = [u.float().requires_grad_(), torch.tensor(1.3, requires_grad=True), torch.tensor(0.6, requires_grad=True)]
+    value = torch.compile(fn, fullgraph=True)(leaves[0], v.float(), *leaves[1:])
+    grads = torch.autograd.grad(value, leaves)
+    scales = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in (1.3, 0.6)]
+    exact = [u.clone().requires_grad_(), *scales]
+    expected = fn(exact[0], v, *exact[1:], backend="reference")
+    assert rel_err(value, expected) <= TOL
+    _compare(["u", "alpha", "alpha_neg"], grads, torch.autograd.grad(expected, exact))
