@@ -58,14 +58,19 @@ def _fwd_bwd(out: torch.Tensor) -> None:
     out.backward(torch.empty_like(out))
 
 
-def _estimator(similarity: str) -> Callable[[int, int, int], None]:
+def _estimator(similarity: str, estimator: str = "cs") -> Callable[[int, int, int], None]:
+    """The whole estimator; ``estimator="ms"`` also passes groups and alpha_neg (issue 16's options)."""
     from csad_kernels.triton.cs_mutual_information import cs_mutual_information
 
     def run(n: int, d: int, b: int) -> None:
         u, v = _leaf(b, n, d), _leaf(b, n, d)
         labels = _leaf(b, n, 1, dtype=torch.int64)
         alpha, tau_y, tau_b = _leaf(), _leaf(), _leaf()
-        out = cs_mutual_information(u, v, labels, None, 0, alpha, tau_y, tau_b, 0.5, similarity, "cs", "mean")
+        args = (u, v, labels, None, 0, alpha, tau_y, tau_b, 0.5, similarity)
+        if estimator == "ms":
+            out = cs_mutual_information(*args, "ms", "sum", _leaf(b, n, dtype=torch.int64), _leaf())
+        else:
+            out = cs_mutual_information(*args, "cs", "mean")
         _fwd_bwd(out.sum())
 
     return run
@@ -94,6 +99,7 @@ def _single(name: str) -> Callable[[int, int, int], None]:
 WORKLOADS: dict[str, Callable[[int, int, int], None]] = {
     "cs_mutual_information[joint]": _estimator("joint"),
     "cs_mutual_information[content]": _estimator("content"),
+    "cs_mutual_information[ms-groups]": _estimator("joint", "ms"),
     **{op: _single(op) for op in ("cosine_similarity", "softmax_adjacency", "rwr", "symmetric_cross_entropy",
                                   "cross_sample_mi")},
 }  # fmt: skip

@@ -45,21 +45,28 @@ class _FirstOrderOnly(torch.autograd.Function):
     @staticmethod
     def forward(ctx, message: str, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         ctx.message = message
+        # An input the kernel does not use (e.g. tau_y with similarity="content") gets no gradient: keep it
+        # None, as the reference does, instead of autograd's default of materialising zeros for it.
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(*tensors)
         return tuple(t.view_as(t) for t in tensors)
 
     @staticmethod
-    def backward(ctx, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         if not torch.is_grad_enabled():
             return None, *grads
         # An exact 0 that depends on every input, so that any second-order path reaches the error.
         anchor = sum(t.reshape(-1)[:0].sum() for t in ctx.saved_tensors)
-        aliases = [
-            (g if g is not None else torch.zeros_like(t)).detach() + anchor
-            for g, t in zip(grads, ctx.saved_tensors, strict=True)
-        ]
+        defined = [i for i, g in enumerate(grads) if g is not None]
+        if not defined:
+            return None, *grads
+        aliases = [grads[i].detach() + anchor for i in defined]
         raising = torch._C._functions.DelayedError(ctx.message, len(aliases))(*aliases)
-        return None, *((raising,) if isinstance(raising, torch.Tensor) else raising)
+        raising = (raising,) if isinstance(raising, torch.Tensor) else raising
+        out: list[torch.Tensor | None] = list(grads)
+        for i, g in zip(defined, raising, strict=True):
+            out[i] = g
+        return None, *out
 
 
 def first_order_only(fn: Callable, op: str, backend: str) -> Callable:

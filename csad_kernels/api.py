@@ -7,17 +7,11 @@ Every function is differentiable in all its tensor inputs and batched over leadi
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from csad_kernels import _validation as check
 from csad_kernels import reference
-from csad_kernels._dispatch import ENV_VAR, BackendUnavailableError, register_kernel, resolve
-
-# Backends whose kernels implement estimator="ms" and groups= (the others raise, or "auto" falls back
-# to the reference).
-EXTENDED = ("reference", "cpu", "cuda")
+from csad_kernels._dispatch import register_kernel, resolve
 
 
 def _omega(labels, mask, tolerance):
@@ -52,19 +46,6 @@ def _reference_cs_mutual_information(
     omega = _omega(labels, mask, tolerance)
     return reference.cs_mutual_information(
         u, v, omega, alpha, tau_y, tau_b, c, similarity, estimator, reduction, _counted(groups), alpha_neg
-    )
-
-
-def _resolve(op: str, backend: str, device: torch.device, extended: bool):
-    """:func:`resolve`; calls that use estimator="ms" or groups= need a backend in EXTENDED: "auto"
-    falls back to the reference, an explicit other backend raises."""
-    chosen, kernel = resolve(op, backend, device)
-    if not extended or chosen in EXTENDED:
-        return chosen, kernel
-    if backend == "auto" and os.environ.get(ENV_VAR, "auto") == "auto":
-        return resolve(op, "reference", device)
-    raise BackendUnavailableError(
-        f"backend={chosen!r} does not implement estimator='ms' or groups= for {op} yet; use backend='reference'"
     )
 
 
@@ -191,7 +172,7 @@ def cross_sample_mi(
     groups = check.groups_labels(groups, m.shape[:-2], m.shape[-1], device)
     reduction = reference.default_reduction(estimator, reduction)
     extended = estimator == "ms" or groups is not None
-    chosen, kernel = _resolve("cross_sample_mi", backend, device, extended)
+    chosen, kernel = resolve("cross_sample_mi", backend, device)
     if check.values_checkable(chosen, m):
         check.finite("m", m)
         if labels is not None:
@@ -250,7 +231,7 @@ def cs_mutual_information(
     groups = check.groups_labels(groups, u.shape[:-2], u.shape[-2], device)
     reduction = reference.default_reduction(estimator, reduction)
     extended = estimator == "ms" or groups is not None
-    chosen, kernel = _resolve("cs_mutual_information", backend, device, extended)
+    chosen, kernel = resolve("cs_mutual_information", backend, device)
     if check.values_checkable(chosen, u, v):
         check.finite("u", u)
         check.finite("v", v)

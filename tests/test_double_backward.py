@@ -70,3 +70,35 @@ def test_fused_double_backward_raises_clearly(op, backend):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     with pytest.raises(RuntimeError, match=f"double backward .* not supported by the '{backend}' backend.*reference"):
         torch.autograd.grad(sum(g.square().sum() for g in first), leaves)
+
+
+def test_first_order_only_keeps_unused_inputs_without_gradient():
+    """An input the fused kernel does not use (tau_y/tau_b with similarity="content") gets no gradient (None),
+    as with the reference, with and without ``create_graph``; the used one still raises on double backward."""
+    from csad_kernels._dispatch import first_order_only
+
+    guarded = first_order_only(lambda x, unused: 2.0 * x, "op", "fake")
+    for create_graph in (False, True):
+        x, unused = torch.ones(3, requires_grad=True), torch.ones((), requires_grad=True)
+        out = guarded(x, unused).sum()
+        gx, gu = torch.autograd.grad(out, [x, unused], allow_unused=True, create_graph=create_graph)
+        assert gu is None
+        torch.testing.assert_close(gx, torch.full((3,), 2.0))
+    with pytest.raises(RuntimeError, match="double backward .* not supported by the 'fake' backend"):
+        torch.autograd.grad(gx.sum(), [x])
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_content_similarity_gives_the_temperatures_no_gradient_on_every_backend(backend):
+    """With similarity="content" the graphs are not built: tau_y and tau_b get None, as from the reference."""
+    dtype = torch.float64 if backend == "cpu" else torch.float32
+    gen = torch.Generator().manual_seed(3)
+    u, v = (torch.randn(12, 4, generator=gen, dtype=dtype, requires_grad=True) for _ in range(2))
+    scalars = [torch.tensor(x, dtype=dtype, requires_grad=True) for x in (1.0, 5.0, 7.0)]
+    bias = torch.randint(0, 3, (12,), generator=gen)
+    for estimator in ("cs", "ms"):
+        out = ck.cs_mutual_information(u, v, bias, alpha=scalars[0], tau_y=scalars[1], tau_b=scalars[2],
+                                       similarity="content", estimator=estimator, backend=backend)
+        grads = torch.autograd.grad(out, [u, v, *scalars], allow_unused=True)
+        assert grads[3] is None and grads[4] is None, estimator
+        assert all(g is not None for g in grads[:3]), estimator

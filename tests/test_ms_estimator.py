@@ -159,21 +159,6 @@ def test_groups_equal_the_mask_restricted_to_same_group_pairs_for_cs():
         assert abs(float(got[b]) - expected) < 1e-12
 
 
-def test_auto_falls_back_to_the_reference_and_backends_without_ms_say_so(monkeypatch):
-    # cpu and cuda implement ms and groups (tests/test_ms_groups_backends.py); a backend outside
-    # api.EXTENDED is refused when asked for, and "auto" then falls back to the reference.
-    import csad_kernels.api as api
-
-    m = torch.randn(6, 6, dtype=F64)
-    bias = labels((), 6)
-    monkeypatch.setattr(api, "EXTENDED", ("reference",))
-    auto = ck.cross_sample_mi(m, bias, estimator="ms")
-    assert torch.equal(auto, ck.cross_sample_mi(m, bias, estimator="ms", backend="reference"))
-    if ck.unavailable_reason("cpu") is None:
-        with pytest.raises(ck.BackendUnavailableError, match="does not implement estimator='ms' or groups="):
-            ck.cross_sample_mi(m, bias, groups=bias, backend="cpu")
-
-
 BAD = {
     "ms w_pos = 0": (lambda m, b: ck.cross_sample_mi(m, b, estimator="ms", w_pos=0.0), ValueError, "w_pos must be > 0"),
     "ms w_neg < 0": (

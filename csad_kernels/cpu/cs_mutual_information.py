@@ -79,6 +79,8 @@ def _backward(ctx, grad, *unused_grads):
         alpha_neg,
     )
     du, dv, dalpha, dtau_y, dtau_b, dalpha_neg = grads
+    if similarity == "content":  # the graphs' temperatures are unused: no gradient, as in the reference
+        dtau_y = dtau_b = None
     return (
         du,
         dv,

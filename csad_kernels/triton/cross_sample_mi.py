@@ -1,20 +1,25 @@
 """Triton cross-sample MI loss from pair scores ``m (..., N, N)`` -> ``(...)``: kernels, launchers, autograd.
 
 Ω comes from the labels ``(..., N, K)`` and the tolerance, built tile by tile in registers (no N×N
-mask is written), or from an explicit boolean mask read as bytes.
+mask is written), or from an explicit boolean mask read as bytes. Optional ``groups (..., N)`` labels keep
+only the pairs within one group on both sides, also built tile by tile.
 
 Forward: one program per (problem, block of rows) walks the column blocks of its rows and writes
 per-program partials for each side: ``cs`` an online max and sum of exponentials (``x = -m`` on Ω,
-``x = m`` off Ω) and the member count; ``jsd`` the sum of softplus and the count. The launcher combines
-the partials per problem in float64: ``lse = log Σ_p sum_p e^{max_p - max}`` + max, the value
-``softplus(lse - log n)`` (``log(1 + mean e^x)``; no ``- log n`` for ``reduction="sum"``), and the
-backward's per-problem statistics ``(shift_in, shift_out, scale_in, scale_out)`` kept in float64.
-An empty side contributes 0 with zero gradient.
+``x = m`` off Ω) and the member count; ``jsd`` the sum of softplus and the count; ``ms`` as ``cs`` with
+``x = -w₊ m`` on Ω and ``x = w₋ m`` off Ω, plus the spread ``Σ e^{x - max} (max - x)`` (non-negative terms) for
+the scales' gradients. The launcher combines the partials per problem in float64:
+``lse = log Σ_p sum_p e^{max_p - max}`` + max, the value ``softplus(lse - log n)`` (``log(1 + mean e^x)``; no
+``- log n`` for ``reduction="sum"``; divided by ``w`` for ms), and the backward's per-problem statistics
+``(shift_in, shift_out, scale_in, scale_out)`` kept in float64, for ms followed by ``dI/dw₊, dI/dw₋``:
+``dI/dw = (h(L) + σ(L) (H - log n)) / w²`` with ``L`` the softplus argument, ``h(L) = softplus(L) - σ(L) L``
+(the binary entropy of σ(L), formed without cancellation) and ``H = E_p[lse - x] >= 0`` (``- log n`` only for
+"mean"). An empty side contributes 0 with zero gradient.
 
 Backward: one program per (problem, row block) writes
 ``dm = g (scale_in w_in [Ω] - scale_out w_out [¬Ω])`` with ``w = e^{x - lse}`` (``x - lse`` is formed
 in float64, then exponentiated in float32: a float32 lse would cost ~1e-6 relative in every weight)
-for ``cs``, and ``w = sigmoid(x)`` for ``jsd``.
+for ``cs`` and ``ms`` (the same ``dm``: the scale ``w`` cancels), and ``w = sigmoid(x)`` for ``jsd``.
 """
 
 from __future__ import annotations
@@ -28,26 +33,35 @@ import triton.language as tl
 from csad_kernels.triton._common import interpreted, softplus
 
 OP = "csad_triton::cross_sample_mi"
-ESTIMATOR_CODES = {"cs": 0, "jsd": 1}
-# partials per program: max_in, sum_in, max_out, sum_out (cs) | sum_in, -, sum_out, - (jsd); cnt_in, cnt_out
-PARTIALS = 6
+ESTIMATOR_CODES = {"cs": 0, "jsd": 1, "ms": 2}
+# partials per program: max_in, sum_in, max_out, sum_out (cs, ms) | sum_in, -, sum_out, - (jsd); cnt_in, cnt_out;
+# spread_in, spread_out (ms only)
+PARTIALS = 8
 
 
-def _tiles(n: int) -> tuple[int, int]:
+def _tiles(n: int, extended: bool = False) -> tuple[int, int]:
     """(rows per program, columns per step). The interpreter pays per program and step: big row blocks there,
-    but columns in steps of 128 so that N > 128 in the tests runs the online log-sum-exp over several steps."""
-    block_c = min(128 if interpreted() else 256, max(16, triton.next_power_of_2(n)))
+    but columns in steps of 128 so that N > 128 in the tests runs the online log-sum-exp over several steps.
+
+    ``extended`` (ms or groups): steps of at most 128 columns on a GPU too; with 256 the forward kernel spills
+    on sm_90 (ms + groups 112 B, jsd + groups 928 B at 255 registers; none at 128)."""
+    block_c = min(128 if interpreted() or extended else 256, max(16, triton.next_power_of_2(n)))
     block_r = min(64 if interpreted() else 16, max(16, triton.next_power_of_2(n)))
     return block_r, block_c
 
 
 @triton.jit
 def omega_tile(
-    lab_ptr, mask_ptr, b, rows, cols, N, K, tol, slb, sln, slk, smb, smn, smm,
-    HAS_MASK: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+    lab_ptr, mask_ptr, grp_ptr, b, rows, cols, N, K, tol, slb, sln, slk, smb, smn, smm, sgb, sgn,
+    HAS_MASK: tl.constexpr, HAS_GROUPS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    """``(inside, outside)`` of a rows × cols tile: Ω and ¬Ω restricted to valid entries."""
+    """``(inside, outside)`` of a rows × cols tile: Ω and ¬Ω restricted to valid entries (and, with groups, to
+    the pairs within one group)."""
     valid = (rows < N)[:, None] & (cols < N)[None, :]
+    if HAS_GROUPS:
+        ga = tl.load(grp_ptr + b * sgb + rows * sgn, mask=rows < N, other=0)
+        gc = tl.load(grp_ptr + b * sgb + cols * sgn, mask=cols < N, other=0)
+        valid = valid & (ga[:, None] == gc[None, :])
     if HAS_MASK:
         om = tl.load(mask_ptr + b * smb + rows[:, None] * smn + cols[None, :] * smm, mask=valid, other=0) != 0
     else:
@@ -78,6 +92,29 @@ def _online_lse(run_max, run_sum, x, member):
 
 
 @triton.jit
+def _online_lse_spread(run_max, run_sum, run_spread, x, member):
+    """:func:`_online_lse` that also carries ``Σ e^{x - max} (max - x)`` per row (every term >= 0)."""
+    xm = tl.where(member, x, float("-inf"))
+    new_max = tl.maximum(run_max, tl.max(xm, axis=1))
+    safe = tl.where(new_max == float("-inf"), 0.0, new_max)
+    scale = tl.exp(run_max - safe)
+    ex = tl.exp(xm - safe[:, None])
+    # rows without members so far have run_sum 0 and run_max -inf: their carried spread is 0 (no inf * 0)
+    carried = run_spread + tl.where(run_sum > 0.0, safe - run_max, 0.0) * run_sum
+    run_spread = scale * carried + tl.sum(tl.where(member, ex * (safe[:, None] - x), 0.0), axis=1)
+    return new_max, run_sum * scale + tl.sum(ex, axis=1), run_spread
+
+
+@triton.jit
+def _collapse_spread(run_max, run_sum, run_spread):
+    """Per-row spreads -> the program's spread relative to its max (see :func:`_collapse_lse`)."""
+    pmax = tl.max(run_max, axis=0)
+    safe = tl.where(pmax == float("-inf"), 0.0, pmax)
+    carried = run_spread + tl.where(run_sum > 0.0, safe - run_max, 0.0) * run_sum
+    return tl.sum(tl.exp(run_max - safe) * carried, axis=0)
+
+
+@triton.jit
 def _collapse_lse(run_max, run_sum):
     """Per-row (max, sum) -> the program's (max, sum) with ``sum`` relative to ``e^max`` (max may be -inf)."""
     pmax = tl.max(run_max, axis=0)
@@ -87,12 +124,20 @@ def _collapse_lse(run_max, run_sum):
 
 @triton.jit
 def _csmi_forward_kernel(
-    m_ptr, lab_ptr, mask_ptr, part_ptr, N, K, tol,
-    smb, smn, smm, slb, sln, slk, sqb, sqn, sqm,
-    ESTIMATOR: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+    m_ptr, lab_ptr, mask_ptr, grp_ptr, w_ptr, part_ptr, N, K, tol,
+    smb, smn, smm, slb, sln, slk, sqb, sqn, sqm, sgb, sgn,
+    ESTIMATOR: tl.constexpr, HAS_MASK: tl.constexpr, HAS_GROUPS: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
+    w_pos = 1.0
+    w_neg = 1.0
+    if ESTIMATOR == 2:
+        w_pos = tl.load(w_ptr)
+        w_neg = tl.load(w_ptr + 1)
+    spread_in = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    spread_out = tl.zeros((BLOCK_R,), dtype=tl.float32)
     max_in = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
     max_out = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
     sum_in = tl.zeros((BLOCK_R,), dtype=tl.float32)
@@ -102,8 +147,9 @@ def _csmi_forward_kernel(
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         inside, outside = omega_tile(
-            lab_ptr, mask_ptr, b, rows, cols, N, K, tol, slb, sln, slk, sqb, sqn, sqm, HAS_MASK, BLOCK_R, BLOCK_C
-        )
+            lab_ptr, mask_ptr, grp_ptr, b, rows, cols, N, K, tol, slb, sln, slk, sqb, sqn, sqm, sgb, sgn,
+            HAS_MASK, HAS_GROUPS, BLOCK_R, BLOCK_C,
+        )  # fmt: skip
         valid = (rows < N)[:, None] & (cols < N)[None, :]
         x = tl.load(m_ptr + b * smb + rows[:, None] * smn + cols[None, :] * smm, mask=valid, other=0.0)
         cnt_in += tl.sum(inside.to(tl.int32), axis=1)
@@ -111,11 +157,14 @@ def _csmi_forward_kernel(
         if ESTIMATOR == 0:
             max_in, sum_in = _online_lse(max_in, sum_in, -x, inside)
             max_out, sum_out = _online_lse(max_out, sum_out, x, outside)
+        elif ESTIMATOR == 2:
+            max_in, sum_in, spread_in = _online_lse_spread(max_in, sum_in, spread_in, -w_pos * x, inside)
+            max_out, sum_out, spread_out = _online_lse_spread(max_out, sum_out, spread_out, w_neg * x, outside)
         else:
             sum_in += tl.sum(tl.where(inside, softplus(-x), 0.0), axis=1)
             sum_out += tl.sum(tl.where(outside, softplus(x), 0.0), axis=1)
-    base = part_ptr + (b * tl.num_programs(0) + pr) * 6
-    if ESTIMATOR == 0:
+    base = part_ptr + (b * tl.num_programs(0) + pr) * 8
+    if ESTIMATOR != 1:
         pmax_in, psum_in = _collapse_lse(max_in, sum_in)
         pmax_out, psum_out = _collapse_lse(max_out, sum_out)
         tl.store(base, pmax_in)
@@ -129,26 +178,36 @@ def _csmi_forward_kernel(
         tl.store(base + 3, tl.sum(sum_out, axis=0))
     tl.store(base + 4, tl.sum(cnt_in, axis=0).to(tl.float32))
     tl.store(base + 5, tl.sum(cnt_out, axis=0).to(tl.float32))
+    if ESTIMATOR == 2:
+        tl.store(base + 6, _collapse_spread(max_in, sum_in, spread_in))
+        tl.store(base + 7, _collapse_spread(max_out, sum_out, spread_out))
 
 
 @triton.jit
 def _csmi_backward_kernel(
-    m_ptr, lab_ptr, mask_ptr, stats_ptr, g_ptr, dm_ptr, N, K, tol,
-    smb, smn, smm, slb, sln, slk, sqb, sqn, sqm, sgb, sdb, sdn, sdm,
-    ESTIMATOR: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+    m_ptr, lab_ptr, mask_ptr, grp_ptr, w_ptr, stats_ptr, g_ptr, dm_ptr, N, K, tol,
+    smb, smn, smm, slb, sln, slk, sqb, sqn, sqm, sgb, sgn, sstb, sggb, sdb, sdn, sdm,
+    ESTIMATOR: tl.constexpr, HAS_MASK: tl.constexpr, HAS_GROUPS: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
-    shift_in = tl.load(stats_ptr + b * 4)  # float64
-    shift_out = tl.load(stats_ptr + b * 4 + 1)
-    g = tl.load(g_ptr + b * sgb).to(tl.float64)
-    coef_in = (g * tl.load(stats_ptr + b * 4 + 2)).to(tl.float32)
-    coef_out = (g * tl.load(stats_ptr + b * 4 + 3)).to(tl.float32)
+    shift_in = tl.load(stats_ptr + b * sstb)  # float64
+    shift_out = tl.load(stats_ptr + b * sstb + 1)
+    g = tl.load(g_ptr + b * sggb).to(tl.float64)
+    coef_in = (g * tl.load(stats_ptr + b * sstb + 2)).to(tl.float32)
+    coef_out = (g * tl.load(stats_ptr + b * sstb + 3)).to(tl.float32)
+    w_pos = 1.0
+    w_neg = 1.0
+    if ESTIMATOR == 2:
+        w_pos = tl.load(w_ptr)
+        w_neg = tl.load(w_ptr + 1)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         inside, outside = omega_tile(
-            lab_ptr, mask_ptr, b, rows, cols, N, K, tol, slb, sln, slk, sqb, sqn, sqm, HAS_MASK, BLOCK_R, BLOCK_C
-        )
+            lab_ptr, mask_ptr, grp_ptr, b, rows, cols, N, K, tol, slb, sln, slk, sqb, sqn, sqm, sgb, sgn,
+            HAS_MASK, HAS_GROUPS, BLOCK_R, BLOCK_C,
+        )  # fmt: skip
         valid = (rows < N)[:, None] & (cols < N)[None, :]
         x = tl.load(m_ptr + b * smb + rows[:, None] * smn + cols[None, :] * smm, mask=valid, other=0.0)
         if ESTIMATOR == 0:
@@ -156,6 +215,12 @@ def _csmi_backward_kernel(
             x64 = x.to(tl.float64)
             w_in = tl.exp(tl.where(inside, (-x64 - shift_in).to(tl.float32), float("-inf")))
             w_out = tl.exp(tl.where(outside, (x64 - shift_out).to(tl.float32), float("-inf")))
+        elif ESTIMATOR == 2:
+            # as cs with the exponents -w₊ m and w₋ m, rounded to float32 as in the forward
+            z_in = (-w_pos * x).to(tl.float64)
+            z_out = (w_neg * x).to(tl.float64)
+            w_in = tl.exp(tl.where(inside, (z_in - shift_in).to(tl.float32), float("-inf")))
+            w_out = tl.exp(tl.where(outside, (z_out - shift_out).to(tl.float32), float("-inf")))
         else:
             w_in = _sigmoid(-x)
             w_out = _sigmoid(x)
@@ -163,74 +228,114 @@ def _csmi_backward_kernel(
         tl.store(dm_ptr + b * sdb + rows[:, None] * sdn + cols[None, :] * sdm, dm, mask=valid)
 
 
-def _pairs_args(labels, mask, device):
-    """Kernel arguments for Ω: ``(lab, mask, K, label strides, mask strides)``."""
+def _pairs_args(labels, mask, groups, device):
+    """Kernel arguments for Ω and the groups: ``(lab, mask, grp, K, label strides, mask strides, group strides)``."""
     dummy = torch.empty(1, dtype=torch.int64, device=device)
+    grp, grp_strides = (groups, groups.stride()) if groups is not None else (dummy, (0, 0))
     if mask is not None:
         mask_t = mask.view(torch.uint8)
-        return dummy, mask_t, 0, (0, 0, 0), mask_t.stride()
-    return labels, dummy, labels.shape[-1], labels.stride(), (0, 0, 0)
+        return dummy, mask_t, grp, 0, (0, 0, 0), mask_t.stride(), grp_strides
+    return labels, dummy, grp, labels.shape[-1], labels.stride(), (0, 0, 0), grp_strides
 
 
-def _side_stats(mx, sm, cnt, estimator, mean):
-    """Per-problem (value, shift, scale) of one side from (B, P) float64 partials."""
+def _side_stats(mx, sm, cnt, estimator, mean, spread=None, w=None):
+    """Per-problem (value, shift, scale, dI/dw) of one side from (B, P) float64 partials (dI/dw: ms only).
+
+    ms: ``w`` is the side's scale (a float64 0-d tensor); the value is ``softplus(L) / w``.
+    """
     nonempty = cnt > 0
-    if estimator == "cs":
+    if estimator != "jsd":
         big = mx.amax(dim=-1)
         big = torch.where(nonempty, big, torch.zeros_like(big))
-        total = (sm * torch.exp(mx - big[:, None])).sum(dim=-1)
-        lse = torch.log(torch.where(nonempty, total, torch.ones_like(total))) + big
-        arg = lse - torch.log(cnt.clamp_min(1)) if mean else lse
+        rel = torch.exp(mx - big[:, None])
+        total = (sm * rel).sum(dim=-1)
+        total = torch.where(nonempty, total, torch.ones_like(total))
+        lse = torch.log(total) + big
+        log_n = torch.log(cnt.clamp_min(1)) if mean else torch.zeros_like(lse)
+        arg = lse - log_n
         value = torch.where(nonempty, torch.logaddexp(arg, torch.zeros_like(arg)), torch.zeros_like(arg))
         scale = torch.where(nonempty, torch.sigmoid(arg), torch.zeros_like(arg))
-        return value, torch.where(nonempty, lse, torch.zeros_like(lse)), scale
+        shift = torch.where(nonempty, lse, torch.zeros_like(lse))
+        if estimator == "cs":
+            return value, shift, scale, None
+        # H = E_p[lse - x] = log(total) + Σ_p e^{max_p - big} (spread_p + (big - max_p) sum_p) / total, terms >= 0
+        gap = torch.where(sm > 0, big[:, None] - mx, torch.zeros_like(mx))  # programs without members: 0
+        carried = rel * (spread + gap * sm)
+        entropy = torch.log(total) + carried.sum(dim=-1) / total
+        t = torch.exp(-arg.abs())
+        binary = torch.log1p(t) + arg.abs() * t / (1.0 + t)  # softplus(L) - σ(L) L
+        grad_w = torch.where(nonempty, (binary + scale * (entropy - log_n)) / (w * w), torch.zeros_like(arg))
+        return value / w, shift, scale, grad_w
     total = sm.sum(dim=-1)
     den = cnt.clamp_min(1) if mean else torch.ones_like(cnt)
-    return total / den, torch.zeros_like(total), torch.where(nonempty, 1.0 / den, torch.zeros_like(den))
+    return total / den, torch.zeros_like(total), torch.where(nonempty, 1.0 / den, torch.zeros_like(den)), None
 
 
-def csmi_forward(m, labels, mask, tolerance, estimator, reduction):
-    """Launcher on float32 ``m (B, N, N)``: returns ``(I (B,) float64, stats (B, 4) float64)``."""
+def csmi_forward(m, labels, mask, tolerance, estimator, reduction, groups=None, w=None):
+    """Launcher on float32 ``m (B, N, N)``: returns ``(I (B,) float64, stats (B, 4) float64)``.
+
+    ms: ``w`` is the float32 ``(2,)`` tensor ``[w₊, w₋]`` and stats are ``(B, 6)``: the four of cs, then
+    ``dI/dw₊, dI/dw₋`` per problem.
+    """
     bsz, n, _ = m.shape
-    block_r, block_c = _tiles(n)
+    block_r, block_c = _tiles(n, estimator == "ms" or groups is not None)
     programs = triton.cdiv(n, block_r)
     part = torch.empty((bsz, programs, PARTIALS), dtype=torch.float32, device=m.device)
-    lab_t, mask_t, k, lab_strides, mask_strides = _pairs_args(labels, mask, m.device)
+    lab_t, mask_t, grp_t, k, lab_strides, mask_strides, grp_strides = _pairs_args(labels, mask, groups, m.device)
     if bsz > 0:
         _csmi_forward_kernel[(programs, bsz)](
-            m, lab_t, mask_t, part, n, k, tolerance, *m.stride(), *lab_strides, *mask_strides,
-            ESTIMATOR=ESTIMATOR_CODES[estimator], HAS_MASK=mask is not None, BLOCK_R=block_r, BLOCK_C=block_c,
+            m, lab_t, mask_t, grp_t, w if w is not None else m, part, n, k, tolerance,
+            *m.stride(), *lab_strides, *mask_strides, *grp_strides,
+            ESTIMATOR=ESTIMATOR_CODES[estimator], HAS_MASK=mask is not None, HAS_GROUPS=groups is not None,
+            BLOCK_R=block_r, BLOCK_C=block_c,
         )  # fmt: skip
     part = part.double()
     mean = reduction == "mean"
     cnt_in, cnt_out = part[..., 4].sum(-1), part[..., 5].sum(-1)
-    v_in, shift_in, scale_in = _side_stats(part[..., 0], part[..., 1], cnt_in, estimator, mean)
-    v_out, shift_out, scale_out = _side_stats(part[..., 2], part[..., 3], cnt_out, estimator, mean)
+    if estimator == "ms":
+        w64 = w.double()
+        v_in, shift_in, scale_in, dw_pos = _side_stats(
+            part[..., 0], part[..., 1], cnt_in, estimator, mean, part[..., 6], w64[0]
+        )
+        v_out, shift_out, scale_out, dw_neg = _side_stats(
+            part[..., 2], part[..., 3], cnt_out, estimator, mean, part[..., 7], w64[1]
+        )
+        stats = torch.stack([shift_in, shift_out, scale_in, scale_out, dw_pos, dw_neg], dim=-1)
+        return -v_in - v_out, stats
+    v_in, shift_in, scale_in, _ = _side_stats(part[..., 0], part[..., 1], cnt_in, estimator, mean)
+    v_out, shift_out, scale_out, _ = _side_stats(part[..., 2], part[..., 3], cnt_out, estimator, mean)
     return -v_in - v_out, torch.stack([shift_in, shift_out, scale_in, scale_out], dim=-1)
 
 
-def csmi_backward(grad, m, labels, mask, stats, tolerance, estimator):
+def csmi_backward(grad, m, labels, mask, stats, tolerance, estimator, groups=None, w=None):
     """``dI/dm`` (float32 ``(B, N, N)``) weighted by ``grad (B,)``."""
     bsz, n, _ = m.shape
     dm = torch.empty((bsz, n, n), dtype=torch.float32, device=m.device)
     if bsz == 0:
         return dm
-    block_r, block_c = _tiles(n)
-    lab_t, mask_t, k, lab_strides, mask_strides = _pairs_args(labels, mask, m.device)
+    block_r, block_c = _tiles(n, estimator == "ms" or groups is not None)
+    lab_t, mask_t, grp_t, k, lab_strides, mask_strides, grp_strides = _pairs_args(labels, mask, groups, m.device)
     _csmi_backward_kernel[(triton.cdiv(n, block_r), bsz)](
-        m, lab_t, mask_t, stats, grad, dm, n, k, tolerance,
-        *m.stride(), *lab_strides, *mask_strides, grad.stride(0), *dm.stride(),
-        ESTIMATOR=ESTIMATOR_CODES[estimator], HAS_MASK=mask is not None, BLOCK_R=block_r, BLOCK_C=block_c,
+        m, lab_t, mask_t, grp_t, w if w is not None else m, stats, grad, dm, n, k, tolerance,
+        *m.stride(), *lab_strides, *mask_strides, *grp_strides, stats.stride(0), grad.stride(0), *dm.stride(),
+        ESTIMATOR=ESTIMATOR_CODES[estimator], HAS_MASK=mask is not None, HAS_GROUPS=groups is not None,
+        BLOCK_R=block_r, BLOCK_C=block_c,
     )  # fmt: skip
     return dm
 
 
-def _flat(m, labels, mask):
+def _flat(m, labels, mask, groups=None):
     n = m.shape[-1]
     mb = m.reshape(-1, n, n).float()
     lab = labels.reshape(-1, n, labels.shape[-1]) if labels is not None else None
     msk = mask.reshape(-1, n, n) if mask is not None else None
-    return mb, lab, msk
+    grp = groups.reshape(-1, n) if groups is not None else None
+    return mb, lab, msk, grp
+
+
+def _scales(w_pos, w_neg):
+    """``[w₊, w₋]`` as the kernels' float32 ``(2,)`` tensor (None when the estimator has no scales)."""
+    return None if w_pos is None else torch.stack([w_pos.reshape(()), w_neg.reshape(())]).float()
 
 
 @torch.library.custom_op(OP, mutates_args=())
@@ -241,17 +346,23 @@ def cross_sample_mi_op(
     tolerance: int,
     estimator: str,
     reduction: str,
+    groups: torch.Tensor | None = None,
+    w_pos: torch.Tensor | None = None,
+    w_neg: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(I, stats)``: I in m's dtype, the per-problem float64 statistics of the backward (non-differentiable)."""
-    mb, lab, msk = _flat(m, labels, mask)
-    value, stats = csmi_forward(mb, lab, msk, tolerance, estimator, reduction)
+    """``(I, stats)``: I in m's dtype, the per-problem float64 statistics of the backward (non-differentiable).
+
+    ``w_pos``/``w_neg`` (0-d tensors) are the ms scales; None for cs and jsd.
+    """
+    mb, lab, msk, grp = _flat(m, labels, mask, groups)
+    value, stats = csmi_forward(mb, lab, msk, tolerance, estimator, reduction, grp, _scales(w_pos, w_neg))
     return value.reshape(m.shape[:-2]).to(m.dtype), stats
 
 
 @cross_sample_mi_op.register_fake
-def _(m, labels, mask, tolerance, estimator, reduction):
+def _(m, labels, mask, tolerance, estimator, reduction, groups=None, w_pos=None, w_neg=None):
     problems = math.prod(m.shape[:-2])
-    return m.new_empty(m.shape[:-2]), m.new_empty((problems, 4), dtype=torch.float64)
+    return m.new_empty(m.shape[:-2]), m.new_empty((problems, 6 if estimator == "ms" else 4), dtype=torch.float64)
 
 
 @torch.library.custom_op(OP + "_backward", mutates_args=())
@@ -263,34 +374,57 @@ def cross_sample_mi_backward_op(
     stats: torch.Tensor,
     tolerance: int,
     estimator: str,
+    groups: torch.Tensor | None = None,
+    w_pos: torch.Tensor | None = None,
+    w_neg: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    mb, lab, msk = _flat(m, labels, mask)
-    dm = csmi_backward(grad.reshape(-1).float(), mb, lab, msk, stats.contiguous(), tolerance, estimator)
+    mb, lab, msk, grp = _flat(m, labels, mask, groups)
+    g = grad.reshape(-1).float()
+    dm = csmi_backward(g, mb, lab, msk, stats.contiguous(), tolerance, estimator, grp, _scales(w_pos, w_neg))
     return dm.reshape(m.shape).to(m.dtype)
 
 
 @cross_sample_mi_backward_op.register_fake
-def _(grad, m, labels, mask, stats, tolerance, estimator):
+def _(grad, m, labels, mask, stats, tolerance, estimator, groups=None, w_pos=None, w_neg=None):
     return torch.empty_like(m)
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    m, labels, mask, tolerance, estimator, _ = inputs
+    m, labels, mask, tolerance, estimator, _, groups, w_pos, w_neg = inputs
     ctx.mark_non_differentiable(output[1])
-    ctx.save_for_backward(m, labels, mask, output[1])
+    ctx.save_for_backward(m, labels, mask, groups, w_pos, w_neg, output[1])
     ctx.options = (tolerance, estimator)
 
 
 def _backward(ctx, grad, _grad_stats):
-    m, labels, mask, stats = ctx.saved_tensors
+    m, labels, mask, groups, w_pos, w_neg, stats = ctx.saved_tensors
     tolerance, estimator = ctx.options
-    grad_m = cross_sample_mi_backward_op(grad, m, labels, mask, stats, tolerance, estimator)
-    return grad_m, None, None, None, None, None
+    grad_m = cross_sample_mi_backward_op(grad, m, labels, mask, stats, tolerance, estimator, groups, w_pos, w_neg)
+    grad_w_pos = grad_w_neg = None
+    if estimator == "ms":
+        g = grad.reshape(-1).double()
+        grad_w_pos = (g * stats[:, 4]).sum().to(w_pos.dtype)
+        grad_w_neg = (g * stats[:, 5]).sum().to(w_neg.dtype)
+    return grad_m, None, None, None, None, None, None, grad_w_pos, grad_w_neg
 
 
 cross_sample_mi_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def cross_sample_mi(m, labels, mask, tolerance, estimator, reduction):
+def scale_tensors(estimator, w_pos, w_neg, like):
+    """The ms scales as 0-d tensors ``(w₊, w₋)`` (``w₋`` None: the same tensor as ``w₊``); else ``(None, None)``."""
+    if estimator != "ms":
+        return None, None
+    if not isinstance(w_pos, torch.Tensor):
+        w_pos = torch.tensor(float(w_pos), dtype=torch.float32, device=like.device)
+    if w_neg is None:
+        return w_pos, w_pos
+    if not isinstance(w_neg, torch.Tensor):
+        w_neg = torch.tensor(float(w_neg), dtype=torch.float32, device=like.device)
+    return w_pos, w_neg
+
+
+def cross_sample_mi(m, labels, mask, tolerance, estimator, reduction, groups=None, w_pos=1.0, w_neg=None):
     """Triton estimator loss from pair scores; arguments as the public op after validation (labels (..., N, K))."""
-    return cross_sample_mi_op(m, labels, mask, int(tolerance), estimator, reduction)[0]
+    w_pos, w_neg = scale_tensors(estimator, w_pos, w_neg, m)
+    return cross_sample_mi_op(m, labels, mask, int(tolerance), estimator, reduction, groups, w_pos, w_neg)[0]

@@ -4,7 +4,10 @@ Small-N regime (one program per problem, everything on chip): a single kernel no
 builds ``Sc = un vn^T``, the adjacencies ``Ey = softmax(tau_y un un^T)``, ``Eb``, the RWR solve in
 product form ``W = (I + A)(I + A^2)...`` (``A = cE``, k factors with ``c^(2^k)/(1-c) <= 1e-8``, GEMMs
 at the backend dot precision, _common), the renormalised rows R, the symmetric cross-entropy, the
-critic M, Ω from the labels (or the explicit mask) and the masked log-sum-exp / softplus reduction.
+critic M, Ω from the labels (or the explicit mask), the optional groups (only pairs within one group count)
+and the masked log-sum-exp / softplus reduction. ``estimator="ms"`` scores the unscaled similarity with
+``w₊ = alpha`` on Ω and ``w₋ = alpha_neg`` off Ω; their gradients come from the entropy form of
+:mod:`csad_kernels.triton.cross_sample_mi`.
 The backward kernel (the same kernel with ``BACKWARD=True``) recomputes that forward in registers,
 so no N×N buffer is saved between forward and backward, and then runs the whole chain rule on chip:
 loss weights -> dM -> dalpha, dSc, dSs -> dR -> renormalisation -> ``dE = c Wᵀ dW Wᵀ`` -> softmax
@@ -28,6 +31,7 @@ from csad_kernels.triton._common import (
     block,
     dot_precision,
     interpreted,
+    log1p_small,
     normalize_rows,
     normalize_rows_backward,
     num_factors,
@@ -38,7 +42,7 @@ from csad_kernels.triton._common import (
 
 OP = "csad_triton::cs_mutual_information"
 SIMILARITY_CODES = {"joint": 0, "content": 1, "structural": 2}
-ESTIMATOR_CODES = {"cs": 0, "jsd": 1}
+ESTIMATOR_CODES = {"cs": 0, "jsd": 1, "ms": 2}
 TINY: tl.constexpr = tl.constexpr(1.1754943508222875e-38)
 
 
@@ -96,19 +100,33 @@ def _rwr_backward(dr, r, w, s, c, valid2, PRECISION: tl.constexpr):
 
 @triton.jit
 def _lse_side(x, member, MEAN: tl.constexpr):
-    """``(log(1 + mean_member e^x), d/dx)``; an empty side gives 0 with zero gradients."""
+    """``(log(1 + mean_member e^x), d/dx, D)``; an empty side gives 0 with zero gradients.
+
+    ``D = softplus(L) - Σ (d/dx) x`` (``L`` the softplus argument) gives the ms scale's gradient,
+    ``d/dw [-softplus(L(w x)) / w] = D / w²``; it is formed as ``h(L) + σ(L) (H - log n)`` with
+    ``h(L) = softplus(L) - σ(L) L`` and ``H = E_p[lse - x] >= 0``: sums of non-negative terms.
+    """
     cnt = tl.sum(tl.sum(tl.where(member, 1.0, 0.0), axis=1), axis=0)
     nonempty = cnt > 0.0
     mx = tl.max(tl.max(tl.where(member, x, float("-inf")), axis=1), axis=0)
     mx = tl.where(nonempty, mx, 0.0)
     ex = tl.where(member, tl.exp(tl.where(member, x, mx) - mx), 0.0)
     total = tl.sum(tl.sum(ex, axis=1), axis=0)
-    lse = tl.log(tl.where(nonempty, total, 1.0)) + mx
+    safe_total = tl.where(nonempty, total, 1.0)
+    lse = tl.log(safe_total) + mx
+    log_n = 0.0
     if MEAN:
-        lse = lse - tl.log(tl.maximum(cnt, 1.0))
+        log_n = tl.log(tl.maximum(cnt, 1.0))
+    lse = lse - log_n
     value = tl.where(nonempty, softplus(lse), 0.0)
-    weight = tl.where(nonempty, sigmoid(lse) / tl.where(nonempty, total, 1.0), 0.0)
-    return value, ex * weight
+    scale = sigmoid(lse)
+    weight = tl.where(nonempty, scale / safe_total, 0.0)
+    spread = tl.sum(tl.sum(tl.where(member, ex * (mx - x), 0.0), axis=1), axis=0)
+    entropy = tl.log(safe_total) + spread / safe_total
+    t = tl.exp(-tl.abs(lse))
+    binary = log1p_small(t) + tl.abs(lse) * t / (1.0 + t)
+    dscale = tl.where(nonempty, binary + scale * (entropy - log_n), 0.0)
+    return value, ex * weight, dscale
 
 
 @triton.jit
@@ -123,10 +141,11 @@ def _softplus_side(x, member, MEAN: tl.constexpr):
 
 @triton.jit
 def _csmi_small_kernel(
-    u_ptr, v_ptr, lab_ptr, mask_ptr, par_ptr, out_ptr, gout_ptr, du_ptr, dv_ptr, dpar_ptr,
+    u_ptr, v_ptr, lab_ptr, mask_ptr, grp_ptr, par_ptr, out_ptr, gout_ptr, du_ptr, dv_ptr, dpar_ptr,
     N, D, K, tol, c,
-    sub, sun, sud, svb, svn, svd, slb, sln, slk, smb, smn, smm, sgb,
+    sub, sun, sud, svb, svn, svd, slb, sln, slk, smb, smn, smm, sqb, sqn, sgb,
     SIMILARITY: tl.constexpr, ESTIMATOR: tl.constexpr, MEAN: tl.constexpr, HAS_MASK: tl.constexpr,
+    HAS_GROUPS: tl.constexpr,
     NUM_FACTORS: tl.constexpr, BACKWARD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     EPS: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
@@ -143,8 +162,9 @@ def _csmi_small_kernel(
     alpha = tl.load(par_ptr)
     tau_y = tl.load(par_ptr + 1)
     tau_b = tl.load(par_ptr + 2)
+    alpha_neg = tl.load(par_ptr + 3)
 
-    # ---- critic M = alpha * S
+    # ---- critic M = alpha * S (ms: M = S, scaled by alpha on Ω and alpha_neg off Ω below)
     s = tl.zeros((BLOCK_N, BLOCK_N), dtype=tl.float32)
     if SIMILARITY != 2:
         s += tl.dot(un, tl.trans(vn), input_precision=PRECISION)
@@ -158,7 +178,9 @@ def _csmi_small_kernel(
         s += 0.5 * (
             tl.dot(ry, tl.trans(lb), input_precision=PRECISION) + tl.dot(ly, tl.trans(rb), input_precision=PRECISION)
         )
-    m = alpha * s
+    m = s
+    if ESTIMATOR != 2:
+        m = alpha * s
 
     # ---- Ω, built from the labels in registers (or read from the explicit mask)
     if HAS_MASK:
@@ -169,13 +191,23 @@ def _csmi_small_kernel(
             lab = tl.load(lab_ptr + b * slb + idx * sln + k * slk, mask=valid, other=0)
             diff = tl.maximum(diff, tl.abs(lab[:, None] - lab[None, :]))
         om = diff <= tol
-    inside = om & valid2
-    outside = (om == 0) & valid2
+    counted = valid2
+    if HAS_GROUPS:
+        grp = tl.load(grp_ptr + b * sqb + idx * sqn, mask=valid, other=0)
+        counted = counted & (grp[:, None] == grp[None, :])
+    inside = om & counted
+    outside = (om == 0) & counted
 
     # ---- I = -side(Ω, -M) - side(¬Ω, M); dI/dM = w_in - w_out
+    # (ms: I = -side(Ω, -alpha S) / alpha - side(¬Ω, alpha_neg S) / alpha_neg; dI/dS = w_in - w_out too)
     if ESTIMATOR == 0:
-        val_in, w_in = _lse_side(-m, inside, MEAN)
-        val_out, w_out = _lse_side(m, outside, MEAN)
+        val_in, w_in, _d_in = _lse_side(-m, inside, MEAN)
+        val_out, w_out, _d_out = _lse_side(m, outside, MEAN)
+    elif ESTIMATOR == 2:
+        val_in, w_in, d_in = _lse_side(-alpha * m, inside, MEAN)
+        val_out, w_out, d_out = _lse_side(alpha_neg * m, outside, MEAN)
+        val_in = val_in / alpha
+        val_out = val_out / alpha_neg
     else:
         val_in, w_in = _softplus_side(-m, inside, MEAN)
         val_out, w_out = _softplus_side(m, outside, MEAN)
@@ -184,8 +216,14 @@ def _csmi_small_kernel(
     else:
         go = tl.load(gout_ptr + b * sgb)
         gm = go * (w_in - w_out)
-        dalpha = tl.sum(tl.sum(gm * s, axis=1), axis=0)
-        gs = alpha * gm
+        if ESTIMATOR == 2:
+            dalpha = go * d_in / (alpha * alpha)
+            dalpha_neg = go * d_out / (alpha_neg * alpha_neg)
+            gs = gm
+        else:
+            dalpha = tl.sum(tl.sum(gm * s, axis=1), axis=0)
+            dalpha_neg = 0.0
+            gs = alpha * gm
         dun = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
         dvn = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
         dtau_y = 0.0
@@ -221,15 +259,17 @@ def _csmi_small_kernel(
         out_rows = b * N * D + idx[:, None] * D + rd[None, :]
         tl.store(du_ptr + out_rows, du, mask=rows_mask)
         tl.store(dv_ptr + out_rows, dv, mask=rows_mask)
-        tl.store(dpar_ptr + b * 3, dalpha)
-        tl.store(dpar_ptr + b * 3 + 1, dtau_y)
-        tl.store(dpar_ptr + b * 3 + 2, dtau_b)
+        tl.store(dpar_ptr + b * 4, dalpha)
+        tl.store(dpar_ptr + b * 4 + 1, dtau_y)
+        tl.store(dpar_ptr + b * 4 + 2, dtau_b)
+        tl.store(dpar_ptr + b * 4 + 3, dalpha_neg)
 
 
-def _launch_small(u, v, labels, mask, tolerance, params, c, similarity, estimator, reduction, gout=None):
+def _launch_small(u, v, labels, mask, groups, tolerance, params, c, similarity, estimator, reduction, gout=None):
     """Runs the one-program-per-problem kernel on ``(B, N, d)`` float32 inputs.
 
-    Forward (``gout`` None): returns ``I`` of shape (B,). Backward: returns ``(du, dv, dparams (B, 3))``.
+    ``params`` is ``[alpha, tau_y, tau_b, alpha_neg]`` (alpha_neg: ms only). Forward (``gout`` None): returns
+    ``I`` of shape (B,). Backward: returns ``(du, dv, dparams (B, 4))``.
     """
     bsz, n, d = u.shape
     device = u.device
@@ -241,35 +281,38 @@ def _launch_small(u, v, labels, mask, tolerance, params, c, similarity, estimato
     else:
         mask_t, lab_t, k = dummy, labels, labels.shape[-1]
         lab_strides, mask_strides = labels.stride(), (0, 0, 0)
+    grp_t, grp_strides = (groups, groups.stride()) if groups is not None else (dummy, (0, 0))
     out = torch.empty(bsz, dtype=torch.float32, device=device)
     if backward:
         du = torch.empty((bsz, n, d), dtype=torch.float32, device=device)
         dv = torch.empty_like(du)
-        dpar = torch.empty((bsz, 3), dtype=torch.float32, device=device)
+        dpar = torch.empty((bsz, 4), dtype=torch.float32, device=device)
         gout_t, sgb = gout, gout.stride(0)
     else:
         du = dv = dpar = gout_t = out
         sgb = 0
     block_n = block(n)
     _csmi_small_kernel[(bsz,)](
-        u, v, lab_t, mask_t, params, out, gout_t, du, dv, dpar,
+        u, v, lab_t, mask_t, grp_t, params, out, gout_t, du, dv, dpar,
         n, d, k, tolerance, c,
-        *u.stride(), *v.stride(), *lab_strides, *mask_strides, sgb,
+        *u.stride(), *v.stride(), *lab_strides, *mask_strides, *grp_strides, sgb,
         SIMILARITY=SIMILARITY_CODES[similarity], ESTIMATOR=ESTIMATOR_CODES[estimator], MEAN=reduction == "mean",
-        HAS_MASK=mask is not None, NUM_FACTORS=num_factors(c), BACKWARD=backward,
+        HAS_MASK=mask is not None, HAS_GROUPS=groups is not None, NUM_FACTORS=num_factors(c), BACKWARD=backward,
         BLOCK_N=block_n, BLOCK_D=block(d), EPS=NORM_EPS, PRECISION=dot_precision(),
         num_warps=4 if block_n <= 32 else 8,
     )  # fmt: skip
     return (du, dv, dpar) if backward else out
 
 
-def _flat(u, v, labels, mask, alpha, tau_y, tau_b):
+def _flat(u, v, labels, mask, groups, alpha, tau_y, tau_b, alpha_neg):
     n, d = u.shape[-2:]
     ub, vb = u.reshape(-1, n, d).float(), v.reshape(-1, n, d).float()
     lab = labels.reshape(-1, n, labels.shape[-1]) if labels is not None else None
     msk = mask.reshape(-1, n, n) if mask is not None else None
-    params = torch.stack([alpha.reshape(()), tau_y.reshape(()), tau_b.reshape(())]).float()
-    return ub, vb, lab, msk, params
+    grp = groups.reshape(-1, n) if groups is not None else None
+    neg = alpha if alpha_neg is None else alpha_neg
+    params = torch.stack([alpha.reshape(()), tau_y.reshape(()), tau_b.reshape(()), neg.reshape(())]).float()
+    return ub, vb, lab, msk, grp, params
 
 
 @torch.library.custom_op(OP, mutates_args=())
@@ -286,14 +329,18 @@ def cs_mutual_information_op(
     similarity: str,
     estimator: str,
     reduction: str,
+    groups: torch.Tensor | None = None,
+    alpha_neg: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    ub, vb, lab, msk, params = _flat(u, v, labels, mask, alpha, tau_y, tau_b)
-    out = _launch_small(ub, vb, lab, msk, tolerance, params, c, similarity, estimator, reduction)
+    """``I``; ``groups (..., N)`` restricts the pairs; ``alpha_neg`` is w₋ of ms (None: alpha)."""
+    ub, vb, lab, msk, grp, params = _flat(u, v, labels, mask, groups, alpha, tau_y, tau_b, alpha_neg)
+    out = _launch_small(ub, vb, lab, msk, grp, tolerance, params, c, similarity, estimator, reduction)
     return out.reshape(u.shape[:-2]).to(u.dtype)
 
 
 @cs_mutual_information_op.register_fake
-def _(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction):
+def _(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction, groups=None,
+      alpha_neg=None):  # fmt: skip
     return u.new_empty(u.shape[:-2])
 
 
@@ -312,40 +359,49 @@ def cs_mutual_information_backward_op(
     similarity: str,
     estimator: str,
     reduction: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    ub, vb, lab, msk, params = _flat(u, v, labels, mask, alpha, tau_y, tau_b)
+    groups: torch.Tensor | None = None,
+    alpha_neg: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(du, dv, dalpha, dtau_y, dtau_b, dalpha_neg)``; dalpha_neg is 0 (in alpha's dtype) without alpha_neg."""
+    ub, vb, lab, msk, grp, params = _flat(u, v, labels, mask, groups, alpha, tau_y, tau_b, alpha_neg)
     gout = grad.reshape(-1).float()
-    du, dv, dpar = _launch_small(ub, vb, lab, msk, tolerance, params, c, similarity, estimator, reduction, gout)
+    du, dv, dpar = _launch_small(ub, vb, lab, msk, grp, tolerance, params, c, similarity, estimator, reduction, gout)
     dpar = dpar.sum(0)
+    neg = alpha if alpha_neg is None else alpha_neg
     return (
         du.reshape(u.shape).to(u.dtype),
         dv.reshape(v.shape).to(v.dtype),
         dpar[0].to(alpha.dtype, copy=True),
         dpar[1].to(tau_y.dtype, copy=True),
         dpar[2].to(tau_b.dtype, copy=True),
+        dpar[3].to(neg.dtype, copy=True),
     )
 
 
 @cs_mutual_information_backward_op.register_fake
-def _(grad, u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction):
-    return tuple(torch.empty_like(t) for t in (u, v, alpha, tau_y, tau_b))
+def _(grad, u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction, groups=None,
+      alpha_neg=None):  # fmt: skip
+    neg = alpha if alpha_neg is None else alpha_neg
+    return tuple(torch.empty_like(t) for t in (u, v, alpha, tau_y, tau_b, neg))
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction = inputs
-    ctx.save_for_backward(u, v, labels, mask, alpha, tau_y, tau_b)
+    u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction, groups, alpha_neg = inputs
+    ctx.save_for_backward(u, v, labels, mask, alpha, tau_y, tau_b, groups, alpha_neg)
     ctx.options = (tolerance, c, similarity, estimator, reduction)
 
 
 def _backward(ctx, grad):
-    u, v, labels, mask, alpha, tau_y, tau_b = ctx.saved_tensors
+    u, v, labels, mask, alpha, tau_y, tau_b, groups, alpha_neg = ctx.saved_tensors
     tolerance, c, similarity, estimator, reduction = ctx.options
-    du, dv, dalpha, dtau_y, dtau_b = cs_mutual_information_backward_op(
-        grad, u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction
+    du, dv, dalpha, dtau_y, dtau_b, dalpha_neg = cs_mutual_information_backward_op(
+        grad, u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction, groups, alpha_neg
     )
     if similarity == "content":  # the graphs are not used: no gradient, as in the reference
         dtau_y = dtau_b = None
-    return du, dv, None, None, None, dalpha, dtau_y, dtau_b, None, None, None, None
+    if alpha_neg is None:
+        dalpha_neg = None
+    return du, dv, None, None, None, dalpha, dtau_y, dtau_b, None, None, None, None, None, dalpha_neg
 
 
 cs_mutual_information_op.register_autograd(_backward, setup_context=_setup_context)
@@ -357,14 +413,15 @@ def _scalar_tensor(value, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(float(value), dtype=torch.float32, device=like.device)
 
 
-def _tiled(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction):
+def _tiled(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction, groups, alpha_neg):
     """Large-N regime: tiled multi-program Triton ops chained under autograd.
 
     ``Sc`` by the tiled cosine kernel; each graph ``E = softmax_rows(tau xn xnᵀ)`` by one fused kernel from
     the rows, normalised in registers (online softmax, the Gram matrix never written, E recomputed in the backward from
     per-row statistics); the RWR solve (product form, W saved for the backward) and the symmetric
-    cross-entropy as tiled kernels; ``M = alpha (Sc + Ss)``; the masked loss by the tiled cross_sample_mi
-    kernel, which builds Ω from the labels tile by tile (no N×N mask is materialised).
+    cross-entropy as tiled kernels; ``M = alpha (Sc + Ss)`` (ms: ``M = Sc + Ss``, alpha and alpha_neg go to the
+    loss as w₊, w₋); the masked loss by the tiled cross_sample_mi kernel, which builds Ω and the groups from the
+    labels tile by tile (no N×N mask is materialised).
     """
 
     from csad_kernels.triton.cosine_similarity import cosine_similarity
@@ -382,19 +439,28 @@ def _tiled(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, es
         r_y, r_b = rwr(gram_softmax(torch.stack([uc, vc]), torch.stack([tau_y.float(), tau_b.float()])), c).unbind(0)
         structural = symmetric_cross_entropy(r_y, r_b)
         scores = structural if scores is None else scores + structural
+    if estimator == "ms":  # the unscaled similarity; alpha, alpha_neg are the loss's w₊, w₋
+        out = cross_sample_mi_op(scores, labels, mask, tolerance, estimator, reduction, groups, alpha, alpha_neg)
+        return out[0].to(u.dtype)
     m = alpha.float() * scores
-    return cross_sample_mi_op(m, labels, mask, tolerance, estimator, reduction)[0].to(u.dtype)
+    return cross_sample_mi_op(m, labels, mask, tolerance, estimator, reduction, groups)[0].to(u.dtype)
 
 
-def cs_mutual_information(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction):
+def cs_mutual_information(
+    u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction, groups=None, alpha_neg=None
+):
     """Triton estimator; the signature of the registered kernels (see csad_kernels.api).
 
-    N <= small_n_limit(): the fused one-program-per-problem kernel; larger N: the tiled ops.
+    N <= small_n_limit(): the fused one-program-per-problem kernel; larger N: the tiled ops. ms: ``alpha_neg``
+    None means the same tensor as ``alpha`` (both scales then add their gradients to it).
     """
+    alpha = _scalar_tensor(alpha, u)
+    if estimator == "ms":
+        alpha_neg = alpha if alpha_neg is None else _scalar_tensor(alpha_neg, u)
     if u.shape[-2] > small_n_limit():
         return _tiled(
-            u, v, labels, mask, int(tolerance), _scalar_tensor(alpha, u), _scalar_tensor(tau_y, u),
-            _scalar_tensor(tau_b, u), float(c), similarity, estimator, reduction,
+            u, v, labels, mask, int(tolerance), alpha, _scalar_tensor(tau_y, u),
+            _scalar_tensor(tau_b, u), float(c), similarity, estimator, reduction, groups, alpha_neg,
         )  # fmt: skip
     return cs_mutual_information_op(
         u,
@@ -402,11 +468,13 @@ def cs_mutual_information(u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c,
         labels,
         mask,
         int(tolerance),
-        _scalar_tensor(alpha, u),
+        alpha,
         _scalar_tensor(tau_y, u),
         _scalar_tensor(tau_b, u),
         float(c),
         similarity,
         estimator,
         reduction,
+        groups,
+        alpha_neg,
     )
