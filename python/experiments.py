@@ -215,7 +215,8 @@ def _pyplot() -> Any:
     return plt
 
 
-ALL_METHODS = ("baseline", "blind_eye", "grad_reverse", "mi_label", "ad_jsd", "csad_content", "csad_struc", "csad")
+ALL_METHODS = ("baseline", "blind_eye", "grad_reverse", "mi_label", "ad_jsd", "csad_content", "csad_struc", "csad",
+               "csad_ms")
 
 EXPERIMENTS: dict[str, Experiment] = {
     "colored_mnist_sigma": Experiment(
@@ -226,7 +227,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     ),
     "adult": Experiment(
         "adult",
-        tuple(Cell(m, "gender+race", ("--bias", "both")) for m in ("baseline", "grad_reverse", "ad_jsd", "csad")),
+        tuple(Cell(m, "gender+race", ("--bias", "both")) for m in ("baseline", "grad_reverse", "ad_jsd", "csad",
+                                                                   "csad_ms")),
         ADULT_METRICS, lambda r, e: by_method_table(r, e, PAPER_TABLE5, (100.0,)), bar_plot,
         quick_cells=tuple(Cell(m, "gender+race", ("--bias", "both")) for m in ("baseline", "csad")),
         seed_flag="--split",
