@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from python.data.adult import ADULT_FEATURES
+from python.metrics import binary_rates
 
 METRIC_KEYS = (
     "balanced_accuracy",
@@ -57,10 +58,8 @@ def _predict(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -
 
 def _rates(predicted: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(TPR, TNR) of 0/1 ``predicted`` against ``y`` (both ``(n,)``); NaN where a class is absent."""
-    pos, neg = y == 1, y == 0
-    tpr = float((predicted[pos] == 1).double().mean()) if bool(pos.any()) else math.nan
-    tnr = float((predicted[neg] == 0).double().mean()) if bool(neg.any()) else math.nan
-    return tpr, tnr
+    rates = binary_rates(y, predicted)
+    return rates["tpr"], 1.0 - rates["fpr"]
 
 
 def group_gaps(predicted: torch.Tensor, y: torch.Tensor, group: torch.Tensor) -> tuple[float, float]:

@@ -1,10 +1,12 @@
-"""Metrics: AUC, AP, F1 and accuracy of the target, and bias leakage of frozen features (DESIGN §5)."""
+"""Metrics: AUC, AP, F1 and accuracy of the target, bias leakage of frozen features (DESIGN §5), and group fairness
+(per-group rates, demographic parity and equalized odds differences) with fairlearn's signature."""
 
 from __future__ import annotations
 
 import math
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -167,3 +169,126 @@ def within_bin_auc(scores: torch.Tensor, y: torch.Tensor, bins: torch.Tensor) ->
     means = torch.zeros(int(cell.max()) + 1, dtype=torch.float64).index_add_(0, cell, scores)
     means /= torch.bincount(cell).double()
     return roc_auc(scores - means[cell], y)
+
+
+# ----- group fairness with fairlearn's signature: f(y_true, y_pred, *, sensitive_features=...)
+
+GROUP_COLUMNS = ("count", "selection_rate", "accuracy", "tpr", "fpr")
+
+
+def binary_labels(values: Any, name: str) -> np.ndarray:
+    """``values`` (a list, numpy array, pandas Series or torch tensor of 0/1, True/False or 0.0/1.0) as a 1-d int64
+    array; ValueError naming ``name`` when it is not 1-d or holds anything else."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-d (one label per sample), got shape {array.shape}")
+    try:
+        numeric = array.astype(np.float64)
+    except (TypeError, ValueError):
+        numeric = None
+    if numeric is None or not np.isin(numeric, (0.0, 1.0)).all():
+        found = list(dict.fromkeys(array.tolist()))
+        raise ValueError(f"{name} must hold binary labels 0/1 (or True/False), got {len(found)} distinct values "
+                         f"{found[:6]}{' ...' if len(found) > 6 else ''}")
+    return numeric.astype(np.int64)
+
+
+def _label_pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    t, p = binary_labels(y_true, "y_true"), binary_labels(y_pred, "y_pred")
+    if len(p) != len(t):
+        raise ValueError(f"y_pred has {len(p)} entries, y_true {len(t)}: one prediction per sample")
+    return t, p
+
+
+def _ratio(part: int, whole: int) -> float:
+    return part / whole if whole else math.nan
+
+
+def _rates(t: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import confusion_matrix
+
+    n = len(t)
+    tn, fp, fn, tp = confusion_matrix(t, p, labels=[0, 1]).ravel().tolist() if n else (0, 0, 0, 0)
+    return {"count": n, "selection_rate": _ratio(tp + fp, n), "accuracy": _ratio(tp + tn, n),
+            "tpr": _ratio(tp, tp + fn), "fpr": _ratio(fp, fp + tn)}
+
+
+def binary_rates(y_true: Any, y_pred: Any) -> dict[str, float]:
+    """count, selection rate P(ŷ=1), accuracy, TPR P(ŷ=1 | y=1) and FPR P(ŷ=1 | y=0) of 0/1 predictions ``y_pred``
+    against 0/1 ``y_true`` (scikit-learn's confusion matrix); a rate over an empty set (no positives: TPR, no
+    negatives: FPR, no samples) is NaN."""
+    return _rates(*_label_pair(y_true, y_pred))
+
+
+def sensitive_frame(sensitive_features: Any, n: int) -> Any:
+    """``sensitive_features`` as a pandas DataFrame of ``n`` rows, one column per feature: a DataFrame or dict keeps
+    its names, a Series its name, a list or 1-d / 2-d array (or tensor) gets ``sensitive_feature_0``, ... as
+    fairlearn names them. ValueError naming the argument for a wrong number of rows or a missing value."""
+    import pandas as pd
+
+    features = sensitive_features
+    if isinstance(features, torch.Tensor):
+        features = features.detach().cpu().numpy()
+    if isinstance(features, pd.DataFrame):
+        frame = features.reset_index(drop=True)
+    elif isinstance(features, pd.Series):
+        frame = features.reset_index(drop=True).to_frame(features.name if features.name is not None
+                                                         else "sensitive_feature_0")
+    elif isinstance(features, dict):
+        frame = pd.DataFrame({k: np.asarray(v) for k, v in features.items()})
+    else:
+        array = np.asarray(features)
+        if array.ndim not in (1, 2):
+            raise ValueError(f"sensitive_features must be 1-d or 2-d (samples x features), got shape {array.shape}")
+        array = array.reshape(len(array), -1)
+        frame = pd.DataFrame({f"sensitive_feature_{k}": array[:, k] for k in range(array.shape[1])})
+    if frame.shape[1] == 0:
+        raise ValueError("sensitive_features has no columns: give at least one sensitive feature")
+    if len(frame) != n:
+        raise ValueError(f"sensitive_features has {len(frame)} rows, y_true {n}: one group per sample")
+    for column in frame.columns:
+        missing = int(frame[column].isna().sum())
+        if missing:
+            raise ValueError(f"sensitive_features column {column!r} has {missing} missing values: every sample "
+                             "needs a group")
+    return frame
+
+
+def fairness_by_group(y_true: Any, y_pred: Any, *, sensitive_features: Any) -> Any:
+    """A pandas DataFrame with one row per group (like fairlearn's ``MetricFrame.by_group``) and the columns
+    :data:`GROUP_COLUMNS`: count, selection rate, accuracy, TPR and FPR of 0/1 ``y_pred`` against 0/1 ``y_true``.
+
+    ``sensitive_features``: one value per sample (list, array, Series) or several features (a DataFrame, dict or
+    2-d array): the groups are the combinations of values that occur, indexed by a MultiIndex named after the
+    features. A rate a group cannot have (TPR without positives, FPR without negatives) is NaN."""
+    import pandas as pd
+
+    t, p = _label_pair(y_true, y_pred)
+    frame = sensitive_frame(sensitive_features, len(t))
+    names = list(frame.columns)
+    groups = frame.groupby(names, sort=True).indices
+    keys = [key if isinstance(key, tuple) else (key,) for key in groups]
+    rows = [_rates(t[index], p[index]) for index in groups.values()]
+    index = (pd.MultiIndex.from_tuples(keys, names=names) if len(names) > 1
+             else pd.Index([key[0] for key in keys], name=names[0]))
+    return pd.DataFrame(rows, index=index, columns=list(GROUP_COLUMNS))
+
+
+def _spread(values: Any) -> float:
+    """max - min over the groups, skipping NaN (NaN when no group has the rate)."""
+    return float(values.max() - values.min())
+
+
+def demographic_parity_difference(y_true: Any, y_pred: Any, *, sensitive_features: Any) -> float:
+    """Largest minus smallest selection rate P(ŷ=1 | group) over the groups (fairlearn's definition); 0 is parity."""
+    return _spread(fairness_by_group(y_true, y_pred, sensitive_features=sensitive_features)["selection_rate"])
+
+
+def equalized_odds_difference(y_true: Any, y_pred: Any, *, sensitive_features: Any) -> float:
+    """The larger of the TPR difference and the FPR difference, each the largest minus the smallest over the groups
+    (fairlearn's definition). A group without positives (negatives) has no TPR (FPR) and is left out of that
+    difference; fairlearn counts its rate as 0 instead."""
+    table = fairness_by_group(y_true, y_pred, sensitive_features=sensitive_features)
+    return float(np.fmax(_spread(table["tpr"]), _spread(table["fpr"])))
