@@ -2,7 +2,8 @@
 
 Trains the chosen method and, unless --no-baseline, the vanilla baseline on the same data in the same run, then
 prints a table of both on the validation split and the bias-free test split. Everything goes to runs/NAME/:
-config.yaml, checkpoints/, metrics.json and curves.png.
+config.yaml, checkpoints/, metrics.json, history.csv (losses and the validation metric per method and epoch) and
+curves.png.
 
 Several GPUs or nodes: ``torchrun --nproc-per-node=K -m python.train ...`` (docs/distributed.md); --batch-size
 stays the global minibatch, and rank 0 alone prints and writes the run folder.
@@ -23,7 +24,7 @@ import csad_kernels as ck
 from python import cli, distributed
 from python import config as cfg
 from python.data import load_dataset
-from python.report import plot_curves, table, write_json_atomic
+from python.report import plot_curves, table, write_history_csv, write_json_atomic
 from python.trainer import RunResult, Trainer, resolve_device
 
 FLAG_HELP = {
@@ -267,10 +268,12 @@ def run_training(argv: Sequence[str] | None) -> dict[str, Any]:
         return metrics
     write_json_atomic(metrics, run_dir / "metrics.json")
     primary = "auc" if bundle.n_classes == 2 else "accuracy"
-    plot_curves([r for r in (baseline, result) if r is not None], primary, run_dir / "curves.png")
+    trained = [r for r in (baseline, result) if r is not None]
+    write_history_csv(trained, primary, run_dir / "history.csv")
+    plot_curves(trained, primary, run_dir / "curves.png")
     say("")
     say(table(result, baseline, bundle.bias_names, bundle.test_is_bias_free))
-    say(f"\nwrote {run_dir / 'metrics.json'} and {run_dir / 'curves.png'} ({result.wall_time_s:.0f} s of training)")
+    say(f"\nwrote {run_dir / 'metrics.json'}, history.csv and curves.png ({result.wall_time_s:.0f} s of training)")
     return metrics
 
 

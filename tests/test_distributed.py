@@ -228,7 +228,7 @@ def torchrun_run(tmp_path_factory) -> tuple[Path, str]:
 def test_a_quick_torchrun_run_finishes_and_rank_0_alone_writes_and_prints(torchrun_run):
     out, stdout = torchrun_run
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
-        "checkpoints/csad.pt", "config.yaml", "curves.png", "metrics.json"]
+        "checkpoints/csad.pt", "config.yaml", "curves.png", "history.csv", "metrics.json"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == WORLD and metrics["method"] == "csad" and metrics["baseline"] is None
     assert 0.5 < metrics["metrics"]["test"]["auc"] <= 1

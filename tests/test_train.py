@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from functools import partialmethod
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 import python.train as train_cli
+from python import checkpoint
 from python import config as cfg
 from python.methods import Batch, Phase
 from python.methods.blind_eye import confusion_loss
@@ -35,7 +37,8 @@ def run(tmp_path, *flags: str) -> dict:
 def test_every_method_runs_end_to_end_and_writes_its_run_folder(tmp_path, tiny_data, method, capsys):
     metrics = run(tmp_path, "--method", method)
     folder = tmp_path / "run"
-    assert {"config.yaml", "metrics.json", "curves.png", "checkpoints"} <= {p.name for p in folder.iterdir()}
+    assert {"config.yaml", "metrics.json", "history.csv", "curves.png", "checkpoints"} <= {
+        p.name for p in folder.iterdir()}
     saved = json.loads((folder / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
     assert set(saved) >= {"dataset", "method", "data_source", "seed", "backend", "device", "wall_time_s", "metrics",
@@ -64,6 +67,54 @@ def test_backend_is_passed_through_to_the_estimator(tmp_path, tiny_data):
 def test_an_unavailable_backend_stops_before_training_and_says_why(tmp_path, tiny_data):
     with pytest.raises(SystemExit, match="--backend cuda: .*not available"):
         run(tmp_path, "--backend", "cuda")
+
+
+def test_history_csv_has_a_row_per_method_and_epoch_with_every_loss_and_the_validation_metric(tmp_path, tiny_data):
+    run(tmp_path, "--method", "csad", "--pretrain-epochs", "2", "--epochs", "2")
+    folder = tmp_path / "run"
+    with open(folder / "history.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        header, rows = reader.fieldnames, list(reader)
+    assert header == ["method", "phase", "epoch", "target", "bias", "mi", "mi_adversarial", "val_auc"]
+    expected = [("baseline", "train", e) for e in (1, 2, 3, 4)] + [
+        ("csad", "pretrain_target", 1), ("csad", "pretrain_target", 2), ("csad", "pretrain_bias", 1),
+        ("csad", "pretrain_estimator", 1), ("csad", "adversarial", 1), ("csad", "adversarial", 2)]
+    assert [(r["method"], r["phase"], int(r["epoch"])) for r in rows] == expected
+    logged = {"train": {"target"}, "pretrain_target": {"target"}, "pretrain_bias": {"bias"},
+              "pretrain_estimator": {"mi"}, "adversarial": {"target", "bias", "mi", "mi_adversarial"}}
+    for r in rows:
+        assert {k for k in header[3:-1] if r[k] != ""} == logged[r["phase"]]
+        assert 0 <= float(r["val_auc"]) <= 1
+    for method in ("baseline", "csad"):  # the numbers are the run's own history, at full precision
+        history = checkpoint.load(folder / "checkpoints" / f"{method}.pt")["history"]
+        mine = [r for r in rows if r["method"] == method]
+        assert [{k: float(v) for k, v in r.items() if k not in ("method", "phase", "epoch") and v != ""}
+                for r in mine] == [{k: v for k, v in h.items() if k not in ("phase", "epoch")} for h in history]
+
+
+def test_curves_png_gives_each_loss_its_own_panel(tmp_path):
+    from python.report import plot_curves
+    from python.trainer import RunResult
+
+    history = [{"phase": "pretrain_target", "epoch": 1, "target": 0.6, "val_auc": 0.7},
+               {"phase": "pretrain_estimator", "epoch": 1, "mi": -4.0, "val_auc": 0.7},
+               {"phase": "adversarial", "epoch": 1, "target": 0.5, "mi": -1.0, "val_auc": 0.8}]
+    seen = []
+    import matplotlib.figure
+
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def savefig(fig, *args, **kwargs):
+        seen.append([ax.get_title() for ax in fig.axes if ax.axison])
+        return real_savefig(fig, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(matplotlib.figure.Figure, "savefig", savefig)
+        plot_curves([RunResult("baseline", {}, {}, history[:1], 0.0), RunResult("csad", {}, {}, history, 0.0)],
+                    "auc", tmp_path / "curves.png")
+    assert seen == [["baseline: validation auc", "baseline: target", "csad: validation auc", "csad: target",
+                     "csad: mi"]]
+    assert (tmp_path / "curves.png").stat().st_size > 0
 
 
 # ----- Algorithm 2's update discipline
