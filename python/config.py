@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-DATASETS = ("mpower", "adult", "colored_mnist", "celeba", "imdb")
+DATASETS = ("mpower", "adult", "colored_mnist", "celeba", "imdb", "csv")
 METHODS = ("baseline", "csad", "csad_ms", "csad_content", "csad_struc", "ad_jsd", "grad_reverse", "mi_label",
            "blind_eye", "oracle")
 # methods whose estimator can be made conditional on the target (--conditional)
@@ -46,14 +46,16 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     split: int = 0
-    bias: str = "gender"
+    bias: str | None = "gender"
     sigma2: float = 0.020
-    target: str = "Blond_Hair"
+    target: str | None = None
     train_on: str = "EB1"
     image_size: int = 64
     max_images: int | None = None
     clean_ids: str | None = None
     resnet_weights: str | None = None
+    csv: str | None = None
+    bias_bins: int = 4
     download: bool = False
     out: str | None = None
     cache_dir: str = "data_cache"
@@ -76,8 +78,11 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "mpower": {"lambda_": 1.0, "pretrain_epochs": 15, "epochs": 15, "bias_epochs": 20, "estimator_epochs": 3},
     "adult": {"lambda_": 10.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1},
     "colored_mnist": {"lambda_": 10.0, "pretrain_epochs": 10, "epochs": 10, "bias_epochs": 2, "estimator_epochs": 2},
-    "celeba": {"lambda_": 1.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1},
+    "celeba": {"lambda_": 1.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1,
+               "target": "Blond_Hair"},
     "imdb": {"lambda_": 1.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1},
+    # your own table (python/data/csv_table.py): Adult's model and schedule; --csv, --target and --bias have no default
+    "csv": {"lambda_": 10.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1, "bias": None},
 }
 QUICK: dict[str, Any] = {"pretrain_epochs": 2, "epochs": 2, "bias_epochs": 1, "estimator_epochs": 1}
 # settings that may change when a run is resumed: they do not change what is computed (up to round-off for backend)
@@ -195,8 +200,17 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"seed must be an int in 0..2**63-1, got {config.seed!r}")
     if config.split not in range(10) or isinstance(config.split, bool):
         raise ValueError(f"split must be an int in 0..9 (Adult's 10 random 80/20 splits), got {config.split!r}")
-    if config.bias not in ("gender", "race", "both"):
+    if config.dataset == "csv":
+        missing = [flag for flag, value in (("--csv FILE", config.csv), ("--target COL", config.target),
+                                            ("--bias COL[,COL...]", config.bias)) if not value]
+        if missing:
+            raise ValueError(f"dataset csv needs {', '.join(missing)}: the table, its binary target column and its "
+                             "bias column(s)")
+    elif config.bias not in ("gender", "race", "both"):
         raise ValueError(f"bias must be gender, race or both (Adult), got {config.bias!r}")
+    if isinstance(config.bias_bins, bool) or not isinstance(config.bias_bins, int) or config.bias_bins < 2:
+        raise ValueError(f"bias_bins must be an int >= 2 (quantile bins of a numeric bias column), got "
+                         f"{config.bias_bins!r}")
     if not 0 < float(config.sigma2) <= 1:
         raise ValueError(f"sigma2 must lie in (0, 1] (Colored MNIST colour variance), got {config.sigma2!r}")
     if config.train_on not in ("EB1", "EB2"):

@@ -82,7 +82,7 @@ class ConvFeatures(nn.Module):
 
 
 class DenseFeatures(nn.Module):
-    """Tabular feature extractor (Adult): one linear layer with ReLU, (n, n_in) -> (n, out_dim)."""
+    """Tabular feature extractor (Adult, your own table): one linear layer with ReLU, (n, n_in) -> (n, out_dim)."""
 
     def __init__(self, n_in: int, out_dim: int) -> None:
         super().__init__()
@@ -122,6 +122,7 @@ SPECS: dict[str, ModelSpec] = {
     "imdb": ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
     "celeba": ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
 }
+SPECS["csv"] = SPECS["adult"]  # your own table: Adult's MLP
 
 
 def masked_channel_stats(taps: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,7 +144,7 @@ def feature_extractor(dataset: str, train_inputs: Sequence[torch.Tensor], *,
     if dataset == "mpower":
         mean, std = masked_channel_stats(*train_inputs)
         return TCN(train_inputs[0].shape[1], channel_mean=mean, channel_std=std)
-    if dataset == "adult":
+    if dataset in ("adult", "csv"):
         return DenseFeatures(train_inputs[0].shape[1], 64)
     if dataset == "colored_mnist":
         return ConvFeatures(train_inputs[0].shape[1])

@@ -131,7 +131,8 @@ def from_run(run: Path, device: str = "cpu") -> dict[str, Any]:
 
 # the train CLI's data flags that the trained baseline takes from this CLI: (flag, dest, type; None for a switch)
 DATA_FLAGS = (("--data-root", "data_root", str), ("--download", "download", None), ("--cache-dir", "cache_dir", str),
-              ("--split", "split", int), ("--bias", "bias", str), ("--sigma2", "sigma2", float))
+              ("--split", "split", int), ("--bias", "bias", str), ("--sigma2", "sigma2", float),
+              ("--csv", "csv", str), ("--target", "target", str), ("--bias-bins", "bias_bins", int))
 
 
 def data_argv(args: argparse.Namespace) -> list[str]:
@@ -259,12 +260,13 @@ def parser() -> argparse.ArgumentParser:
                  "download": "Adult: fetch the UCI files into --data-root/adult/ when missing (sha256 checked)",
                  "cache_dir": "where generated data is cached (default data_cache)",
                  "split": "Adult: which of the 10 random 80/20 splits (0-9, default 0)",
-                 "bias": "Adult: gender, race or both (default gender)",
-                 "sigma2": "Colored MNIST: variance of the training colours"}
+                 "bias": "Adult: gender, race or both (default gender); csv: the bias column(s), COL[,COL...]",
+                 "sigma2": "Colored MNIST: variance of the training colours",
+                 "csv": "csv: the table (FILE)", "target": "csv: the binary target column",
+                 "bias_bins": "csv: quantile bins of a numeric bias column with many values (default 4)"}
     for flag, dest, kind in DATA_FLAGS:
-        extra = {"action": "store_true"} if kind is None else {"type": kind, "metavar": "DIR" if kind is str else "X"}
-        if dest == "bias":
-            extra = {"choices": ("gender", "race", "both")}
+        metavar = {"csv": "FILE", "target": "COL", "bias": "BIAS"}.get(dest, "DIR" if kind is str else "X")
+        extra = {"action": "store_true"} if kind is None else {"type": kind, "metavar": metavar}
         p.add_argument(flag, dest=dest, help=f"when a baseline is trained: {data_help[dest]}", **extra)
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK_EPOCHS} DeepMinMax epochs and, when a baseline is trained, quick data")

