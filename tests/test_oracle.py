@@ -1,4 +1,4 @@
-"""The oracle's resample: PD independent of the bias cell, classes balanced, each cell's share kept."""
+"""The oracle's resample: PD independent of the bias cell, classes balanced within it by undersampling."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from python.methods import METHODS
 from python.methods.oracle import balanced_cell_weights
 
 
-def test_weights_make_the_target_independent_of_the_bias_and_keep_each_cells_share():
+def test_weights_make_the_target_independent_of_the_bias_by_undersampling_each_cells_common_class():
     # bin 0: 6 controls, 2 PD; bin 1: 1 control, 3 PD; bin 2: controls only (cannot be balanced: not drawn)
     bias = torch.tensor([0] * 8 + [1] * 4 + [2] * 3).view(-1, 1)
     y = torch.tensor([0] * 6 + [1] * 2 + [0] + [1] * 3 + [0] * 3)
@@ -19,8 +19,11 @@ def test_weights_make_the_target_independent_of_the_bias_and_keep_each_cells_sha
     mass = {(b, c): float(w[(bias[:, 0] == b) & (y == c)].sum()) for b in (0, 1) for c in (0, 1)}
     for b in (0, 1):
         assert mass[b, 0] == pytest.approx(mass[b, 1])  # P(PD | bin) = 1/2 in every bin
-    assert mass[0, 0] + mass[0, 1] == pytest.approx(8 / 12)  # bins keep their share of the drawable rows
-    assert w[0] == pytest.approx(w[5])  # rows of one cell are equally likely
+    # a cell weighs (classes x its rarest class's count): bin 0 2 x 2, bin 1 2 x 1
+    assert mass[0, 0] + mass[0, 1] == pytest.approx(4 / 6)
+    assert w[0] == pytest.approx(w[5])  # rows of one cell and class are equally likely
+    rarest = torch.tensor([6, 7, 8])  # bin 0's PD rows and bin 1's control row
+    assert torch.allclose(w[rarest], w.max().expand(3))  # no row is drawn more often than a rarest-class row
 
 
 def test_weights_reject_bias_without_any_complete_cell_and_bad_shapes():
