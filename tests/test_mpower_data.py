@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -454,7 +456,25 @@ def test_cache_reused_and_regenerated_when_params_differ(tmp_path, monkeypatch):
     assert len(calls) == 2 and json.loads((d / "cohort.json").read_text())["params"]["pd_cv"] == 0.3
     prepare_simulated_cohort(d, 30, 2, replace(SimulatorParams(), pd_cv=0.3))
     assert len(calls) == 3 and json.loads((d / "cohort.json").read_text())["seed"] == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort"]  # no temporary folders left behind
+    # no temporary folders left behind; the generation lock's file stays (removing it would race a waiting process)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cohort.lock", "cohort"]
+
+
+def test_concurrent_preparations_generate_once_and_never_replace_a_finished_cohort(tmp_path, monkeypatch):
+    calls = []
+    real = mpower.simulate_cohort
+
+    def slow(*args, **kwargs):
+        calls.append(args)
+        time.sleep(0.3)  # both threads ask while the first generation runs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mpower, "simulate_cohort", slow)
+    d = tmp_path / "cohort"
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: prepare_simulated_cohort(d, 30, 1), range(2)))
+    assert results == [d, d] and len(calls) == 1
+    assert (d / "cohort.json").is_file() and (d / "mpower" / "tapping.csv").is_file()
 
 
 def test_interrupted_generation_is_not_reused(tmp_path, monkeypatch):
@@ -469,7 +489,7 @@ def test_interrupted_generation_is_not_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(mpower, "simulate_cohort", crash)
     with pytest.raises(KeyboardInterrupt):
         prepare_simulated_cohort(d, 30, 1)
-    assert not d.exists() and list(tmp_path.iterdir()) == []
+    assert not d.exists() and [p.name for p in tmp_path.iterdir()] == [".cohort.lock"]
     d.mkdir()  # a leftover folder without a manifest is regenerated too
     (d / "junk").write_text("x")
     monkeypatch.setattr(mpower, "simulate_cohort", real)

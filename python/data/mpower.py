@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import json
 import logging
 import math
@@ -711,6 +712,16 @@ def prepare_simulated_cohort(
     if _manifest_matches(target, want):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    # One generation at a time: a second process (e.g. two runs started together) waits, then finds the cohort made;
+    # without the lock it would generate again and replace the folder while the first one reads it.
+    with open(target.parent / f".{target.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _manifest_matches(target, want):
+            _generate(target, want, n_subjects, seed, p)
+    return target
+
+
+def _generate(target: Path, want: dict[str, object], n_subjects: int, seed: int, p: SimulatorParams) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         started = time.perf_counter()
@@ -723,12 +734,8 @@ def prepare_simulated_cohort(
             os.replace(target, old / "cohort")
             shutil.rmtree(old, ignore_errors=True)
         os.replace(tmp, target)
-    except OSError:
-        if not _manifest_matches(target, want):  # not a concurrent generation that finished first
-            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def _manifest_matches(directory: Path, want: dict[str, object]) -> bool:
