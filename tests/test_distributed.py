@@ -7,6 +7,7 @@ minibatch (values and gradients, in float64, for every method), parameters stay 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -235,6 +236,30 @@ def test_a_quick_torchrun_run_finishes_and_rank_0_alone_writes_and_prints(torchr
     assert stdout.count("wrote ") == 1 and stdout.count("run folder:") == 1
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (Linux /proc), children before their own children."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every descendant, whatever process group or session they are in."""
+    for target in [*descendants(pid), pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, signal.SIGKILL)
+
+
 def wait_until_unlocked(lock: Path, timeout_s: float = 60.0) -> None:
     """Returns once nobody holds the flock on ``lock`` (the killed processes have exited)."""
     import fcntl
@@ -262,7 +287,7 @@ def test_a_killed_torchrun_run_resumes_to_the_same_metrics(torchrun_run, tmp_pat
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)  # torchrun and both ranks: its own session
+    kill_tree(process.pid)  # torchrun starts each rank in a session of its own: killing its group spares them
     process.wait()  # torchrun only: the killed ranks may still hold the run folder's lock for a moment
     wait_until_unlocked(out.parent / f".{out.name}.lock")
     assert checkpoint.exists() and not (out / "metrics.json").exists(), "the kill came too late to test resuming"
