@@ -171,16 +171,13 @@ def cross_sample_mi(
     labels, mask, tolerance = check.pairs(m.shape[:-2], m.shape[-1], bias, mask, tolerance, device)
     groups = check.groups_labels(groups, m.shape[:-2], m.shape[-1], device)
     reduction = reference.default_reduction(estimator, reduction)
-    extended = estimator == "ms" or groups is not None
     chosen, kernel = resolve("cross_sample_mi", backend, device)
     if check.values_checkable(chosen, m):
         check.finite("m", m)
         if labels is not None:
             check.label_range("bias", labels)
         check.positive_scales(names, w_pos, w_neg)
-    if extended:
-        return kernel(m, labels, mask, tolerance, estimator, reduction, groups, w_pos, w_neg)
-    return kernel(m, labels, mask, tolerance, estimator, reduction)
+    return kernel(m, labels, mask, tolerance, estimator, reduction, groups, w_pos, w_neg)
 
 
 def cs_mutual_information(
@@ -230,7 +227,6 @@ def cs_mutual_information(
     labels, mask, tolerance = check.pairs(u.shape[:-2], u.shape[-2], bias, mask, tolerance, device)
     groups = check.groups_labels(groups, u.shape[:-2], u.shape[-2], device)
     reduction = reference.default_reduction(estimator, reduction)
-    extended = estimator == "ms" or groups is not None
     chosen, kernel = resolve("cs_mutual_information", backend, device)
     if check.values_checkable(chosen, u, v):
         check.finite("u", u)
@@ -243,6 +239,4 @@ def cs_mutual_information(
         if estimator == "ms":
             check.positive_scales(names, scalars["alpha"], alpha_neg)
     args = (u, v, labels, mask, tolerance, scalars["alpha"], scalars["tau_y"], scalars["tau_b"], c, similarity)
-    if extended:
-        return kernel(*args, estimator, reduction, groups, alpha_neg)
-    return kernel(*args, estimator, reduction)
+    return kernel(*args, estimator, reduction, groups, alpha_neg)
