@@ -13,7 +13,7 @@ from python.checkpoint import write_atomic
 from python.trainer import RunResult
 
 ORACLE_NOTE = ("oracle: a reference ceiling, not a debiasing method (the baseline trained on the bias-balanced "
-               "resample of the training split, using the bias labels)")
+               "training distribution by a weighted loss, using the bias labels)")
 FIRST = ("auc", "within_bin_auc", "ap", "f1", "accuracy", "balanced_accuracy")
 
 

@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-ORACLE_LABEL = "oracle (reference ceiling: trained on the bias-balanced resample)"
+ORACLE_LABEL = "oracle (reference ceiling: trained on the bias-balanced training distribution)"
 COLUMNS = (
     ("val AUC", ("metrics", "val", "auc")),
     ("test AUC", ("metrics", "test", "auc")),

@@ -32,8 +32,8 @@ FLAG_HELP = {
                "without --data-root, adult the UCI files shipped in python/data/adult_files/); csv: your own table "
                "(--csv FILE --target COL --bias COL[,COL...])",
     "method": "debiasing method (default csad); 'baseline' is vanilla training; 'oracle' is a reference ceiling, "
-              "not a debiasing method: the baseline trained on a resample of the training split in which the target "
-              "is independent of the bias (each bias cell keeps its share, classes equally likely within it)",
+              "not a debiasing method: the baseline with each row's loss weighted so that the training split becomes "
+              "its bias-balanced resample (the target independent of the bias, classes equally likely in each cell)",
     "data_root": "folder holding the real data (mPower: DATA_ROOT/mpower/tapping.csv, demographics.csv, "
                  "tapping_samples/; Adult: DIR/adult/adult.data|adult.test); without it mpower generates and uses "
                  "a simulated cohort in the same format, adult reads the copy shipped with csad",

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from python.config import TrainConfig
 from python.methods import METHODS
 from python.methods.oracle import balanced_cell_weights
+from python.models import DebiasNet
+from tests._train_helpers import tiny_bundle
 
 
 def test_weights_make_the_target_independent_of_the_bias_by_undersampling_each_cells_common_class():
@@ -36,3 +39,20 @@ def test_weights_reject_bias_without_any_complete_cell_and_bad_shapes():
 def test_oracle_is_registered_and_the_others_keep_the_default_draws():
     assert METHODS["oracle"].name == "oracle"
     assert METHODS["baseline"].sampling_weights(None, torch.zeros(2, 1), torch.zeros(2, 1)) is None  # type: ignore[arg-type]
+
+
+def test_the_oracles_loss_over_the_training_split_is_the_balanced_distributions_loss():
+    bundle = tiny_bundle()
+    net = DebiasNet("mpower", bundle.splits["train"].inputs, 2, bundle.bias_classes)
+    oracle = METHODS["oracle"](net, bundle, TrainConfig())
+    train = bundle.splits["train"]
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(len(train.y), generator=gen)
+    per_row = torch.nn.functional.binary_cross_entropy_with_logits(logits, train.y.float(), reduction="none")
+    balanced = balanced_cell_weights(train.y, train.bias, 2).float()  # the resample's probabilities, sum 1
+    weighted = oracle.target_loss(logits, train.y, bias=train.bias)
+    assert torch.isclose(weighted, (balanced * per_row).sum(), rtol=1e-5)
+    assert not torch.isclose(weighted, per_row.mean(), rtol=1e-2)  # the tiny cohort is confounded: weights matter
+    # a rarest-class row weighs more than a row of its cell's common class
+    w = oracle.row_weight
+    assert (w <= w.max()).all() and w.max() > w[w > 0].min()
