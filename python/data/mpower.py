@@ -448,7 +448,7 @@ def _load_root(
 # Simulator
 
 
-SIMULATOR_VERSION = 2
+SIMULATOR_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -492,16 +492,16 @@ class SimulatorParams:
     cv_per_decade: float = 0.03
     late_cv_per_decade: float = 0.03
     scatter_sd: float = 6.0
-    scatter_per_decade: float = 1.2
+    scatter_per_decade: float = 5.0
     rest_sd: float = 6.0
     session_sd: float = 0.06
     severity_beta: tuple[float, float] = (1.0, 3.0)
     sign_sd: float = 0.5
     pd_slowing: float = 0.3
-    pd_cv: float = 0.04
-    pd_decrement: float = 0.12
+    pd_cv: float = 0.08
+    pd_decrement: float = 0.3
     control_decrement: float = 0.03
-    pd_freezes: float = 0.4
+    pd_freezes: float = 1.0
     control_freezes: float = 0.1
     freeze_s: tuple[float, float] = (0.4, 1.5)
     pd_offtarget: float = 0.03
