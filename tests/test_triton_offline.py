@@ -116,19 +116,23 @@ INT64 = """
 import functools, json, re
 from benchmarks.launches import record
 from benchmarks.resources import WORKLOADS, ttir
-seen, bad = set(), []
-for name, n in [(w, n) for w in WORKLOADS for n in (32, 128)]:
-    for launch in record(functools.partial(WORKLOADS[name], n, 32, 1)).launches:
+seen, bad, overflowing = set(), [], set()
+for name, n, b in %(cases)s:
+    for launch in record(functools.partial(WORKLOADS[name], n, 32, b)).launches:
+        # a batch offset past int32: some integer argument (a batch stride) times the last program id
+        ints = [a for a in launch.args if isinstance(a, int) and not isinstance(a, bool)]
+        if any(a * (launch.grid[-1] - 1) >= 2**31 for a in ints):
+            overflowing.add(launch.name)
         if launch.name in seen:
             continue
         seen.add(launch.name)
         text = ttir(launch).split("tt.func public", 1)[1].split("\\n  tt.func", 1)[0]  # the kernel, not its callees
         axis = "xyz"[len(launch.grid) - 1]
-        pid = re.search(r"(%[\\w.]+) = tt.get_program_id " + axis + r" : i32", text).group(1)
+        pid = re.search(r"(%%[\\w.]+) = tt.get_program_id " + axis + r" : i32", text).group(1)
         uses = [line for line in text.splitlines() if re.search(re.escape(pid) + r"\\b", line)][1:]
         if not uses or not all(re.search(r"arith.extsi " + re.escape(pid) + r" : i32 to i64", u) for u in uses):
             bad.append([launch.name, uses])
-print(json.dumps({"kernels": sorted(seen), "bad": bad}))
+print(json.dumps({"kernels": sorted(seen), "bad": bad, "overflowing": sorted(overflowing)}))
 """
 
 
@@ -137,8 +141,19 @@ def test_batch_offsets_are_64_bit_in_every_kernel():
 
     Checked in the Triton IR of every kernel the workloads launch (a shape that large cannot run here).
     """
-    got = _json(INT64)
+    got = _json(INT64 % {"cases": "[(w, n, 1) for w in WORKLOADS for n in (32, 128)]"})
     assert len(got["kernels"]) >= 12
+    assert got["bad"] == []
+
+
+def test_batch_offsets_past_int32_on_the_meta_device():
+    """B·N² > 2³¹ (B = 129, N = 4096) recorded on the meta device: the launchers take the shape, the last
+    program's batch offset alone, (B - 1)·N², reaches 2³¹ in the N×N kernels, and those very launches widen the
+    batch id to i64."""
+    cases = [(w, 4096, 129) for w in ("cs_mutual_information[joint]", "rwr", "softmax_adjacency")]
+    got = _json(INT64 % {"cases": cases})
+    assert {"_gemm_kernel", "_csmi_forward_kernel", "_softmax_forward_kernel"} <= set(got["overflowing"]), got
+    assert set(got["overflowing"]) <= set(got["kernels"])
     assert got["bad"] == []
 
 
