@@ -297,7 +297,7 @@ def _launch_small(u, v, labels, mask, groups, tolerance, params, c, similarity, 
         *u.stride(), *v.stride(), *lab_strides, *mask_strides, *grp_strides, sgb,
         SIMILARITY=SIMILARITY_CODES[similarity], ESTIMATOR=ESTIMATOR_CODES[estimator], MEAN=reduction == "mean",
         HAS_MASK=mask is not None, HAS_GROUPS=groups is not None, NUM_FACTORS=num_factors(c), BACKWARD=backward,
-        EPS=NORM_EPS, PRECISION=dot_precision(), **small_launch(n, d),
+        EPS=NORM_EPS, PRECISION=dot_precision(), **small_launch(n, d, similarity),
     )  # fmt: skip
     return (du, dv, dpar) if backward else out
 

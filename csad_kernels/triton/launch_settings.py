@@ -70,7 +70,12 @@ def gram_launch(n: int, d: int) -> dict[str, int]:
             "num_warps": 8, "num_stages": 2}  # fmt: skip
 
 
-def small_launch(n: int, d: int) -> dict[str, int]:
-    """The one-program-per-problem estimator kernel (N ≤ small_n_limit()): the whole problem in one block."""
-    block_n = block(n)
-    return {"BLOCK_N": block_n, "BLOCK_D": block(d), "num_warps": 4 if block_n <= 32 else 8}
+def small_launch(n: int, d: int, similarity: str) -> dict[str, int]:
+    """The one-program-per-problem estimator kernel (N ≤ small_n_limit()): the whole problem in one block.
+
+    4 warps at N ≤ 32, 8 above. Content similarity at N ≤ 32, d > 64 takes 8 warps too: on sm_90 its forward then
+    spills 0 B (was 344 B) and its backward 184 B (was 560 B). The graph similarities spill at every size and warp
+    count tried (joint, N = 32, d = 128, 8 warps: forward 12.6 KB, was 5.7 KB; benchmarks/README.md says why)."""
+    block_n, block_d = block(n), block(d)
+    wide = block_n > 32 or (similarity == "content" and block_d > 64)
+    return {"BLOCK_N": block_n, "BLOCK_D": block_d, "num_warps": 8 if wide else 4}
