@@ -201,3 +201,24 @@ def test_precision_emulation_rounds_to_tf32_and_tf32x3_recovers_float32():
     err = {m: float(((dot(a, b, m).double() - want).abs() / want).max()) for m in _common.PRECISIONS}
     assert err["tf32x3"] <= 1e-6 and err["ieee"] <= 1e-6
     assert 1e-5 <= err["tf32"] <= 2.0**-10
+
+
+def test_precision_emulation_of_the_gradient_goes_through_the_emulated_dots():
+    """benchmarks.precision's backward: the product-form inverse's gradient in tf32x3 ~ float32, in tf32 visibly
+    worse (a gradient that bypassed the emulated dots, e.g. cut by the tf32 rounding's bit view, fails both)."""
+    import torch
+
+    from benchmarks.precision import product_form_inverse
+
+    g = torch.Generator().manual_seed(2)
+    e = torch.softmax(10 * torch.randn(96, 96, generator=g, dtype=torch.float64), dim=-1)
+    weights = torch.randn(96, 96, generator=g, dtype=torch.float64)
+    m = (torch.eye(96, dtype=torch.float64) - 0.5 * e).requires_grad_()
+    (want,) = torch.autograd.grad((torch.linalg.inv(m) * weights).sum(), m)
+    err = {}
+    for mode in _common.PRECISIONS:
+        m32 = m.detach().float().requires_grad_()
+        (got,) = torch.autograd.grad((product_form_inverse(m32, 0.5, mode) * weights.float()).sum(), m32)
+        err[mode] = float((got.double() - want).abs().max() / want.abs().max())
+    assert err["tf32x3"] <= 1e-5 and err["ieee"] <= 1e-5, err
+    assert 1e-5 <= err["tf32"] <= 1e-2, err
