@@ -55,18 +55,19 @@ def loss_tiles(n: int, extended: bool = False) -> tuple[int, int]:
 def gram_launch(n: int, d: int) -> dict[str, int]:
     """Block sizes, warps and stages of the three fused Gram + softmax kernels (forward, backward rows, dx).
 
-    sm_90, tf32x3 (``python -m benchmarks.resources``): 4 warps with 32 × 64 tiles (d ≤ 64) or 32 × 32 (d = 128)
+    sm_90 (``python -m benchmarks.resources``), tf32x3: 4 warps with 32 × 64 tiles (d ≤ 64) or 32 × 32 (d = 128)
     spilled 32-252 B in the forward and row kernels and 140 B / 1.1 KB in dx, at 255 registers; 8 warps with
     64 × 32 tiles (d ≤ 64: wgmma, 64 rows per warpgroup) or 16 × 32 (d > 64) and 2 stages spill nothing
-    (dx: 190 / 224 registers)."""
+    (dx: 190 / 224 registers). ieee (FMA dots hold a whole d-long row per thread): 4 warps with 32 × 64 or 16 × 32
+    spilled 32-96 B (d = 32) and 760-1192 B (d = 128); 8 warps with 32 × 64 or 16 × 16 and 2 stages spill nothing."""
     block_d = block(d)
     if interpreted():
         return {"BLOCK_R": min(64, block(n)), "BLOCK_C": min(128, block(n)), "BLOCK_D": block_d}
     if fma_dots():
-        block_r, block_c = (16 if block_d > 64 else 32), (64 if block_d <= 64 else 32)
-        return {"BLOCK_R": min(block_r, block(n)), "BLOCK_C": min(block_c, block(n)), "BLOCK_D": block_d}
-    block_r = 64 if block_d <= 64 else 16
-    return {"BLOCK_R": min(block_r, block(n)), "BLOCK_C": min(32, block(n)), "BLOCK_D": block_d,
+        block_r, block_c = (32, 64) if block_d <= 64 else (16, 16)
+    else:
+        block_r, block_c = (64, 32) if block_d <= 64 else (16, 32)
+    return {"BLOCK_R": min(block_r, block(n)), "BLOCK_C": min(block_c, block(n)), "BLOCK_D": block_d,
             "num_warps": 8, "num_stages": 2}  # fmt: skip
 
 
