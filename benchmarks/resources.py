@@ -262,20 +262,21 @@ def table(result: dict) -> str:
         f"Compiled with Triton {meta['triton']} for {meta['target']} (no GPU), dot precision `{meta['precision']}`, "
         f"by `{meta['command']}` on {meta['date']} (commit {meta.get('commit', 'not recorded')}). regs = registers "
         "per thread; spill B = bytes of spill stores + loads in the code and stack B = the per-thread stack frame "
-        "(both from ptxas -v); smem B = shared memory; MMA = tensor-core instructions in the SASS (HMMA + "
-        "HGMMA, i.e. wgmma); FFMA = fp32 FMA instructions; LDL+STL = local-memory load/store instructions (spill "
-        "traffic). Block sizes and warps are the launchers' own for the workloads in the last column "
+        "(both from ptxas -v); smem B = shared memory; HMMA = tensor-core mma.sync instructions and HGMMA = "
+        "Hopper's wgmma instructions in the SASS (an HGMMA covers a 64-row tile: fewer, bigger); FFMA = fp32 "
+        "FMA instructions; LDL+STL = local-memory load/store instructions (spill traffic). Block sizes and warps "
+        "are the launchers' own for the workloads in the last column "
         "(B ∈ {" + ",".join(map(str, meta["batches"])) + "}: the batch changes only the grid).",
         "",
-        "| kernel | blocks | warps | regs | spill B | stack B | smem B | MMA | FFMA | LDL+STL | used by |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| kernel | blocks | warps | regs | spill B | stack B | smem B | HMMA | HGMMA | FFMA | LDL+STL | used by |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in result["kernels"]:
         blocks = " ".join(f"{k.removeprefix('BLOCK_')}={v}" for k, v in row["constexprs"].items() if "BLOCK" in k)
         ins = row["instructions"]
         lines.append(
             f"| `{row['kernel']}` | {blocks} | {row['num_warps']} | {row['registers']} | {row['spill_bytes']} | "
-            f"{row['stack_bytes']} | {row['shared_bytes']} | {ins.get('hmma', 0) + ins.get('hgmma', 0)} | "
+            f"{row['stack_bytes']} | {row['shared_bytes']} | {ins.get('hmma', 0)} | {ins.get('hgmma', 0)} | "
             f"{ins.get('ffma', 0)} | {ins.get('ldl', 0) + ins.get('stl', 0)} | {_summary(row['used_by'])} |"
         )
     spilling = [r["kernel"] for r in result["kernels"] if r["spill_bytes"]]

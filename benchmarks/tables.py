@@ -19,8 +19,12 @@ MODE_NAMES = {"fwd": "forward", "bwd": "backward", "fwdbwd": "forward + backward
 
 
 def regenerate(results_dir: Path, readme: Path) -> None:
-    """Writes ``<machine>.md`` beside each results file and the README's block between BEGIN and END."""
-    results = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
+    """Writes ``<machine>.md`` beside each results file and the README's block between BEGIN and END.
+
+    Only the timing reports (``<machine>.json``, with rows and a device type) count: the folder also holds the
+    offline Triton reports of ``benchmarks.resources`` and ``benchmarks.precision``, which have their own blocks."""
+    found = (json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json")))
+    results = [r for r in found if "rows" in r and "device_type" in r]
     results.sort(key=lambda r: (r["device_type"] != "cpu", r["machine"]))
     for res in results:
         (results_dir / f"{res['machine']}.md").write_text(rows_page(res))

@@ -26,3 +26,25 @@ def test_merge_keeps_rows_and_records_each_command():
     assert "2 rows and the training step at commit `aaaaaaaaaaaa` on 2026-01-01" in sentence
     assert "1 row at commit `bbbbbbbbbbbb` on 2026-02-02" in sentence
     assert "the training step at commit `cccccccccccc` on 2026-03-03" in sentence
+
+
+def test_render_only_skips_the_offline_triton_reports(tmp_path):
+    """results/ also holds benchmarks.resources' and benchmarks.precision's JSON (no rows, no device type): the
+    timing tables are regenerated from the timing reports alone (a KeyError on 'device_type' before)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1] / "benchmarks"
+    for path in (here / "results").glob("*.json"):
+        shutil.copy(path, tmp_path)
+    timing = [p for p in tmp_path.glob("*.json") if "device_type" in json.loads(p.read_text())]
+    assert timing and len(timing) < len(list(tmp_path.glob("*.json")))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"head\n{tables.BEGIN}\n{tables.END}\ntail\n")
+    tables.regenerate(tmp_path, readme)
+    text = readme.read_text()
+    for path in timing:
+        machine = json.loads(path.read_text())["machine"]
+        assert f"## `{machine}`" in text and (tmp_path / f"{machine}.md").exists()
+    assert text.startswith("head\n") and text.endswith("tail\n")

@@ -403,14 +403,26 @@ def test_compiles_with_fullgraph():
     assert rel_err(grad.cpu(), expected_grad) <= TOL
 
 
-@pytest.mark.parametrize("setting", ["high", "medium"])
+@pytest.mark.parametrize("setting", ["high", "medium", "fp32_precision=tf32"])
 def test_gemms_stay_float32_when_the_session_allows_tf32(setting):
-    """The backend's cuBLAS GEMMs ignore torch.set_float32_matmul_precision (TF32 gives ~1e-3) and restore it."""
+    """The backend's cuBLAS GEMMs ignore the session's TF32 setting (TF32 gives ~1e-3), through the legacy
+    interface (torch.set_float32_matmul_precision) or the per-backend one, and restore it."""
     e = graph((2,), 256, 16)
     x, y = torch.randn(2, 2, 256, 64, dtype=torch.float64)
-    torch.set_float32_matmul_precision(setting)
-    got_r = ck.rwr(e.float().to(DEVICE), 0.5, backend="cuda")
-    got_s = ck.cosine_similarity(x.float().to(DEVICE), y.float().to(DEVICE), backend="cuda")
-    assert torch.get_float32_matmul_precision() == setting
+    matmul = torch.backends.cuda.matmul
+    previous = matmul.fp32_precision
+    if setting.startswith("fp32_precision="):
+        matmul.fp32_precision = setting.split("=")[1]
+    else:
+        torch.set_float32_matmul_precision(setting)
+    try:
+        got_r = ck.rwr(e.float().to(DEVICE), 0.5, backend="cuda")
+        got_s = ck.cosine_similarity(x.float().to(DEVICE), y.float().to(DEVICE), backend="cuda")
+        if setting.startswith("fp32_precision="):
+            assert matmul.fp32_precision == "tf32"
+        else:
+            assert torch.get_float32_matmul_precision() == setting
+    finally:
+        matmul.fp32_precision = previous
     assert rel_err(got_r.cpu(), ref.rwr(e, 0.5)) <= TOL
     assert rel_err(got_s.cpu(), ref.cosine_similarity(x, y)) <= TOL

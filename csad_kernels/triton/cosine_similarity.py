@@ -14,20 +14,13 @@ import triton.language as tl
 
 from csad_kernels.triton._common import (
     NORM_EPS,
-    block,
     dot_precision,
-    fma_dots,
     normalize_rows,
     normalize_rows_backward,
 )
+from csad_kernels.triton.launch_settings import cosine_tiles
 
 OP = "csad_triton::cosine_similarity"
-
-
-def _tiles(n: int, d: int) -> tuple[int, int]:
-    block_d = block(d)
-    block_n = min(64 if block_d <= 64 else 32, block(n))
-    return min(block_n, 32 if block_d <= 64 else 16) if fma_dots() else block_n, block_d
 
 
 @triton.jit
@@ -83,7 +76,7 @@ def cosine_forward(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     bsz, n, d = x.shape
     m = y.shape[1]
     out = torch.empty((bsz, n, m), dtype=torch.float32, device=x.device)
-    block_n, block_d = _tiles(max(n, m), d)
+    block_n, block_d = cosine_tiles(max(n, m), d)
     grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_n), bsz)
     _cosine_forward_kernel[grid](
         x, y, out, n, m, d, *x.stride(), *y.stride(), *out.stride(),
@@ -100,7 +93,7 @@ def cosine_backward_rows(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, tran
     sgb, sgn, sgm = g.stride()
     if transpose_g:
         sgn, sgm = sgm, sgn
-    block_n, block_d = _tiles(max(n, m), d)
+    block_n, block_d = cosine_tiles(max(n, m), d)
     grid = (triton.cdiv(n, block_n), bsz)
     _cosine_backward_kernel[grid](
         x, y, g, dx, n, m, d, *x.stride(), *y.stride(), sgb, sgn, sgm, *dx.stride(),

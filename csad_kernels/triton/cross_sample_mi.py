@@ -30,24 +30,14 @@ import torch
 import triton
 import triton.language as tl
 
-from csad_kernels.triton._common import interpreted, softplus
+from csad_kernels.triton._common import softplus
+from csad_kernels.triton.launch_settings import loss_tiles
 
 OP = "csad_triton::cross_sample_mi"
 ESTIMATOR_CODES = {"cs": 0, "jsd": 1, "ms": 2}
 # partials per program: max_in, sum_in, max_out, sum_out (cs, ms) | sum_in, -, sum_out, - (jsd); cnt_in, cnt_out;
 # spread_in, spread_out (ms only)
 PARTIALS = 8
-
-
-def _tiles(n: int, extended: bool = False) -> tuple[int, int]:
-    """(rows per program, columns per step). The interpreter pays per program and step: big row blocks there,
-    but columns in steps of 128 so that N > 128 in the tests runs the online log-sum-exp over several steps.
-
-    ``extended`` (ms or groups): steps of at most 128 columns on a GPU too; with 256 the forward kernel spills
-    on sm_90 (ms + groups 112 B, jsd + groups 928 B at 255 registers; none at 128)."""
-    block_c = min(128 if interpreted() or extended else 256, max(16, triton.next_power_of_2(n)))
-    block_r = min(64 if interpreted() else 16, max(16, triton.next_power_of_2(n)))
-    return block_r, block_c
 
 
 @triton.jit
@@ -278,7 +268,7 @@ def csmi_forward(m, labels, mask, tolerance, estimator, reduction, groups=None, 
     ``dI/dw₊, dI/dw₋`` per problem.
     """
     bsz, n, _ = m.shape
-    block_r, block_c = _tiles(n, estimator == "ms" or groups is not None)
+    block_r, block_c = loss_tiles(n, estimator == "ms" or groups is not None)
     programs = triton.cdiv(n, block_r)
     part = torch.empty((bsz, programs, PARTIALS), dtype=torch.float32, device=m.device)
     lab_t, mask_t, grp_t, k, lab_strides, mask_strides, grp_strides = _pairs_args(labels, mask, groups, m.device)
@@ -313,7 +303,7 @@ def csmi_backward(grad, m, labels, mask, stats, tolerance, estimator, groups=Non
     dm = torch.empty((bsz, n, n), dtype=torch.float32, device=m.device)
     if bsz == 0:
         return dm
-    block_r, block_c = _tiles(n, estimator == "ms" or groups is not None)
+    block_r, block_c = loss_tiles(n, estimator == "ms" or groups is not None)
     lab_t, mask_t, grp_t, k, lab_strides, mask_strides, grp_strides = _pairs_args(labels, mask, groups, m.device)
     _csmi_backward_kernel[(triton.cdiv(n, block_r), bsz)](
         m, lab_t, mask_t, grp_t, w if w is not None else m, stats, grad, dm, n, k, tolerance,

@@ -28,7 +28,6 @@ import triton.language as tl
 
 from csad_kernels.triton._common import (
     NORM_EPS,
-    block,
     dot_precision,
     interpreted,
     log1p_small,
@@ -39,6 +38,7 @@ from csad_kernels.triton._common import (
     sigmoid,
     softplus,
 )
+from csad_kernels.triton.launch_settings import small_launch
 
 OP = "csad_triton::cs_mutual_information"
 SIMILARITY_CODES = {"joint": 0, "content": 1, "structural": 2}
@@ -291,15 +291,13 @@ def _launch_small(u, v, labels, mask, groups, tolerance, params, c, similarity, 
     else:
         du = dv = dpar = gout_t = out
         sgb = 0
-    block_n = block(n)
     _csmi_small_kernel[(bsz,)](
         u, v, lab_t, mask_t, grp_t, params, out, gout_t, du, dv, dpar,
         n, d, k, tolerance, c,
         *u.stride(), *v.stride(), *lab_strides, *mask_strides, *grp_strides, sgb,
         SIMILARITY=SIMILARITY_CODES[similarity], ESTIMATOR=ESTIMATOR_CODES[estimator], MEAN=reduction == "mean",
         HAS_MASK=mask is not None, HAS_GROUPS=groups is not None, NUM_FACTORS=num_factors(c), BACKWARD=backward,
-        BLOCK_N=block_n, BLOCK_D=block(d), EPS=NORM_EPS, PRECISION=dot_precision(),
-        num_warps=4 if block_n <= 32 else 8,
+        EPS=NORM_EPS, PRECISION=dot_precision(), **small_launch(n, d, similarity),
     )  # fmt: skip
     return (du, dv, dpar) if backward else out
 

@@ -14,7 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
-from csad_kernels.triton._common import dot_precision, interpreted, num_factors
+from csad_kernels.triton._common import dot_precision, num_factors
+from csad_kernels.triton.launch_settings import gemm_tiles, row_blocks
 
 OP = "csad_triton::rwr"
 
@@ -56,11 +57,7 @@ def gemm(a: torch.Tensor, b: torch.Tensor, c0: torch.Tensor | None = None, scale
     bsz, m, k = a.shape
     p = b.shape[2]
     out = torch.empty((bsz, m, p), dtype=torch.float32, device=a.device)
-    # The interpreter pays per program and per loop step, not per FLOP: big tiles there.
-    big, deep = (128, 128) if interpreted() else (64, 32)
-    block_m = min(big, max(16, triton.next_power_of_2(m)))
-    block_p = min(big, max(16, triton.next_power_of_2(p)))
-    block_k = min(deep, max(16, triton.next_power_of_2(k)))
+    block_m, block_p, block_k = gemm_tiles(m, p, k)
     c0_t = c0 if c0 is not None else out
     grid = (triton.cdiv(m, block_m), triton.cdiv(p, block_p), bsz)
     _gemm_kernel[grid](
@@ -120,11 +117,6 @@ def _rownorm_backward_kernel(
         tl.store(dw_ptr + b * sdb + rows[:, None] * sdn + cols[None, :] * sdm, dw, mask=mask)
 
 
-def _row_blocks(n: int) -> tuple[int, int]:
-    block_c = min(256, max(16, triton.next_power_of_2(n)))
-    return 16, block_c
-
-
 def rwr_forward(e: torch.Tensor, c: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(R, W)`` of float32 ``(B, N, N)`` row-stochastic ``e``."""
     bsz, n, _ = e.shape
@@ -136,7 +128,7 @@ def rwr_forward(e: torch.Tensor, c: float) -> tuple[torch.Tensor, torch.Tensor]:
         p = gemm(p, p)
         w = gemm(w, p, c0=w)
     r = torch.empty_like(w)
-    block_r, block_c = _row_blocks(n)
+    block_r, block_c = row_blocks(n)
     _rownorm_kernel[(triton.cdiv(n, block_r), bsz)](
         w, r, n, 1.0 - c, *w.stride(), *r.stride(), BLOCK_R=block_r, BLOCK_C=block_c
     )
@@ -147,7 +139,7 @@ def rwr_backward(grad: torch.Tensor, r: torch.Tensor, w: torch.Tensor, c: float)
     """``dE = c Wᵀ dW Wᵀ`` with ``dW`` the gradient through the row renormalisation."""
     bsz, n, _ = w.shape
     dw = torch.empty_like(w)
-    block_r, block_c = _row_blocks(n)
+    block_r, block_c = row_blocks(n)
     _rownorm_backward_kernel[(triton.cdiv(n, block_r), bsz)](
         w, r, grad, dw, n, 1.0 - c, *w.stride(), *r.stride(), *grad.stride(), *dw.stride(),
         BLOCK_R=block_r, BLOCK_C=block_c,

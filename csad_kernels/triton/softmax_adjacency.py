@@ -17,20 +17,13 @@ import triton.language as tl
 
 from csad_kernels.triton._common import (
     NORM_EPS,
-    block,
     dot_precision,
-    fma_dots,
-    interpreted,
     normalize_rows,
     normalize_rows_backward,
 )
+from csad_kernels.triton.launch_settings import gram_launch, row_blocks
 
 OP = "csad_triton::softmax_adjacency"
-BLOCK_R = 16
-
-
-def _block_c(n: int) -> int:
-    return min(256, max(16, triton.next_power_of_2(n)))
 
 
 @triton.jit
@@ -96,8 +89,9 @@ def softmax_adjacency_op(s: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     n = s.shape[-1]
     sb = s.reshape(-1, n, n).float()
     e = torch.empty(sb.shape, dtype=torch.float32, device=s.device)
-    _softmax_forward_kernel[(triton.cdiv(n, BLOCK_R), sb.shape[0])](
-        sb, tau.reshape(1).float(), e, n, *sb.stride(), *e.stride(), BLOCK_R=BLOCK_R, BLOCK_C=_block_c(n)
+    block_r, block_c = row_blocks(n)
+    _softmax_forward_kernel[(triton.cdiv(n, block_r), sb.shape[0])](
+        sb, tau.reshape(1).float(), e, n, *sb.stride(), *e.stride(), BLOCK_R=block_r, BLOCK_C=block_c
     )
     return e.reshape(s.shape).to(s.dtype)
 
@@ -114,11 +108,12 @@ def softmax_adjacency_backward_op(
     n = s.shape[-1]
     sb, eb, gb = (t.reshape(-1, n, n).float() for t in (s, e, grad))
     ds = torch.empty(sb.shape, dtype=torch.float32, device=s.device)
-    programs = triton.cdiv(n, BLOCK_R)
+    block_r, block_c = row_blocks(n)
+    programs = triton.cdiv(n, block_r)
     dtau = torch.empty((sb.shape[0], programs), dtype=torch.float32, device=s.device)
     _softmax_backward_kernel[(programs, sb.shape[0])](
         sb, eb, gb, tau.reshape(1).float(), ds, dtau, n,
-        *sb.stride(), *eb.stride(), *gb.stride(), *ds.stride(), BLOCK_R=BLOCK_R, BLOCK_C=_block_c(n),
+        *sb.stride(), *eb.stride(), *gb.stride(), *ds.stride(), BLOCK_R=block_r, BLOCK_C=block_c,
     )  # fmt: skip
     return ds.reshape(s.shape).to(s.dtype), dtau.sum().to(tau.dtype).reshape(tau.shape)
 
@@ -156,13 +151,6 @@ def softmax_adjacency(s: torch.Tensor, tau) -> torch.Tensor:
 
 GRAM_OP = "csad_triton::gram_softmax"
 EPS: tl.constexpr = tl.constexpr(NORM_EPS)
-
-
-def _gram_tiles(n: int, d: int) -> tuple[int, int, int]:
-    block_d = block(d)
-    block_r = min(64 if interpreted() else (16 if fma_dots() and block_d > 64 else 32), block(n))
-    block_c = min(128 if interpreted() else (64 if block_d <= 64 else 32), block(n))
-    return block_r, block_c, block_d
 
 
 @triton.jit
@@ -295,11 +283,11 @@ def gram_softmax_op(xn: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, 
     per_tau = _per_tau(xn, tau)
     e = torch.empty((bsz, n, n), dtype=torch.float32, device=xn.device)
     stats = torch.empty((bsz, 2, n), dtype=torch.float32, device=xn.device)
-    block_r, block_c, block_d = _gram_tiles(n, d)
+    launch = gram_launch(n, d)
     if bsz > 0:
-        _gram_softmax_forward_kernel[(triton.cdiv(n, block_r), bsz)](
+        _gram_softmax_forward_kernel[(triton.cdiv(n, launch["BLOCK_R"]), bsz)](
             xb, tau.reshape(-1).float(), e, stats, n, d, per_tau, *xb.stride(), *e.stride(),
-            BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, PRECISION=dot_precision(),
+            PRECISION=dot_precision(), **launch,
         )  # fmt: skip
     return e.reshape(*xn.shape[:-2], n, n).to(xn.dtype), stats
 
@@ -332,8 +320,8 @@ def gram_softmax_backward_op(
     xb = xn.reshape(-1, n, d).float()
     gb = grad.reshape(-1, n, n).float()
     bsz = xb.shape[0]
-    block_r, block_c, block_d = _gram_tiles(n, d)
-    programs = triton.cdiv(n, block_r)
+    launch = gram_launch(n, d)
+    programs = triton.cdiv(n, launch["BLOCK_R"])
     rowdot = torch.empty((bsz, n), dtype=torch.float32, device=xn.device)
     dtau = torch.zeros((bsz, programs), dtype=torch.float32, device=xn.device)
     dx = torch.empty_like(xb)
@@ -343,11 +331,11 @@ def gram_softmax_backward_op(
     if bsz > 0:
         _gram_softmax_rows_kernel[(programs, bsz)](
             xb, tau_t, stats, gb, rowdot, dtau, n, d, per_tau, *xb.stride(), *gb.stride(),
-            BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, PRECISION=dot_precision(),
+            PRECISION=dot_precision(), **launch,
         )  # fmt: skip
         _gram_softmax_dx_kernel[(programs, bsz)](
             xb, tau_t, stats, gb, rowdot, dx, n, d, per_tau, *xb.stride(), *gb.stride(), *dx.stride(),
-            BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, PRECISION=dot_precision(),
+            PRECISION=dot_precision(), **launch,
         )  # fmt: skip
     dtau = dtau.reshape(tau.numel(), -1).double().sum(-1)  # the partials of each tau value
     return dx.reshape(xn.shape).to(xn.dtype), dtau.to(tau.dtype).reshape(tau.shape)

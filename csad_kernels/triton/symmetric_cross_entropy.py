@@ -12,15 +12,11 @@ import torch
 import triton
 import triton.language as tl
 
-from csad_kernels.triton._common import dot_precision, fma_dots, interpreted, safe_log
+from csad_kernels.triton._common import dot_precision, safe_log
+from csad_kernels.triton.launch_settings import sce_tiles
 
 OP = "csad_triton::symmetric_cross_entropy"
 TINY: tl.constexpr = tl.constexpr(1.1754943508222875e-38)
-
-
-def _tiles(m: int, k: int) -> tuple[int, int]:
-    big, deep = (128, 128) if interpreted() else ((32, 32) if fma_dots() else (64, 32))
-    return min(big, max(16, triton.next_power_of_2(m))), min(deep, max(16, triton.next_power_of_2(k)))
 
 
 @triton.jit
@@ -75,7 +71,7 @@ def sce_forward(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     bsz, n, k = p.shape
     m = q.shape[1]
     out = torch.empty((bsz, n, m), dtype=torch.float32, device=p.device)
-    block_n, block_k = _tiles(max(n, m), k)
+    block_n, block_k = sce_tiles(max(n, m), k)
     grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_n), bsz)
     _sce_forward_kernel[grid](
         p, q, out, n, m, k, *p.stride(), *q.stride(), *out.stride(),
@@ -91,7 +87,7 @@ def sce_backward_rows(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, transpo
     sgb, sgn, sgm = g.stride()
     if transpose_g:
         sgn, sgm = sgm, sgn
-    block_n, block_k = _tiles(max(n, m), k)
+    block_n, block_k = sce_tiles(max(n, m), k)
     block_k = block_n
     grid = (triton.cdiv(n, block_n), triton.cdiv(k, block_k), bsz)
     _sce_backward_kernel[grid](

@@ -2,8 +2,8 @@
 // csrc/cpu/cs_mutual_information.cpp step for step, with the same outputs and saved tensors.
 //
 // Forward: normalise u, v (one kernel each); content similarity by one cuBLAS GEMM; each graph's
-// Gram GEMM turned into its softmax adjacency in place by a kernel; RWR by at::linalg_inv
-// (cuSOLVER), renormalised in place by a kernel; structural similarity by two GEMMs; the masked
+// Gram GEMM turned into its softmax adjacency in place by a kernel; RWR by at::linalg_inv_ex (no error check,
+// so no host sync; cuSOLVER), renormalised in place by a kernel; structural similarity by two GEMMs; the masked
 // loss by the kernels of mi_kernels.cu with Ω and the groups built from labels on the fly (ms: the
 // unscaled similarity with w₊ = alpha, w₋ = alpha_neg). Saved for the
 // backward: the normalised rows, E, R and W's row sums (W is rebuilt from R), the unscaled scores

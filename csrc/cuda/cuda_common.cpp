@@ -30,23 +30,6 @@ int64_t row_count(const at::Tensor& t) {
 
 }  // namespace
 
-Fp32GemmGuard::Fp32GemmGuard()
-    : precision_(at::globalContext().float32MatmulPrecision()), tf32_(at::globalContext().allowTF32CuBLAS()) {
-  if (tf32_) {
-    at::globalContext().setAllowTF32CuBLAS(false);
-  }
-}
-
-Fp32GemmGuard::~Fp32GemmGuard() {
-  if (!tf32_) {
-    return;
-  }
-  at::globalContext().setAllowTF32CuBLAS(true);
-  if (precision_ == at::Float32MatmulPrecision::MEDIUM) {
-    at::globalContext().setFloat32MatmulPrecision("medium");
-  }
-}
-
 at::Tensor device_scalar(const at::Tensor& scalar, const at::Tensor& like) {
   TORCH_CHECK(scalar.numel() == 1, "csad (CUDA): a scalar argument must have one element, got shape ",
               scalar.sizes());

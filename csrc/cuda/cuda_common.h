@@ -17,25 +17,10 @@
 #include <tuple>
 
 #include "../shared.h"
+#include "fp32_gemm_guard.h"
 #include "launchers.h"
 
 namespace csad::gpu {
-
-// Full float32 cuBLAS GEMMs while alive, whatever torch.set_float32_matmul_precision or
-// torch.backends.cuda.matmul.allow_tf32 say (TF32 would drop the backend to ~1e-3 relative error);
-// the caller's setting is restored on exit. The setting is process-global: a GEMM that another
-// thread runs meanwhile also sees full precision.
-class Fp32GemmGuard {
- public:
-  Fp32GemmGuard();
-  ~Fp32GemmGuard();
-  Fp32GemmGuard(const Fp32GemmGuard&) = delete;
-  Fp32GemmGuard& operator=(const Fp32GemmGuard&) = delete;
-
- private:
-  at::Float32MatmulPrecision precision_;
-  bool tf32_;
-};
 
 // A 0-d scalar tensor as a contiguous one-element tensor on like's device in like's dtype.
 at::Tensor device_scalar(const at::Tensor& scalar, const at::Tensor& like);

@@ -1,5 +1,5 @@
-// Random Walk with Restart on CUDA: inverse of (I - cE) by at::linalg_inv (cuSOLVER), rows
-// renormalised in place by a kernel; the backward's two GEMMs by cuBLAS. Mirrors csrc/cpu/rwr.cpp.
+// Random Walk with Restart on CUDA: inverse of (I - cE) by at::linalg_inv_ex without its error check
+// (cuSOLVER, no host sync), rows renormalised in place by a kernel; the backward's two GEMMs by cuBLAS. Mirrors csrc/cpu/rwr.cpp.
 //
 // STATUS: syntax-checked against torch 2.13's headers, but NOT yet compiled into the extension (that
 // needs a CUDA build of torch) nor run on a GPU; tests/test_cuda_ops.py is the check to run.
