@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as nnf
 
-from python.resnet import resnet18
+from .resnet import resnet18
 
 
 def mlp(sizes: Sequence[int], *, last_relu: bool = False) -> nn.Sequential:

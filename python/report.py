@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from python.checkpoint import write_atomic
-from python.trainer import RunResult
+from .checkpoint import write_atomic
+from .trainer import RunResult
 
 ORACLE_NOTE = ("oracle: a reference ceiling, not a debiasing method (the baseline trained on the bias-balanced "
                "resample of the training split, using the bias labels)")

@@ -17,12 +17,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from python import checkpoint, distributed
-from python.config import TrainConfig
-from python.data.base import DataBundle, Split
-from python.methods import METHODS, Batch, Method, Phase
-from python.metrics import bias_leakage, target_metrics, within_bin_auc
-from python.models import DebiasNet
+from . import checkpoint, distributed
+from .config import TrainConfig
+from .data.base import DataBundle, Split
+from .methods import METHODS, Batch, Method, Phase
+from .metrics import bias_leakage, target_metrics, within_bin_auc
+from .models import DebiasNet
 
 EVAL_BATCH = 512
 PLATEAU_EPOCHS, PLATEAU_TOLERANCE = 2, 0.01  # a phase with a plateau loss ends when 2 epochs gained < 1%

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from python.data.base import DataBundle, Split, Tally
-from python.metrics import demographic_parity_difference, equalized_odds_difference
+from ..metrics import demographic_parity_difference, equalized_odds_difference
+from .base import DataBundle, Split, Tally
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 MAX_BIAS_CATEGORIES = 10  # a numeric bias column with more distinct values is binned into quantile bins

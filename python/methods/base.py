@@ -22,10 +22,10 @@ import torch
 from torch import nn
 from torch.nn import functional as nnf
 
-from python import distributed
-from python.config import TrainConfig
-from python.data.base import DataBundle
-from python.models import DebiasNet
+from .. import distributed
+from ..config import TrainConfig
+from ..data.base import DataBundle
+from ..models import DebiasNet
 
 
 @dataclass(frozen=True)

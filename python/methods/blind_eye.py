@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as nnf
 
-from python.config import TrainConfig
-from python.data.base import DataBundle
-from python.methods.base import Batch, Method, Phase, share_of_mean
-from python.models import DebiasNet
+from ..config import TrainConfig
+from ..data.base import DataBundle
+from ..models import DebiasNet
+from .base import Batch, Method, Phase, share_of_mean
 
 
 def confusion_loss(logits: list[torch.Tensor], total: int | None = None) -> torch.Tensor:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import torch
 
 import csad_kernels as ck
-from python.config import TrainConfig
-from python.data.base import DataBundle
-from python.methods.base import Batch, Method, Phase
-from python.models import DebiasNet
+
+from ..config import TrainConfig
+from ..data.base import DataBundle
+from ..models import DebiasNet
+from .base import Batch, Method, Phase
 
 
 class CSAD(Method):

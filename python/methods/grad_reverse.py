@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from python.config import TrainConfig
-from python.data.base import DataBundle
-from python.methods.base import Batch, Method, Phase
-from python.models import DebiasNet
+from ..config import TrainConfig
+from ..data.base import DataBundle
+from ..models import DebiasNet
+from .base import Batch, Method, Phase
 
 
 class _ReverseGradient(torch.autograd.Function):

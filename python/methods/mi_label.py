@@ -8,10 +8,10 @@ import torch
 from torch import nn
 from torch.nn import functional as nnf
 
-from python.config import TrainConfig
-from python.data.base import DataBundle
-from python.methods.base import Batch, Method, Phase
-from python.models import DebiasNet, mlp
+from ..config import TrainConfig
+from ..data.base import DataBundle
+from ..models import DebiasNet, mlp
+from .base import Batch, Method, Phase
 
 
 class MINE(nn.Module):

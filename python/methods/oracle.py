@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from python.methods.base import Method
+from .base import Method
 
 
 def balanced_cell_weights(y: torch.Tensor, bias: torch.Tensor, n_classes: int) -> torch.Tensor:
