@@ -45,4 +45,4 @@ class Oracle(Method):
     name = "oracle"
 
     def sampling_weights(self, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return balanced_cell_weights(y, bias, self.bundle.n_classes)
+        return balanced_cell_weights(y, bias, self.task.n_classes)
