@@ -12,7 +12,7 @@ from importlib import import_module
 from typing import Any
 
 # public names, imported on first use so that ``python -m csad.train`` does not load scikit-learn
-_PUBLIC = {"Debiaser": ".debiaser"}
+_PUBLIC = {"Debiaser": ".debiaser", "CSADClassifier": ".sklearn_api"}
 __all__ = sorted(_PUBLIC)
 
 
