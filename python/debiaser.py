@@ -66,7 +66,7 @@ def output_dim(module: nn.Module, n_in: int) -> int:
     module.eval()
     try:
         with torch.no_grad():
-            out = module(torch.zeros(2, n_in, device=None if param is None else param.device))
+            out = module(torch.zeros(2, n_in) if param is None else param.new_zeros(2, n_in))
     finally:
         module.train(was_training)
     return out.shape[-1]
@@ -115,11 +115,11 @@ class Debiaser:
         d_z = feature_dim if feature_dim is not None else getattr(features, "out_dim", None)
         if d_z is None:
             raise ValueError("give feature_dim: the width of F's output z (n, d_z); features has no out_dim")
-        d_y = target_branch or mlp((d_z, branch_dim), last_relu=True)
-        d_b = bias_branch or mlp((d_z, branch_dim), last_relu=True)
+        d_y = target_branch if target_branch is not None else mlp((d_z, branch_dim), last_relu=True)
+        d_b = bias_branch if bias_branch is not None else mlp((d_z, branch_dim), last_relu=True)
         width_y, width_b = output_dim(d_y, d_z), output_dim(d_b, d_z)
-        p_y = target_head or mlp((width_y, 1 if n_classes == 2 else n_classes))
-        p_b = bias_heads or BiasHeads((width_b,), bias_classes)
+        p_y = target_head if target_head is not None else mlp((width_y, 1 if n_classes == 2 else n_classes))
+        p_b = bias_heads if bias_heads is not None else BiasHeads((width_b,), bias_classes)
         hidden = tuple(estimator_hidden)
         net = BranchedNet(features, d_y, p_y, d_b, p_b, n_classes=n_classes,
                           estimator_sizes=((width_y, *hidden), (width_b, *hidden)))
