@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from python.data.adult import ADULT_FEATURES
-from python.metrics import binary_rates
+from .data.adult import ADULT_FEATURES
+from .metrics import binary_rates
 
 METRIC_KEYS = (
     "balanced_accuracy",

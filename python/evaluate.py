@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from python import cli
-from python import config as cfg
-from python.data import DataBundle, load_dataset
-from python.report import table
-from python.trainer import RunResult, Trainer, resolve_device
+from . import cli
+from . import config as cfg
+from .data import DataBundle, load_dataset
+from .report import table
+from .trainer import RunResult, Trainer, resolve_device
 
 
 def parser() -> argparse.ArgumentParser:

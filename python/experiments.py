@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from python import cli
-from python import config as cfg
-from python import train as train_cli
-from python.summarize import mean_sd
+from . import cli
+from . import config as cfg
+from . import train as train_cli
+from .summarize import mean_sd
 
 SIGMAS = ("0.020", "0.025", "0.030", "0.035", "0.040", "0.045", "0.050")
 LAMBDAS = ("1", "2", "10", "20", "40")

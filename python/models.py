@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as nnf
 
-from python.resnet import resnet18
+from .resnet import resnet18
 
 
 def mlp(sizes: Sequence[int], *, last_relu: bool = False) -> nn.Sequential:
@@ -154,24 +154,22 @@ def feature_extractor(dataset: str, train_inputs: Sequence[torch.Tensor], *,
     raise ValueError(f"no model for dataset {dataset!r}; known: {sorted(SPECS)}")
 
 
-class DebiasNet(nn.Module):
-    """F, the target branch (D_y, P_y) and the bias branch (D_b, P_b) of CSAD (Fig. 2 of the paper).
+class BranchedNet(nn.Module):
+    """F, the target branch (D_y, P_y) and the bias branch (D_b, P_b) of CSAD (Fig. 2 of the paper), from given
+    modules: your own, or the project's (:class:`DebiasNet`).
 
-    ``features(*inputs) -> z (n, F.out_dim)``; ``target_branch(z) -> h^y (n, branch)``;
-    ``target_logits(h^y) -> (n,)`` for two classes, else ``(n, classes)``; ``bias_branch(z) -> h^b``;
-    ``bias_logits(h^b) -> [(n, classes_k)]``.
+    ``features(*inputs) -> z (n, d_z)``; ``target_branch(z) -> h^y (n, d_y)``; ``target_logits(h^y) -> (n,)`` for
+    two classes (``p_y`` has one output), else ``(n, classes)``; ``bias_branch(z) -> h^b (n, d_b)``;
+    ``bias_logits(h^b) -> [(n, classes_k)]``, one per bias head (``p_b`` may return one tensor for one head).
+    ``estimator_sizes``: layer sizes of the estimator's heads My and Mb, input (d_y, d_b) first.
     """
 
-    def __init__(self, dataset: str, train_inputs: Sequence[torch.Tensor], n_classes: int,
-                 bias_classes: Sequence[int], *, resnet_weights: str | None = None) -> None:
+    def __init__(self, f: nn.Module, d_y: nn.Module, p_y: nn.Module, d_b: nn.Module, p_b: nn.Module, *,
+                 n_classes: int, estimator_sizes: tuple[Sequence[int], Sequence[int]]) -> None:
         super().__init__()
-        spec = SPECS[dataset]
-        self.spec, self.n_classes = spec, n_classes
-        self.f = feature_extractor(dataset, train_inputs, resnet_weights=resnet_weights)
-        self.d_y = mlp((self.f.out_dim, spec.branch), last_relu=True)
-        self.p_y = mlp((*spec.target, 1 if n_classes == 2 else n_classes))
-        self.d_b = mlp((self.f.out_dim, spec.branch), last_relu=True)
-        self.p_b = BiasHeads(spec.bias, bias_classes)
+        self.f, self.d_y, self.p_y, self.d_b, self.p_b = f, d_y, p_y, d_b, p_b
+        self.n_classes = n_classes
+        self.estimator_sizes = (tuple(estimator_sizes[0]), tuple(estimator_sizes[1]))
 
     def features(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.f(*inputs)
@@ -187,8 +185,24 @@ class DebiasNet(nn.Module):
         return self.d_b(z)
 
     def bias_logits(self, hb: torch.Tensor) -> list[torch.Tensor]:
-        return self.p_b(hb)
+        logits = self.p_b(hb)
+        return [logits] if isinstance(logits, torch.Tensor) else list(logits)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Target logits: what is kept at test time (the bias branch and M are dropped)."""
         return self.target_logits(self.target_branch(self.features(*inputs)))
+
+
+class DebiasNet(BranchedNet):
+    """The project's :class:`BranchedNet` for a benchmark: F for ``dataset`` (:func:`feature_extractor`), branches
+    and predictors sized by its row of :data:`SPECS`."""
+
+    def __init__(self, dataset: str, train_inputs: Sequence[torch.Tensor], n_classes: int,
+                 bias_classes: Sequence[int], *, resnet_weights: str | None = None) -> None:
+        spec = SPECS[dataset]
+        f = feature_extractor(dataset, train_inputs, resnet_weights=resnet_weights)
+        super().__init__(f, mlp((f.out_dim, spec.branch), last_relu=True),
+                         mlp((*spec.target, 1 if n_classes == 2 else n_classes)),
+                         mlp((f.out_dim, spec.branch), last_relu=True), BiasHeads(spec.bias, bias_classes),
+                         n_classes=n_classes, estimator_sizes=(spec.estimator, spec.estimator))
+        self.spec = spec

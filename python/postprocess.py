@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from python import cli
-from python.config import DATASETS
-from python.deepminmax import DeepMinMax, as_columns
-from python.metrics import bias_leakage, fit_logistic_regression, roc_auc
-from python.report import write_json_atomic
+from . import cli
+from .config import DATASETS
+from .deepminmax import DeepMinMax, as_columns
+from .metrics import bias_leakage, fit_logistic_regression, roc_auc
+from .report import write_json_atomic
 
 QUICK_EPOCHS = 5
 EMBED_POINTS = 1000
@@ -111,9 +111,9 @@ def _split(path: Path, split: Any, n: int, seed: int) -> torch.Tensor:
 
 def from_run(run: Path, device: str = "cpu") -> dict[str, Any]:
     """F's features of a trained run on its train and test splits: {"train": {z, b, y}, "test": ..., bias_names}."""
-    from python.config import load_saved
-    from python.data import load_dataset
-    from python.trainer import Trainer
+    from .config import load_saved
+    from .data import load_dataset
+    from .trainer import Trainer
 
     config = load_saved(run / "config.yaml")
     bundle = load_dataset(config)
@@ -148,7 +148,7 @@ def data_argv(args: argparse.Namespace) -> list[str]:
 def train_baseline(dataset: str, out: Path, quick: bool, seed: int, data: Sequence[str] = ()) -> Path:
     """Train the dataset's vanilla baseline into ``out/encoder`` (reused when it is already complete); ``data``:
     the train CLI's data flags (``--data-root DIR`` ...)."""
-    from python.train import main as train_main
+    from .train import main as train_main
 
     run = out / "encoder"
     if (run / "metrics.json").is_file():

@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from python.checkpoint import write_atomic
-from python.trainer import RunResult
+from .checkpoint import write_atomic
+from .trainer import RunResult
 
 ORACLE_NOTE = ("oracle: a reference ceiling, not a debiasing method (the baseline trained on the bias-balanced "
                "training distribution by a weighted loss, using the bias labels)")

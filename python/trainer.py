@@ -17,12 +17,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from python import checkpoint, distributed
-from python.config import TrainConfig
-from python.data.base import DataBundle, Split
-from python.methods import METHODS, Batch, Method, Phase
-from python.metrics import bias_leakage, target_metrics, within_bin_auc
-from python.models import DebiasNet
+from . import checkpoint, distributed
+from .config import TrainConfig
+from .data.base import DataBundle, Split
+from .methods import METHODS, Batch, Method, Phase
+from .metrics import bias_leakage, target_metrics, within_bin_auc
+from .models import DebiasNet
 
 EVAL_BATCH = 512
 PLATEAU_EPOCHS, PLATEAU_TOLERANCE = 2, 0.01  # a phase with a plateau loss ends when 2 epochs gained < 1%
@@ -92,9 +92,7 @@ class Trainer:
         if weights is not None:
             order = torch.multinomial(weights, n, replacement=True, generator=generator)
         elif self.config.balanced_batches:
-            counts = torch.bincount(y, minlength=self.bundle.n_classes).clamp_min(1)
-            weights = (1.0 / counts.double())[y].cpu()
-            order = torch.multinomial(weights, n, replacement=True, generator=generator)
+            order = class_balanced_order(y.cpu(), self.bundle.n_classes, generator)
         else:
             order = torch.randperm(n, generator=generator)
         return [c.to(self.device) for c in split_into_batches(order, size, self.least_batch)]
@@ -271,6 +269,13 @@ def plateaued(history: list[dict[str, Any]], phase: Phase) -> bool:
         return False
     before, now = losses[-1 - PLATEAU_EPOCHS], losses[-1]
     return before - now < PLATEAU_TOLERANCE * abs(before)
+
+
+def class_balanced_order(y: torch.Tensor, n_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """``len(y)`` row indices drawn with replacement, each target class equally likely (``y (n,)`` on the CPU)."""
+    counts = torch.bincount(y, minlength=n_classes).clamp_min(1)
+    weights = (1.0 / counts.double())[y]
+    return torch.multinomial(weights, len(y), replacement=True, generator=generator)
 
 
 def split_into_batches(order: torch.Tensor, size: int, least: int = 2) -> list[torch.Tensor]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from python.config import TrainConfig
-from python.data.base import SPLITS, DataBundle, Split
+from ..config import TrainConfig
+from .base import SPLITS, DataBundle, Split
 
 MPOWER_MAX_TAPS = 192  # 20 s of tapping; longer records are cut and counted (99% of the simulated ones fit)
 # --quick trains on at most this many random rows of the train split (val and test stay whole); mPower has a
@@ -34,33 +34,33 @@ def load_dataset(config: TrainConfig) -> DataBundle:
 
 def _load(config: TrainConfig) -> DataBundle:
     if config.dataset == "mpower":
-        from python.data.mpower import load_mpower
+        from .mpower import load_mpower
 
         return load_mpower(config.data_root, cache_dir=Path(config.cache_dir) / "mpower_sim",
                            cohort="quick" if config.quick else "default", max_taps=MPOWER_MAX_TAPS)
     if config.dataset == "adult":
-        from python.adult_metrics import adult_metrics
-        from python.data.adult import load_adult
+        from ..adult_metrics import adult_metrics
+        from .adult import load_adult
 
         bundle = load_adult(config.data_root, split=config.split, bias=config.bias, download=config.download)
         bundle.extra_metrics = lambda predict, split: adult_metrics(lambda x: predict((x,)), split.inputs[0], split.y)
         return bundle
     if config.dataset == "colored_mnist":
-        from python.data.colored_mnist import load_colored_mnist
+        from .colored_mnist import load_colored_mnist
 
         return load_colored_mnist(config.data_root, sigma2=config.sigma2, seed=config.seed)
     if config.dataset == "celeba":
-        from python.data.celeba import load_celeba
+        from .celeba import load_celeba
 
         return load_celeba(config.data_root, target=config.target or "Blond_Hair", image_size=config.image_size,
                            max_images=config.max_images, seed=config.split)
     if config.dataset == "imdb":
-        from python.data.imdb import load_imdb
+        from .imdb import load_imdb
 
         return load_imdb(config.data_root, train_on=config.train_on, image_size=config.image_size,
                          clean_ids=config.clean_ids, max_images=config.max_images, seed=config.split)
     if config.dataset == "csv":
-        from python.data.csv_table import load_csv_table
+        from .csv_table import load_csv_table
 
         return load_csv_table(config.csv, target=config.target, bias=config.bias, bias_bins=config.bias_bins,
                               seed=config.split)

@@ -47,8 +47,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from python.checkpoint import write_atomic
-from python.data.base import DataBundle, Split, Tally
+from ..checkpoint import write_atomic
+from .base import DataBundle, Split, Tally
 
 logger = logging.getLogger(__name__)
 

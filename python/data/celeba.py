@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from python.data.base import DataBundle, Split, Tally
+from .base import DataBundle, Split, Tally
 
 logger = logging.getLogger(__name__)
 

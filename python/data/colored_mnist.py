@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from python.data.base import DataBundle, Split
+from .base import DataBundle, Split
 
 logger = logging.getLogger(__name__)
 

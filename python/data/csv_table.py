@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from python.data.base import DataBundle, Split, Tally
-from python.metrics import demographic_parity_difference, equalized_odds_difference
+from ..metrics import demographic_parity_difference, equalized_odds_difference
+from .base import DataBundle, Split, Tally
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 MAX_BIAS_CATEGORIES = 10  # a numeric bias column with more distinct values is binned into quantile bins
@@ -116,16 +116,26 @@ def _bias(frame: Any, column: str, train: np.ndarray, bins: int, path: Path) -> 
     distinct = values.unique()
     if len(distinct) == 1:
         raise _error(path, f"bias column {column!r} has a single value ({_shown(distinct[0])}): nothing to debias")
+    return code_bias(values, None if numbers is None else numbers.to_numpy(), train, bins, column)
+
+
+def code_bias(values: Any, numbers: np.ndarray | None, train: np.ndarray, bins: int,
+              name: str) -> tuple[np.ndarray, str]:
+    """Integer codes ``(n,)`` of one bias attribute and a log line. ``values``: a pandas Series ``(n,)``;
+    ``numbers``: the same values as float64 when the attribute is numeric, else None. A numeric attribute with more
+    than :data:`MAX_BIAS_CATEGORIES` distinct values is cut into ``bins`` quantile bins of the rows ``train`` (an
+    index or mask; fewer bins when quantiles coincide); anything else gets one code per distinct value, in sorted
+    order."""
+    distinct = values.unique()
     if numbers is not None and len(distinct) > MAX_BIAS_CATEGORIES:
-        x = numbers.to_numpy()
-        edges = np.unique(np.quantile(x[train], np.linspace(0, 1, bins + 1))[1:-1])
-        codes = np.searchsorted(edges, x, side="right").astype(np.int64)
+        edges = np.unique(np.quantile(numbers[train], np.linspace(0, 1, bins + 1))[1:-1])
+        codes = np.searchsorted(edges, numbers, side="right").astype(np.int64)
         cuts = ", ".join(f"{e:.4g}" for e in edges)
-        return codes, (f"bias {column!r}: {len(distinct)} numeric values cut into {len(edges) + 1} quantile bins of "
+        return codes, (f"bias {name!r}: {len(distinct)} numeric values cut into {len(edges) + 1} quantile bins of "
                        f"the train split at {cuts}")
     categories = sorted(distinct.tolist())
     shown = ", ".join(f"{c!r} -> {i}" for i, c in enumerate(categories[:8]))
-    return _codes(values, categories), f"bias {column!r}: {shown}{' ...' if len(categories) > 8 else ''}"
+    return _codes(values, categories), f"bias {name!r}: {shown}{' ...' if len(categories) > 8 else ''}"
 
 
 def _features(frame: Any, columns: list[str], train: np.ndarray, path: Path,

@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from python.data.base import DataBundle, Split, Tally
-from python.data.celeba import Predict, check_image_args, read_images
+from .base import DataBundle, Split, Tally
+from .celeba import Predict, check_image_args, read_images
 
 logger = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from python.data.base import DataBundle, Split, Tally
-from python.metrics import fit_logistic_regression, roc_auc
+from ..metrics import fit_logistic_regression, roc_auc
+from .base import DataBundle, Split, Tally
 
 logger = logging.getLogger(__name__)
 

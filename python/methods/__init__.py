@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from python.methods.base import Batch, Method, Phase
-from python.methods.blind_eye import BlindEye
-from python.methods.csad import CSAD, AdversarialJSD, CSADContent, CSADMultiSimilarity, CSADStructural
-from python.methods.grad_reverse import GradientReversal
-from python.methods.mi_label import MILabel
-from python.methods.oracle import Oracle
+from .base import Batch, Method, Phase
+from .blind_eye import BlindEye
+from .csad import CSAD, AdversarialJSD, CSADContent, CSADMultiSimilarity, CSADStructural
+from .grad_reverse import GradientReversal
+from .mi_label import MILabel
+from .oracle import Oracle
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls

@@ -17,15 +17,34 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
 from torch.nn import functional as nnf
 
-from python import distributed
-from python.config import TrainConfig
-from python.data.base import DataBundle
-from python.models import DebiasNet
+from .. import distributed
+from ..config import TrainConfig
+from ..models import BranchedNet
+
+
+class Task(Protocol):
+    """What a method must know of the task: target classes (2: one logit and BCE), classes per bias head, and Ω's
+    tolerance on the bias labels (DESIGN §2). A :class:`~python.data.base.DataBundle` is one; so is
+    :class:`TaskSizes`."""
+
+    n_classes: int
+    bias_classes: tuple[int, ...]
+    tolerance: int
+
+
+@dataclass(frozen=True)
+class TaskSizes:
+    """A :class:`Task` given by its sizes alone (your own model and data: ``python.debiaser``)."""
+
+    n_classes: int
+    bias_classes: tuple[int, ...]
+    tolerance: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,8 +89,8 @@ class Method:
 
     name = "baseline"
 
-    def __init__(self, net: DebiasNet, bundle: DataBundle, config: TrainConfig) -> None:
-        self.net, self.bundle, self.config = net, bundle, config
+    def __init__(self, net: BranchedNet, task: Task, config: TrainConfig) -> None:
+        self.net, self.task, self.config = net, task, config
         self.extra = nn.ModuleDict()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.add_optimizer("target", [net.f, net.d_y, net.p_y])

@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as nnf
 
-from python.config import TrainConfig
-from python.data.base import DataBundle
-from python.methods.base import Batch, Method, Phase, share_of_mean
-from python.models import DebiasNet
+from ..config import TrainConfig
+from ..models import BranchedNet
+from .base import Batch, Method, Phase, Task, share_of_mean
 
 
 def confusion_loss(logits: list[torch.Tensor], total: int | None = None) -> torch.Tensor:
@@ -24,8 +23,8 @@ class BlindEye(Method):
 
     name = "blind_eye"
 
-    def __init__(self, net: DebiasNet, bundle: DataBundle, config: TrainConfig) -> None:
-        super().__init__(net, bundle, config)
+    def __init__(self, net: BranchedNet, task: Task, config: TrainConfig) -> None:
+        super().__init__(net, task, config)
         self.add_optimizer("bias", [net.d_b, net.p_b])
 
     def phases(self) -> list[Phase]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 
 import csad_kernels as ck
-from python.config import TrainConfig
-from python.data.base import DataBundle
-from python.methods.base import Batch, Method, Phase
-from python.models import DebiasNet
+
+from ..config import TrainConfig
+from ..models import BranchedNet
+from .base import Batch, Method, Phase, Task
 
 
 class CSAD(Method):
@@ -32,11 +32,11 @@ class CSAD(Method):
     name = "csad"
     similarity, estimator = "joint", "cs"
 
-    def __init__(self, net: DebiasNet, bundle: DataBundle, config: TrainConfig) -> None:
-        super().__init__(net, bundle, config)
-        sizes = net.spec.estimator
+    def __init__(self, net: BranchedNet, task: Task, config: TrainConfig) -> None:
+        super().__init__(net, task, config)
+        sizes_y, sizes_b = net.estimator_sizes
         self.extra["m"] = ck.CrossSampleMI(
-            sizes, sizes, alpha=config.alpha, tau=config.tau, c=config.c, tolerance=bundle.tolerance,
+            sizes_y, sizes_b, alpha=config.alpha, tau=config.tau, c=config.c, tolerance=task.tolerance,
             similarity=self.similarity, estimator=self.estimator, backend=config.backend,
         )
         self.add_optimizer("bias", [net.d_b, net.p_b])

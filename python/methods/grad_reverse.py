@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from python.config import TrainConfig
-from python.data.base import DataBundle
-from python.methods.base import Batch, Method, Phase
-from python.models import DebiasNet
+from ..config import TrainConfig
+from ..models import BranchedNet
+from .base import Batch, Method, Phase, Task
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -32,8 +31,8 @@ class GradientReversal(Method):
 
     name = "grad_reverse"
 
-    def __init__(self, net: DebiasNet, bundle: DataBundle, config: TrainConfig) -> None:
-        super().__init__(net, bundle, config)
+    def __init__(self, net: BranchedNet, task: Task, config: TrainConfig) -> None:
+        super().__init__(net, task, config)
         self.add_optimizer("joint", [net.f, net.d_y, net.p_y, net.d_b, net.p_b])
 
     def phases(self) -> list[Phase]:

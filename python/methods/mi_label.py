@@ -8,10 +8,9 @@ import torch
 from torch import nn
 from torch.nn import functional as nnf
 
-from python.config import TrainConfig
-from python.data.base import DataBundle
-from python.methods.base import Batch, Method, Phase
-from python.models import DebiasNet, mlp
+from ..config import TrainConfig
+from ..models import BranchedNet, mlp
+from .base import Batch, Method, Phase, Task
 
 
 class MINE(nn.Module):
@@ -42,9 +41,9 @@ class MILabel(Method):
 
     name = "mi_label"
 
-    def __init__(self, net: DebiasNet, bundle: DataBundle, config: TrainConfig) -> None:
-        super().__init__(net, bundle, config)
-        self.extra["mine"] = MINE(net.f.out_dim, bundle.bias_classes)
+    def __init__(self, net: BranchedNet, task: Task, config: TrainConfig) -> None:
+        super().__init__(net, task, config)
+        self.extra["mine"] = MINE(net.f.out_dim, task.bias_classes)
         self.add_optimizer("mine", [self.extra["mine"]], lr=self.config.estimator_lr)
 
     def phases(self) -> list[Phase]:

@@ -23,10 +23,9 @@ import math
 import torch
 from torch.nn import functional as nnf
 
-from python.config import TrainConfig
-from python.data.base import DataBundle
-from python.methods.base import Batch, Method, share_of_mean
-from python.models import DebiasNet
+from ..config import TrainConfig
+from ..models import BranchedNet
+from .base import Batch, Method, Task, share_of_mean
 
 
 def balanced_cell_weights(y: torch.Tensor, bias: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -61,22 +60,25 @@ class Oracle(Method):
 
     name = "oracle"
 
-    def __init__(self, net: DebiasNet, bundle: DataBundle, config: TrainConfig) -> None:
-        super().__init__(net, bundle, config)
-        train = bundle.splits["train"]
-        y, bias = train.y.cpu(), train.bias.cpu()
-        w = balanced_cell_weights(y, bias, bundle.n_classes)
+    def __init__(self, net: BranchedNet, task: Task, config: TrainConfig) -> None:
+        super().__init__(net, task, config)
+        splits = getattr(task, "splits", None)
+        if splits is None or "train" not in splits:
+            raise ValueError("method 'oracle' needs a task with the training split's labels (a DataBundle), "
+                             f"got {type(task).__name__}")
+        y, bias = splits["train"].y.cpu(), splits["train"].bias.cpu()
+        w = balanced_cell_weights(y, bias, task.n_classes)
         w = w / w.max()  # the rarest class of each balanced cell weighs 1
-        n_cells = math.prod(bundle.bias_classes)
-        table = torch.zeros(n_cells, bundle.n_classes, dtype=torch.float64)
-        table[cell_codes(bias, bundle.bias_classes), y] = w
+        n_cells = math.prod(task.bias_classes)
+        table = torch.zeros(n_cells, task.n_classes, dtype=torch.float64)
+        table[cell_codes(bias, task.bias_classes), y] = w
         self.row_weight = (table / w.mean()).float()  # (cells, classes): mean weight 1 over the training rows
 
     def target_loss(self, logits: torch.Tensor, y: torch.Tensor, total: int | None = None,
                     bias: torch.Tensor | None = None) -> torch.Tensor:
         if bias is None:
             return super().target_loss(logits, y, total)
-        weight = self.row_weight.to(logits.device)[cell_codes(bias, self.bundle.bias_classes), y]
+        weight = self.row_weight.to(logits.device)[cell_codes(bias, self.task.bias_classes), y]
         if logits.dim() == 1:
             per_row = nnf.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none")
         else:
