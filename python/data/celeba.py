@@ -50,7 +50,6 @@ PARTITION_FILE = "list_eval_partition.txt"
 N_ATTRIBUTES = 40
 BIAS_ATTRIBUTE = "Male"
 PARTITIONS = {"train": 0, "test": 1, "val": 2}  # our split -> CelebA's partition id (1 = its validation set)
-PARTITION_NAMES = {0: "train", 1: "validation", 2: "test"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYOUT = (
