@@ -23,19 +23,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from csad_kernels.module import mlp
+
 LOG_2PI = math.log(2 * math.pi)
 # q runs q_steps times per step: at the width of 1024-d conv features it would cost more than h_θ and m_φ together
 Q_HIDDEN_MAX = 128
-
-
-def mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """Linear layers of ``sizes`` (in, hidden..., out) with ReLU between them (none after the last)."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
 
 
 def as_columns(b: torch.Tensor) -> torch.Tensor:
