@@ -25,9 +25,6 @@ import fcntl
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -37,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoint import write_dir_atomic
 from ..metrics import fit_logistic_regression, roc_auc
 from .base import DataBundle, Split, Tally
 
@@ -722,20 +720,14 @@ def prepare_simulated_cohort(
 
 
 def _generate(target: Path, want: dict[str, object], n_subjects: int, seed: int, p: SimulatorParams) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    def fill(folder: Path) -> None:
         started = time.perf_counter()
-        simulate_cohort(tmp, n_subjects, seed, p)
+        simulate_cohort(folder, n_subjects, seed, p)
         logger.info(
             "simulated mPower cohort (%d subjects) in %.1f s -> %s", n_subjects, time.perf_counter() - started, target
         )
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "cohort")
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    write_dir_atomic(target, fill)
 
 
 def _manifest_matches(directory: Path, want: dict[str, object]) -> bool:
