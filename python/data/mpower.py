@@ -840,14 +840,6 @@ def hand_features(taps: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Ten
     }
 
 
-def _fit_logistic(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> Callable[
-        [torch.Tensor], torch.Tensor]:
-    """Logistic regression on ``x (n, F)`` (optional sample ``weight (n,)``): the leakage probe of
-    :func:`python.metrics.fit_logistic_regression`; returns the scorer ``x (m, F) -> log-odds of PD (m,)``."""
-    logits = fit_logistic_regression(x, y, 2, sample_weight=weight)
-    return lambda v: logits(v)[:, 1] - logits(v)[:, 0]
-
-
 SHORTCUT_MODELS = {
     "age bin only": ("age",),
     "speed only (mean interval, n taps)": ("mean_interval", "n_taps"),
@@ -872,7 +864,8 @@ def _balancing_weights(bias: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def shortcut_check(bundle: DataBundle) -> dict[str, tuple[float, float]]:
-    """AUC on (val, test) of logistic regressions on hand features, trained on the train split.
+    """AUC on (val, test) of logistic regressions (:func:`python.metrics.fit_logistic_regression`) on hand features,
+    trained on the train split.
 
     One model per SHORTCUT_MODELS entry, plus REWEIGHTED_MODEL: all features with sample weights that make PD
     independent of the age bin in training (a reference for what removing the shortcut can reach).
@@ -885,10 +878,10 @@ def shortcut_check(bundle: DataBundle) -> dict[str, tuple[float, float]]:
     runs.append((REWEIGHTED_MODEL, SHORTCUT_MODELS["all hand features"], _balancing_weights(train.bias[:, 0], train.y)))
     out = {}
     for model, cols, weight in runs:
-        score = _fit_logistic(torch.stack([feats["train"][c] for c in cols], 1), train.y, weight)
-        out[model] = tuple(
-            roc_auc(score(torch.stack([feats[s][c] for c in cols], 1)), bundle.splits[s].y) for s in ("val", "test")
-        )
+        probe = fit_logistic_regression(torch.stack([feats["train"][c] for c in cols], 1), train.y, 2,
+                                        sample_weight=weight)
+        logits = {s: probe(torch.stack([feats[s][c] for c in cols], 1)) for s in ("val", "test")}
+        out[model] = tuple(roc_auc(logits[s][:, 1] - logits[s][:, 0], bundle.splits[s].y) for s in ("val", "test"))
     return out
 
 
