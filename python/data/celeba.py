@@ -130,6 +130,15 @@ def check_image_args(image_size: int, max_images: int | None) -> None:
         raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
 
 
+def subsample(n: int, max_images: int | None, seed: int | tuple[int, ...]) -> np.ndarray:
+    """Ascending indices of at most ``max_images`` of ``n`` records (all of them when ``max_images`` is None or not
+    below ``n``): a draw without replacement by ``np.random.default_rng(seed)``. CelebA passes its ``seed``, IMDB
+    ``(seed, 0x5B)`` (a stream apart from its split draw); the pair keeps each loader's subsets as they were."""
+    if max_images is None or max_images >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # List files
 
@@ -280,12 +289,6 @@ def _records(folder: Path, target: str, tally: Tally) -> tuple[list[str], np.nda
     return kept, parts, values[keep, t].astype(np.int64), values[keep, b].astype(np.int64), names[t]
 
 
-def _subsample(n: int, max_images: int | None, seed: int) -> np.ndarray:
-    if max_images is None or max_images >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))
-
-
 def _describe(name: str, split: Split, target: str) -> str:
     y, male = split.y, split.bias[:, 0]
     cells = ", ".join(f"{target}={t}/male={b}: {int(((y == t) & (male == b)).sum())}" for t in (0, 1) for b in (0, 1))
@@ -320,7 +323,7 @@ def load_celeba(
         raise FileNotFoundError(f"CelebA: folder {image_dir} not found; expected {LAYOUT}")
     tally = Tally()
     files, parts, y, male, target_name = _records(folder, target, tally)
-    pick = _subsample(len(files), max_images, seed)
+    pick = subsample(len(files), max_images, seed)
     log = [f"{folder}: {len(files)} images listed in both {ATTR_FILE} and {PARTITION_FILE}"]
     if len(pick) < len(files):
         log.append(f"max_images={max_images}: a random subset (seed {seed}) of {len(pick)} of the {len(files)} images")
