@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.launches import Launch, record
+from csad_kernels._dispatch import OPS
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "triton-sm90-resources.json"
@@ -100,8 +101,7 @@ WORKLOADS: dict[str, Callable[[int, int, int], None]] = {
     "cs_mutual_information[joint]": _estimator("joint"),
     "cs_mutual_information[content]": _estimator("content"),
     "cs_mutual_information[ms-groups]": _estimator("joint", "ms"),
-    **{op: _single(op) for op in ("cosine_similarity", "softmax_adjacency", "rwr", "symmetric_cross_entropy",
-                                  "cross_sample_mi")},
+    **{op: _single(op) for op in OPS if op != "cs_mutual_information"},
 }  # fmt: skip
 # the N×N single ops do not depend on d: measured at the first d only
 D_FREE = {"softmax_adjacency", "rwr", "symmetric_cross_entropy", "cross_sample_mi"}
