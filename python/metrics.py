@@ -59,6 +59,7 @@ def balanced_accuracy(predicted: torch.Tensor, y: torch.Tensor) -> float:
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "y_pred contains classes not in y_true", UserWarning)
+        warnings.filterwarnings("ignore", "A single label was found", UserWarning)
         return float(balanced_accuracy_score(y.detach().cpu().flatten().numpy(),
                                              predicted.detach().cpu().flatten().numpy()))
 

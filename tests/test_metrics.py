@@ -181,6 +181,7 @@ def _binary_cases():
         yield scores.float() if trial % 2 else scores, y
 
 
+@pytest.mark.filterwarnings("error")  # scikit-learn stays silent where the old formulas were
 def test_sklearn_auc_ap_f1_match_the_previous_formulas_on_random_inputs():
     for scores, y in _binary_cases():
         _same(roc_auc(scores, y), _old_roc_auc(scores, y))
@@ -195,6 +196,7 @@ def test_sklearn_auc_ap_f1_match_the_previous_formulas_on_random_inputs():
             _same(within_bin_auc(scores, y, bins), _old_roc_auc(scores64 - means[bins], y))
 
 
+@pytest.mark.filterwarnings("error")  # scikit-learn stays silent where the old formulas were
 def test_sklearn_balanced_accuracy_matches_the_previous_formula_on_multiclass_inputs():
     gen = torch.Generator().manual_seed(5)
     for _ in range(30):
@@ -204,3 +206,4 @@ def test_sklearn_balanced_accuracy_matches_the_previous_formula_on_multiclass_in
         predicted = torch.where(torch.rand(n, generator=gen) < 0.5, y, torch.randint(0, k + 2, (n,), generator=gen))
         _same(balanced_accuracy(predicted, y), _old_balanced_accuracy(predicted, y))
     _same(balanced_accuracy(torch.tensor([1, 1, 0]), torch.tensor([1, 1, 1])), 2 / 3)  # one class in y
+    _same(balanced_accuracy(torch.tensor([1, 1]), torch.tensor([1, 1])), 1.0)  # one label in y and predicted
