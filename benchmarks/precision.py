@@ -31,6 +31,7 @@ from torch.overrides import TorchFunctionMode
 
 import csad_kernels.reference as ref
 from csad_kernels.triton._common import PRECISIONS, num_factors
+from python.tables import markdown_table
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "triton-precision-emulated.json"
@@ -141,13 +142,11 @@ def table(result: dict) -> str:
         "gradient dI/d(u, v) (joint, d = 32, B = 1); see the module's docstring for the emulation. `plain`: the "
         "float32 reference in PyTorch (LU solve, no emulation), the yardstick of the tolerance rule.",
         "",
-        "| N | " + " | ".join(f"{m}: R / M / I / dI" for m in COLUMNS) + " |",
-        "|---:|" + "---|" * len(COLUMNS),
     ]
-    for n, modes in result["errors"].items():
-        cells = [" / ".join(f"{modes[m][k]:.1e}" for k in ("rwr", "scores", "value", "grad")) for m in COLUMNS]
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [[str(n), *(" / ".join(f"{modes[m][k]:.1e}" for k in ("rwr", "scores", "value", "grad")) for m in COLUMNS)]
+            for n, modes in result["errors"].items()]
+    header = ["N", *(f"{m}: R / M / I / dI" for m in COLUMNS)]
+    return "\n".join([*lines, markdown_table(header, rows, ["---:"] + ["---"] * len(COLUMNS))])
 
 
 def main(argv: list[str] | None = None) -> dict:

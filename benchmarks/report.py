@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import harness, tables, train_step, workloads
+from python.checkpoint import write_atomic
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -166,9 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = out_dir / f"{results['machine']}.json"
     if args.merge and path.exists():
         results = _merge(json.loads(path.read_text()), results)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(_dumps(results))
-    tmp.replace(path)
+    text = _dumps(results)
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
     readme = HERE / "README.md" if out_dir.resolve() == RESULTS.resolve() else out_dir / "README.md"
     tables.regenerate(out_dir, readme)
     print(f"wrote {path}, {path.with_suffix('.md')} and {readme} in {results['runtime_s']:.0f} s")

@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.launches import Launch, record
+from csad_kernels._dispatch import OPS
+from python.tables import markdown_table
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "triton-sm90-resources.json"
@@ -100,8 +102,7 @@ WORKLOADS: dict[str, Callable[[int, int, int], None]] = {
     "cs_mutual_information[joint]": _estimator("joint"),
     "cs_mutual_information[content]": _estimator("content"),
     "cs_mutual_information[ms-groups]": _estimator("joint", "ms"),
-    **{op: _single(op) for op in ("cosine_similarity", "softmax_adjacency", "rwr", "symmetric_cross_entropy",
-                                  "cross_sample_mi")},
+    **{op: _single(op) for op in OPS if op != "cs_mutual_information"},
 }  # fmt: skip
 # the N×N single ops do not depend on d: measured at the first d only
 D_FREE = {"softmax_adjacency", "rwr", "symmetric_cross_entropy", "cross_sample_mi"}
@@ -268,17 +269,18 @@ def table(result: dict) -> str:
         "are the launchers' own for the workloads in the last column "
         "(B ∈ {" + ",".join(map(str, meta["batches"])) + "}: the batch changes only the grid).",
         "",
-        "| kernel | blocks | warps | regs | spill B | stack B | smem B | HMMA | HGMMA | FFMA | LDL+STL | used by |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    header = ["kernel", "blocks", "warps", "regs", "spill B", "stack B", "smem B", "HMMA", "HGMMA", "FFMA", "LDL+STL",
+              "used by"]
+    rows = []
     for row in result["kernels"]:
         blocks = " ".join(f"{k.removeprefix('BLOCK_')}={v}" for k, v in row["constexprs"].items() if "BLOCK" in k)
         ins = row["instructions"]
-        lines.append(
-            f"| `{row['kernel']}` | {blocks} | {row['num_warps']} | {row['registers']} | {row['spill_bytes']} | "
-            f"{row['stack_bytes']} | {row['shared_bytes']} | {ins.get('hmma', 0)} | {ins.get('hgmma', 0)} | "
-            f"{ins.get('ffma', 0)} | {ins.get('ldl', 0) + ins.get('stl', 0)} | {_summary(row['used_by'])} |"
-        )
+        rows.append([f"`{row['kernel']}`", blocks, *map(str, (
+            row["num_warps"], row["registers"], row["spill_bytes"], row["stack_bytes"], row["shared_bytes"],
+            ins.get("hmma", 0), ins.get("hgmma", 0), ins.get("ffma", 0), ins.get("ldl", 0) + ins.get("stl", 0))),
+            _summary(row["used_by"])])
+    lines.append(markdown_table(header, rows, ["---"] * 3 + ["---:"] * 8 + ["---"]))
     spilling = [r["kernel"] for r in result["kernels"] if r["spill_bytes"]]
     lines += ["", f"Configurations with spills: {len(spilling)} of {len(result['kernels'])}."]
     return "\n".join(lines)

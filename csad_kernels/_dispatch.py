@@ -16,6 +16,16 @@ import torch
 from csad_kernels import _extension
 
 BACKENDS = ("reference", "cpu", "cuda", "triton")
+# The public ops, in DESIGN.md order: the one list every backend registers (csad_kernels/triton/__init__.py keeps a
+# copy, tested equal in tests/test_backends.py). A new op is added here first (CONTRIBUTING.md).
+OPS = (
+    "cosine_similarity",
+    "softmax_adjacency",
+    "rwr",
+    "symmetric_cross_entropy",
+    "cross_sample_mi",
+    "cs_mutual_information",
+)
 AUTO_ORDER = {"cuda": ("triton", "cuda", "reference"), "cpu": ("cpu", "reference")}
 ENV_VAR = "CSAD_BACKEND"
 

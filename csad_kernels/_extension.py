@@ -23,11 +23,6 @@ def _load() -> tuple[bool, str]:
 LOADED, LOAD_ERROR = _load()
 
 
-def has_op(name: str) -> bool:
-    """Whether ``torch.ops.csad.<name>`` is registered (by the loaded extension)."""
-    return LOADED and hasattr(torch.ops.csad, name)
-
-
 def built_with_cuda() -> bool:
     """Whether the extension has CUDA kernels registered (it was built with csrc/cuda/)."""
     return LOADED and torch._C._dispatch_has_kernel_for_dispatch_key("csad::cosine_similarity", "CUDA")

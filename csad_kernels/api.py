@@ -11,7 +11,7 @@ import torch
 
 from csad_kernels import _validation as check
 from csad_kernels import reference
-from csad_kernels._dispatch import register_kernel, resolve
+from csad_kernels._dispatch import OPS, register_kernel, resolve
 
 
 def _omega(labels, mask, tolerance):
@@ -49,15 +49,13 @@ def _reference_cs_mutual_information(
     )
 
 
-for _op, _fn in {
-    "cosine_similarity": reference.cosine_similarity,
-    "softmax_adjacency": reference.softmax_adjacency,
-    "rwr": reference.rwr,
-    "symmetric_cross_entropy": reference.symmetric_cross_entropy,
+# the reference kernel of each op: reference.<op>, but for the two that take labels/mask/tolerance and groups here
+_REFERENCE_WRAPPERS = {
     "cross_sample_mi": _reference_cross_sample_mi,
     "cs_mutual_information": _reference_cs_mutual_information,
-}.items():
-    register_kernel(_op, "reference", _fn)
+}
+for _op in OPS:
+    register_kernel(_op, "reference", _REFERENCE_WRAPPERS.get(_op) or getattr(reference, _op))
 
 
 def _rows_pair(name_a: str, a: object, name_b: str, b: object) -> torch.device:

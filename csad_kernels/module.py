@@ -11,13 +11,16 @@ from csad_kernels import _validation as check
 from csad_kernels.api import cs_mutual_information
 
 
-def mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """Linear layers ``sizes[0] -> sizes[1] -> ... -> sizes[-1]`` with ReLU between them (none last)."""
+def mlp(sizes: Sequence[int], *, last_relu: bool = False) -> nn.Sequential:
+    """Linear layers ``sizes[0] -> sizes[1] -> ... -> sizes[-1]`` with ReLU between them (and after the last if
+    ``last_relu``). The one MLP builder of the repository: the training package (python/) uses it too."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         if i:
             layers.append(nn.ReLU())
         layers.append(nn.Linear(n_in, n_out))
+    if last_relu:
+        layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
 

@@ -3,7 +3,7 @@
 Installed (``pip install .``) this folder is the package ``csad``: ``csad-train`` or ``python -m csad.train`` trains
 on a benchmark or your own table. From the repository root the same files run as ``python -m python.train``.
 
-Uses ``csad_kernels`` through its public API only.
+Uses ``csad_kernels`` through its public API only (and ``csad_kernels.module.mlp``, the one MLP builder).
 """
 
 from __future__ import annotations

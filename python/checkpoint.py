@@ -1,9 +1,11 @@
-"""Atomic writes (temp file + rename, with the permissions of a normal file) and checkpoints loaded with
-``weights_only=True``."""
+"""Atomic writes (temp file or folder + rename; a file gets the permissions of a normal file) and checkpoints loaded
+with ``weights_only=True``. The one home of atomic writes: the run folder, the benchmark results and the simulated
+mPower cohort are written through it."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +42,21 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
             raise OSError(getattr(exc, "errno", None), f"cannot write {path}: {reason}") from exc
         raise
+
+
+def write_dir_atomic(target: Path, fill: Callable[[Path], None]) -> None:
+    """Call ``fill(folder)`` on a new temp folder beside ``target``, then rename it to ``target`` (an existing
+    ``target`` is first moved aside and deleted): a reader never sees a half-filled ``target``."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        fill(tmp)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / target.name)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:

@@ -31,11 +31,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from csad_kernels.module import mlp
+
 from . import checkpoint, distributed
 from . import config as cfg
 from .methods import METHODS, Batch, Method, Phase
 from .methods.base import TaskSizes
-from .models import BiasHeads, BranchedNet, mlp
+from .models import BiasHeads, BranchedNet
 from .trainer import plateaued
 
 # TrainConfig fields a Debiaser takes as keyword arguments (the CLI flags of the same names)

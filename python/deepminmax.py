@@ -23,19 +23,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from csad_kernels.module import mlp
+
+from .trainer import split_into_batches
+
 LOG_2PI = math.log(2 * math.pi)
 # q runs q_steps times per step: at the width of 1024-d conv features it would cost more than h_θ and m_φ together
 Q_HIDDEN_MAX = 128
-
-
-def mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """Linear layers of ``sizes`` (in, hidden..., out) with ReLU between them (none after the last)."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
 
 
 def as_columns(b: torch.Tensor) -> torch.Tensor:
@@ -186,9 +180,7 @@ class DeepMinMax(nn.Module):
         opt_main = torch.optim.Adam([*self.h.parameters(), *self.m.parameters()], lr=self.lr)
         history = []
         for _ in tqdm(range(epochs), desc="deepminmax", disable=not progress, dynamic_ncols=True):
-            chunks = list(torch.randperm(len(z), generator=gen).split(self.batch_size))
-            if len(chunks) > 1 and len(chunks[-1]) < 2:
-                chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
+            chunks = split_into_batches(torch.randperm(len(z), generator=gen), self.batch_size)
             sums: dict[str, float] = {}
             for index in chunks:
                 for key, value in self.step(z[index], b[index], opt_q, opt_main).items():

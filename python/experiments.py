@@ -21,6 +21,7 @@ from . import cli
 from . import config as cfg
 from . import train as train_cli
 from .summarize import mean_sd
+from .tables import markdown_table
 
 SIGMAS = ("0.020", "0.025", "0.030", "0.035", "0.040", "0.045", "0.050")
 LAMBDAS = ("1", "2", "10", "20", "40")
@@ -111,44 +112,39 @@ def mpower_table(results: dict[Cell, list[dict]], experiment: Experiment) -> str
     then the oracle gap and the rule's choice."""
     text = by_method_table(results, experiment, PAPER_TABLE4)
     head = ["method", "setting", "seeds", "val within_bin_auc (rule)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for cell, runs in results.items():
-        lines.append(f"| {cell.method} | {cell.setting} | {len(runs)} | "
-                     f"{mean_sd([value(r, 'within_bin_auc', 'val') for r in runs])} |")
+    rows = [[cell.method, cell.setting, str(len(runs)), mean_sd([value(r, "within_bin_auc", "val") for r in runs])]
+            for cell, runs in results.items()]
     notes = [n for n in (oracle_gap(results), selection_rule(results)) if n]
-    return "\n".join([text, "", *lines, "", *notes])
+    return "\n".join([text, "", markdown_table(head, rows), "", *notes])
 
 
 def by_method_table(results: dict[Cell, list[dict]], experiment: Experiment,
                     paper: dict[str, tuple[float, ...]] | None = None, paper_scale: tuple[float, ...] = ()) -> str:
     """Rows: methods (and settings); columns: the experiment's metrics; the paper's row beside ours."""
     head = ["method", "setting", "seeds", *experiment.metrics]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    rows = []
     for cell, runs in results.items():
-        row = [cell.method, cell.setting, str(len(runs)), *(mean_sd([value(r, k) for r in runs])
-                                                            for k in experiment.metrics)]
-        lines.append("| " + " | ".join(row) + " |")
+        rows.append([cell.method, cell.setting, str(len(runs)), *(mean_sd([value(r, k) for r in runs])
+                                                                 for k in experiment.metrics)])
         key = cell.setting if cell.setting in (paper or {}) else cell.method
         if paper and key in paper:
             numbers = [v / (paper_scale[i] if i < len(paper_scale) else 1) for i, v in enumerate(paper[key])]
-            lines.append("| " + " | ".join([f"{cell.method} (paper)", cell.setting, "", *(f"{v:.3f}" for v in
-                                                                                         numbers)]) + " |")
-    return "\n".join(lines)
+            rows.append([f"{cell.method} (paper)", cell.setting, "", *(f"{v:.3f}" for v in numbers)])
+    return markdown_table(head, rows)
 
 
 def sigma_table(results: dict[Cell, list[dict]], experiment: Experiment) -> str:
     """Table 1: test accuracy, rows methods, columns σ²; the paper's value under ours."""
     sigmas = sorted({c.setting for c in results})
     methods = list(dict.fromkeys(c.method for c in results))
-    lines = ["| method | " + " | ".join(f"σ² = {s}" for s in sigmas) + " |", "|" + " --- |" * (len(sigmas) + 1)]
+    rows = []
     for method in methods:
         runs = [results.get(Cell(method, s, ("--sigma2", s))) for s in sigmas]
-        ours = [mean_sd([value(r, "accuracy") for r in cell_runs]) if cell_runs else "" for cell_runs in runs]
-        lines.append(f"| {method} | " + " | ".join(ours) + " |")
+        rows.append([method, *(mean_sd([value(r, "accuracy") for r in cell_runs]) if cell_runs else ""
+                               for cell_runs in runs)])
         if method in PAPER_TABLE1:
-            paper = [f"{PAPER_TABLE1[method][SIGMAS.index(s)]:.3f}" for s in sigmas]
-            lines.append(f"| {method} (paper) | " + " | ".join(paper) + " |")
-    return "\n".join(lines)
+            rows.append([f"{method} (paper)", *(f"{PAPER_TABLE1[method][SIGMAS.index(s)]:.3f}" for s in sigmas)])
+    return markdown_table(["method", *(f"σ² = {s}" for s in sigmas)], rows)
 
 
 def curve_plot(x_of: Callable[[Cell], float], y_key: str, x_label: str) -> Callable:

@@ -1,5 +1,6 @@
-"""Metrics: AUC, AP, F1 and accuracy of the target, bias leakage of frozen features (DESIGN §5), and group fairness
-(per-group rates, demographic parity and equalized odds differences) with fairlearn's signature."""
+"""Metrics: AUC, AP, F1, balanced accuracy (scikit-learn's) and accuracy of the target, bias leakage of frozen
+features (DESIGN §5), and group fairness (per-group rates, demographic parity and equalized odds differences) with
+fairlearn's signature."""
 
 from __future__ import annotations
 
@@ -12,57 +13,55 @@ import numpy as np
 import torch
 
 
+def _ranks(scores: torch.Tensor) -> np.ndarray:
+    """Dense ranks of ``scores`` (ties share one): AUC and AP depend only on the order and the ties, and the ranks
+    keep ±inf scores (a probe's logit of a class absent from its training labels) valid for scikit-learn."""
+    return torch.unique(scores.detach().cpu().double().flatten(), return_inverse=True)[1].numpy()
+
+
 def roc_auc(scores: torch.Tensor, y: torch.Tensor) -> float:
-    """Area under the ROC curve of ``scores (n,)`` for binary ``y (n,)``; ties count one half (Mann-Whitney U)."""
-    scores, y = scores.double().flatten(), y.flatten().bool()
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    """Area under the ROC curve of ``scores (n,)`` for binary ``y (n,)`` (nonzero: positive), ties counting one half
+    (scikit-learn's ``roc_auc_score``); NaN when ``y`` holds one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    positive = y.detach().cpu().flatten().bool()
+    if bool(positive.all()) or not bool(positive.any()):
         return float("nan")
-    ranks = _average_ranks(scores)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _average_ranks(x: torch.Tensor) -> torch.Tensor:
-    """1-based ranks of ``x`` with tied values sharing their mean rank."""
-    order = torch.argsort(x)
-    sorted_x = x[order]
-    _, inverse, counts = torch.unique_consecutive(sorted_x, return_inverse=True, return_counts=True)
-    ends = torch.cumsum(counts, 0).double()
-    mean_rank = ends - (counts.double() - 1) / 2
-    ranks = torch.empty_like(x, dtype=torch.float64)
-    ranks[order] = mean_rank[inverse]
-    return ranks
+    return float(roc_auc_score(positive.long().numpy(), _ranks(scores)))
 
 
 def average_precision(scores: torch.Tensor, y: torch.Tensor) -> float:
-    """Average precision (area under the precision-recall curve, step-wise as scikit-learn computes it)."""
-    scores, y = scores.double().flatten(), y.flatten().double()
-    n_pos = float(y.sum())
-    if n_pos == 0:
+    """Average precision (area under the precision-recall curve, step-wise: scikit-learn's
+    ``average_precision_score``) of ``scores (n,)`` for 0/1 ``y (n,)``; NaN without a positive."""
+    from sklearn.metrics import average_precision_score
+
+    positive = y.detach().cpu().flatten().bool()
+    if not bool(positive.any()):
         return float("nan")
-    order = torch.argsort(scores, descending=True, stable=True)
-    s, t = scores[order], y[order]
-    last_of_tie = torch.ones_like(s, dtype=torch.bool)
-    last_of_tie[:-1] = s[:-1] != s[1:]
-    tp = torch.cumsum(t, 0)[last_of_tie]
-    predicted = torch.nonzero(last_of_tie).flatten().double() + 1
-    precision, recall = tp / predicted, tp / n_pos
-    recall_steps = torch.diff(recall, prepend=recall.new_zeros(1))
-    return float((recall_steps * precision).sum())
+    return float(average_precision_score(positive.long().numpy(), _ranks(scores)))
 
 
 def f1_score(predicted: torch.Tensor, y: torch.Tensor) -> float:
-    """F1 of the positive class for binary ``predicted`` and ``y``."""
-    predicted, y = predicted.flatten().bool(), y.flatten().bool()
-    tp = int((predicted & y).sum())
-    denominator = int(predicted.sum()) + int(y.sum())
-    return 2 * tp / denominator if denominator else float("nan")
+    """F1 of the positive class for binary ``predicted`` and ``y`` (scikit-learn's ``f1_score``); NaN when neither
+    predicts nor holds a positive."""
+    from sklearn.metrics import f1_score as sklearn_f1
+
+    predicted, y = predicted.detach().cpu().flatten().bool(), y.detach().cpu().flatten().bool()
+    if not bool(predicted.any()) and not bool(y.any()):
+        return float("nan")
+    return float(sklearn_f1(y.long().numpy(), predicted.long().numpy()))
 
 
 def balanced_accuracy(predicted: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean over the classes present in ``y`` of the recall of that class."""
-    recalls = [float((predicted[y == k] == k).double().mean()) for k in torch.unique(y)]
-    return sum(recalls) / len(recalls)
+    """Mean over the classes present in ``y`` of the recall of that class (scikit-learn's
+    ``balanced_accuracy_score``; a class predicted but absent from ``y`` does not count)."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true", UserWarning)
+        warnings.filterwarnings("ignore", "A single label was found", UserWarning)
+        return float(balanced_accuracy_score(y.detach().cpu().flatten().numpy(),
+                                             predicted.detach().cpu().flatten().numpy()))
 
 
 def target_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:

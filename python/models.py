@@ -12,19 +12,9 @@ import torch
 from torch import nn
 from torch.nn import functional as nnf
 
+from csad_kernels.module import mlp
+
 from .resnet import resnet18
-
-
-def mlp(sizes: Sequence[int], *, last_relu: bool = False) -> nn.Sequential:
-    """Linear layers ``sizes[0] → … → sizes[-1]`` with ReLU between them (and after the last if asked)."""
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        if i:
-            layers.append(nn.ReLU())
-        layers.append(nn.Linear(n_in, n_out))
-    if last_relu:
-        layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
 
 
 class CausalConv1d(nn.Conv1d):

@@ -161,12 +161,6 @@ def train_baseline(dataset: str, out: Path, quick: bool, seed: int, data: Sequen
 
 # ----- downstream
 
-def logistic_regression(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor) -> torch.Tensor:
-    """Fit a multinomial logistic regression (:func:`python.metrics.fit_logistic_regression`) on ``x (n, d)``,
-    ``y (n,)``; return the logits ``(m, C)`` of ``x_test (m, d)``."""
-    return fit_logistic_regression(x, y, max(int(y.max()) + 1, 2))(x_test)
-
-
 def discrete_bias(b: torch.Tensor, b_train: torch.Tensor) -> torch.Tensor:
     """``(n, K)`` int labels for leakage: integer B as is, continuous B split at the train median per column."""
     b, b_train = as_columns(b), as_columns(b_train)
@@ -178,7 +172,7 @@ def discrete_bias(b: torch.Tensor, b_train: torch.Tensor) -> torch.Tensor:
 def evaluate(z_train: torch.Tensor, y_train: torch.Tensor, z_test: torch.Tensor, y_test: torch.Tensor,
              b_test: torch.Tensor, bias_names: Sequence[str], seed: int) -> dict[str, Any]:
     """Downstream accuracy (and AUC when binary) of a logistic regression, and bias leakage per bias column."""
-    logits = logistic_regression(z_train, y_train, z_test)
+    logits = fit_logistic_regression(z_train, y_train, max(int(y_train.max()) + 1, 2))(z_test)
     out: dict[str, Any] = {"accuracy": float((logits.argmax(-1) == y_test).double().mean())}
     if logits.shape[1] == 2:
         out["auc"] = roc_auc(logits[:, 1] - logits[:, 0], y_test)

@@ -15,6 +15,8 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from .tables import markdown_table
+
 ORACLE_LABEL = "oracle (reference ceiling: trained on the bias-balanced training distribution)"
 COLUMNS = (
     ("val AUC", ("metrics", "val", "auc")),
@@ -86,14 +88,14 @@ def table(runs: dict[str, dict[int, dict]]) -> str:
     columns = [(c, keys) for c, keys in COLUMNS
                if all(_has(run, keys) for by_seed in runs.values() for run in by_seed.values())]
     head = ["method", "seeds", *(c for c, _ in columns), leak]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    rows = []
     for method in order:
         seeds = sorted(runs[method])
         row = [ORACLE_LABEL if method == "oracle" else method, ",".join(map(str, seeds))]
         row += [mean_sd([value(runs[method][s], keys) for s in seeds]) for _, keys in columns]
         row.append(mean_sd([leakage(runs[method][s]) for s in seeds]))
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+        rows.append(row)
+    return markdown_table(head, rows)
 
 
 def postprocess_table(results: dict[Path, dict]) -> str:
@@ -104,16 +106,15 @@ def postprocess_table(results: dict[Path, dict]) -> str:
         groups.setdefault(re.sub(r"_seed\d+$", "", path.parent.name), []).append(data)
     names = list(next(iter(groups.values()))[0]["before"]["bias_leakage"])
     head = ["features", "seeds", "target acc.", "target AUC", *(f"{n} leakage (bal. acc.)" for n in names)]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    rows = []
     for group, results in groups.items():
         for when in ("before", "after"):
             parts = [r[when] for r in results]
-            row = [f"{group} {when}", ",".join(str(r["seed"]) for r in results),
-                   mean_sd([p["accuracy"] for p in parts]),
-                   mean_sd([p["auc"] for p in parts]) if all("auc" in p for p in parts) else "",
-                   *(mean_sd([p["bias_leakage"][n]["balanced_accuracy"] for p in parts]) for n in names)]
-            lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+            rows.append([f"{group} {when}", ",".join(str(r["seed"]) for r in results),
+                         mean_sd([p["accuracy"] for p in parts]),
+                         mean_sd([p["auc"] for p in parts]) if all("auc" in p for p in parts) else "",
+                         *(mean_sd([p["bias_leakage"][n]["balanced_accuracy"] for p in parts]) for n in names)])
+    return markdown_table(head, rows)
 
 
 def main(argv: Sequence[str] | None = None) -> str:

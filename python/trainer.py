@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,6 @@ class RunResult:
     bias_leakage: dict[str, dict[str, dict[str, float]]]
     history: list[dict[str, Any]]
     wall_time_s: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "metrics": self.metrics, "bias_leakage": self.bias_leakage,

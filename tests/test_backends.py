@@ -79,3 +79,14 @@ def test_reference_runs_any_floating_dtype():
     for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         e = torch.full((4, 4), 0.25, dtype=dtype)
         assert ck.rwr(e, backend="reference").dtype == dtype
+
+
+def test_one_op_list_registered_by_every_backend():
+    """_dispatch.OPS is the op list: the reference and cpu backends register exactly it, and the copies of
+    csad_kernels.cuda and csad_kernels.triton equal it."""
+    from csad_kernels import cuda, triton
+
+    assert tuple(_dispatch._KERNELS["reference"]) == _dispatch.OPS
+    assert set(_dispatch._KERNELS["cpu"]) == set(_dispatch.OPS)
+    assert cuda.OPS == triton.OPS == _dispatch.OPS
+    assert set(ck.__all__) >= set(_dispatch.OPS)

@@ -24,6 +24,7 @@ from python.data.celeba import (
     group_accuracies,
     load_celeba,
     read_attributes,
+    subsample,
 )
 from python.data.imdb import age_bins, birth_years, imdb_metrics, load_imdb, read_imdb_mat, split_indices
 
@@ -452,3 +453,17 @@ def test_imdb_no_usable_record(tmp_path):
     write_imdb(tmp_path, [{"age": 33, "gender": 1.0}, {"age": 20, "gender": math.nan}])
     with pytest.raises(ValueError, match=r"no usable record aged 0-29 or 40\+ in .*imdb\.mat"):
         load_imdb(tmp_path, image_size=SIZE)
+
+
+@pytest.mark.parametrize(("n", "max_images", "seed"), [(100, 10, 0), (1000, 37, 3), (50, 49, 1), (50, 60, 2)])
+def test_subsample_keeps_each_loaders_draw(n, max_images, seed):
+    """The shared subsample draws what CelebA's (seed) and IMDB's ((seed, 0x5B)) own copies drew."""
+    def old(rng_seed):
+        if max_images >= n:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(rng_seed).choice(n, max_images, replace=False))
+
+    np.testing.assert_array_equal(subsample(n, max_images, seed), old(seed))
+    np.testing.assert_array_equal(subsample(n, max_images, (seed, imdb_mod.SUBSET_STREAM)), old((seed, 0x5B)))
+    np.testing.assert_array_equal(subsample(n, None, seed), np.arange(n))
+

@@ -70,3 +70,12 @@ def test_a_finished_run_with_other_settings_is_not_reused(tmp_path):
     with pytest.raises(ValueError, match=r"other settings \(lr: saved 0\.001, asked 0\.01\)"):
         experiments.main(["adult", "--quick", "--seeds", "1", "--methods", "baseline", "--out", str(out),
                           "--train-args", "--lr 0.01"])
+
+
+def test_markdown_table_rules_and_rows():
+    from python.tables import markdown_table
+
+    assert markdown_table(["a", "b"], [["1", "2"]]) == "| a | b |\n| --- | --- |\n| 1 | 2 |"
+    assert markdown_table(["n", "x"], [], ["---:", "---"]) == "| n | x |\n|---:|---|"
+    with pytest.raises(ValueError, match="1 rule cells for 2 columns"):
+        markdown_table(["a", "b"], [], ["---"])

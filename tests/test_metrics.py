@@ -115,3 +115,95 @@ def test_within_bin_auc_ignores_a_shift_of_a_whole_bin_and_ranks_within_bins():
     assert within_bin_auc(within + shift, y, torch.zeros(4)) == roc_auc(within + shift, y)  # one bin: plain AUC
     with pytest.raises(ValueError, match="bins"):
         within_bin_auc(within, y, bins[:3])
+
+
+# ----- scikit-learn's metrics against the hand-written formulas they replaced (kept here only, as they were)
+
+def _old_average_ranks(x):
+    order = torch.argsort(x)
+    _, inverse, counts = torch.unique_consecutive(x[order], return_inverse=True, return_counts=True)
+    mean_rank = torch.cumsum(counts, 0).double() - (counts.double() - 1) / 2
+    ranks = torch.empty_like(x, dtype=torch.float64)
+    ranks[order] = mean_rank[inverse]
+    return ranks
+
+
+def _old_roc_auc(scores, y):
+    scores, y = scores.double().flatten(), y.flatten().bool()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    return float((_old_average_ranks(scores)[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _old_average_precision(scores, y):
+    scores, y = scores.double().flatten(), y.flatten().double()
+    n_pos = float(y.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = torch.argsort(scores, descending=True, stable=True)
+    s, t = scores[order], y[order]
+    last_of_tie = torch.ones_like(s, dtype=torch.bool)
+    last_of_tie[:-1] = s[:-1] != s[1:]
+    tp = torch.cumsum(t, 0)[last_of_tie]
+    predicted = torch.nonzero(last_of_tie).flatten().double() + 1
+    precision, recall = tp / predicted, tp / n_pos
+    return float((torch.diff(recall, prepend=recall.new_zeros(1)) * precision).sum())
+
+
+def _old_f1_score(predicted, y):
+    predicted, y = predicted.flatten().bool(), y.flatten().bool()
+    denominator = int(predicted.sum()) + int(y.sum())
+    return 2 * int((predicted & y).sum()) / denominator if denominator else float("nan")
+
+
+def _old_balanced_accuracy(predicted, y):
+    recalls = [float((predicted[y == k] == k).double().mean()) for k in torch.unique(y)]
+    return sum(recalls) / len(recalls)
+
+
+def _same(new, old):
+    assert (math.isnan(new) and math.isnan(old)) or new == pytest.approx(old, rel=1e-12, abs=1e-15), (new, old)
+
+
+def _binary_cases():
+    gen = torch.Generator().manual_seed(18)
+    for trial in range(40):
+        n = int(torch.randint(2, 300, (1,), generator=gen))
+        scores = torch.randn(n, generator=gen, dtype=torch.float64)
+        if trial % 3 == 1:
+            scores = (scores * 2).round() / 2  # many ties
+        if trial % 5 == 2:
+            scores[: n // 4] = -math.inf  # a probe's logit of a class it never saw
+            scores[n // 4: n // 3] = math.inf
+        share = [0.5, 0.1, 0.0, 1.0][trial % 4] if trial < 20 else float(torch.rand(1, generator=gen))
+        y = (torch.rand(n, generator=gen) < share).long()
+        yield scores.float() if trial % 2 else scores, y
+
+
+@pytest.mark.filterwarnings("error")  # scikit-learn stays silent where the old formulas were
+def test_sklearn_auc_ap_f1_match_the_previous_formulas_on_random_inputs():
+    for scores, y in _binary_cases():
+        _same(roc_auc(scores, y), _old_roc_auc(scores, y))
+        _same(average_precision(scores, y), _old_average_precision(scores, y))
+        predicted = (scores > 0).long()
+        _same(f1_score(predicted, y), _old_f1_score(predicted, y))
+        _same(balanced_accuracy(predicted, y), _old_balanced_accuracy(predicted, y))
+        bins = torch.randint(0, 3, y.shape, generator=torch.Generator().manual_seed(len(y)))
+        scores64 = scores.double()
+        means = torch.zeros(3, dtype=torch.float64).index_add_(0, bins, scores64) / torch.bincount(bins, minlength=3)
+        if torch.isfinite(scores64).all():
+            _same(within_bin_auc(scores, y, bins), _old_roc_auc(scores64 - means[bins], y))
+
+
+@pytest.mark.filterwarnings("error")  # scikit-learn stays silent where the old formulas were
+def test_sklearn_balanced_accuracy_matches_the_previous_formula_on_multiclass_inputs():
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(30):
+        n, k = int(torch.randint(1, 400, (1,), generator=gen)), int(torch.randint(2, 13, (1,), generator=gen))
+        y = torch.randint(0, k, (n,), generator=gen)
+        # predictions right half of the time, else any class (also ones absent from y)
+        predicted = torch.where(torch.rand(n, generator=gen) < 0.5, y, torch.randint(0, k + 2, (n,), generator=gen))
+        _same(balanced_accuracy(predicted, y), _old_balanced_accuracy(predicted, y))
+    _same(balanced_accuracy(torch.tensor([1, 1, 0]), torch.tensor([1, 1, 1])), 2 / 3)  # one class in y
+    _same(balanced_accuracy(torch.tensor([1, 1]), torch.tensor([1, 1])), 1.0)  # one label in y and predicted

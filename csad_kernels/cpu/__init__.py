@@ -3,14 +3,12 @@
 Importing this package registers them; it is a no-op when the extension is not built.
 """
 
+import importlib
+
+from csad_kernels._dispatch import OPS
 from csad_kernels._extension import LOADED
 
 if LOADED:
-    from csad_kernels.cpu import (  # noqa: F401  (importing registers the ops)
-        cosine_similarity,
-        cross_sample_mi,
-        cs_mutual_information,
-        rwr,
-        softmax_adjacency,
-        symmetric_cross_entropy,
-    )
+    # csad_kernels.cpu.<op> registers op <op> when imported; the submodules stay package attributes.
+    for _op in OPS:
+        importlib.import_module(f"{__name__}.{_op}")

@@ -20,16 +20,8 @@ from __future__ import annotations
 
 import importlib
 
+from csad_kernels._dispatch import OPS
 from csad_kernels._extension import built_with_cuda
-
-OPS = (
-    "cosine_similarity",
-    "softmax_adjacency",
-    "rwr",
-    "symmetric_cross_entropy",
-    "cross_sample_mi",
-    "cs_mutual_information",
-)
 
 AVAILABLE = built_with_cuda()
 

@@ -15,18 +15,15 @@ interpreter computes every mode as exact float32.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Iterator
 
-import torch
 import triton
 import triton.language as tl
 
 NORM_EPS = 1e-12
 # finfo(float32).tiny: the clamp of reference.safe_log for float32.
 TINY = 1.1754943508222875e-38
-LOG_TINY = math.log(TINY)
 # The product-form RWR keeps factors until c^(2^k) / (1 - c) <= this.
 PRODUCT_FORM_TOLERANCE = 1e-8
 
@@ -87,15 +84,6 @@ def num_factors(c: float) -> int:
 def block(n: int, minimum: int = 16) -> int:
     """Power-of-two block covering ``n`` (at least 16: tl.dot needs dims >= 16)."""
     return max(minimum, triton.next_power_of_2(n))
-
-
-def as_batched(t: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """``(..., rows, cols)`` -> ``(B, rows, cols)`` float32 (a view where possible; strides are passed on)."""
-    return t.reshape(-1, rows, cols).to(torch.float32)
-
-
-def f32(t: torch.Tensor) -> torch.Tensor:
-    return t.to(torch.float32)
 
 
 @triton.jit

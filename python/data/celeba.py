@@ -50,7 +50,6 @@ PARTITION_FILE = "list_eval_partition.txt"
 N_ATTRIBUTES = 40
 BIAS_ATTRIBUTE = "Male"
 PARTITIONS = {"train": 0, "test": 1, "val": 2}  # our split -> CelebA's partition id (1 = its validation set)
-PARTITION_NAMES = {0: "train", 1: "validation", 2: "test"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYOUT = (
@@ -129,6 +128,15 @@ def check_image_args(image_size: int, max_images: int | None) -> None:
         raise ValueError(f"image_size must be an int >= 8 (pixels per side), got {image_size!r}")
     if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
         raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
+
+
+def subsample(n: int, max_images: int | None, seed: int | tuple[int, ...]) -> np.ndarray:
+    """Ascending indices of at most ``max_images`` of ``n`` records (all of them when ``max_images`` is None or not
+    below ``n``): a draw without replacement by ``np.random.default_rng(seed)``. CelebA passes its ``seed``, IMDB
+    ``(seed, 0x5B)`` (a stream apart from its split draw); the pair keeps each loader's subsets as they were."""
+    if max_images is None or max_images >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -281,12 +289,6 @@ def _records(folder: Path, target: str, tally: Tally) -> tuple[list[str], np.nda
     return kept, parts, values[keep, t].astype(np.int64), values[keep, b].astype(np.int64), names[t]
 
 
-def _subsample(n: int, max_images: int | None, seed: int) -> np.ndarray:
-    if max_images is None or max_images >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))
-
-
 def _describe(name: str, split: Split, target: str) -> str:
     y, male = split.y, split.bias[:, 0]
     cells = ", ".join(f"{target}={t}/male={b}: {int(((y == t) & (male == b)).sum())}" for t in (0, 1) for b in (0, 1))
@@ -321,7 +323,7 @@ def load_celeba(
         raise FileNotFoundError(f"CelebA: folder {image_dir} not found; expected {LAYOUT}")
     tally = Tally()
     files, parts, y, male, target_name = _records(folder, target, tally)
-    pick = _subsample(len(files), max_images, seed)
+    pick = subsample(len(files), max_images, seed)
     log = [f"{folder}: {len(files)} images listed in both {ATTR_FILE} and {PARTITION_FILE}"]
     if len(pick) < len(files):
         log.append(f"max_images={max_images}: a random subset (seed {seed}) of {len(pick)} of the {len(files)} images")

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .base import DataBundle, Split, Tally
-from .celeba import Predict, check_image_args, read_images
+from .celeba import Predict, check_image_args, read_images, subsample
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ VALID_AGE = (0, 100)
 TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1
 TRAIN_SETS = ("EB1", "EB2")
+SUBSET_STREAM = 0x5B  # second seed word of the max_images draw (the split draw uses 0x1DB)
 MATLAB_ORDINAL_OFFSET = 366  # MATLAB datenum - Python date ordinal
 _UNIX_EPOCH_DATENUM = 719529  # MATLAB datenum of 1970-01-01
 _MAX_ORDINAL = 3652059  # Python's date.max
@@ -268,12 +269,6 @@ def _describe(name: str, split: Split) -> str:
     return f"{name}: {len(split)} images ({cells})"
 
 
-def _subsample(n: int, max_images: int | None, seed: int) -> np.ndarray:
-    if max_images is None or max_images >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng((seed, 0x5B)).choice(n, max_images, replace=False))
-
-
 def load_imdb(
     data_root: str | Path | None,
     *,
@@ -313,7 +308,7 @@ def load_imdb(
     if clean is not None:
         known = {k for p in fields["full_path"] for k in _id_keys(p)}
         log.append(f"clean id list {clean_ids}: {len(clean)} ids, {len(clean - known)} of them match no record")
-    pick = _subsample(len(records), max_images, seed)
+    pick = subsample(len(records), max_images, (seed, SUBSET_STREAM))
     if len(pick) < len(records):
         log.append(f"max_images={max_images}: a random subset (seed {seed}) of {len(pick)} of {len(records)} records")
     index = split_indices(age[pick], gender[pick], train_on, seed)

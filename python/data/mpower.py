@@ -25,9 +25,6 @@ import fcntl
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -37,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoint import write_dir_atomic
 from ..metrics import fit_logistic_regression, roc_auc
 from .base import DataBundle, Split, Tally
 
@@ -722,20 +720,14 @@ def prepare_simulated_cohort(
 
 
 def _generate(target: Path, want: dict[str, object], n_subjects: int, seed: int, p: SimulatorParams) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    def fill(folder: Path) -> None:
         started = time.perf_counter()
-        simulate_cohort(tmp, n_subjects, seed, p)
+        simulate_cohort(folder, n_subjects, seed, p)
         logger.info(
             "simulated mPower cohort (%d subjects) in %.1f s -> %s", n_subjects, time.perf_counter() - started, target
         )
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "cohort")
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    write_dir_atomic(target, fill)
 
 
 def _manifest_matches(directory: Path, want: dict[str, object]) -> bool:
@@ -848,14 +840,6 @@ def hand_features(taps: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Ten
     }
 
 
-def _fit_logistic(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> Callable[
-        [torch.Tensor], torch.Tensor]:
-    """Logistic regression on ``x (n, F)`` (optional sample ``weight (n,)``): the leakage probe of
-    :func:`python.metrics.fit_logistic_regression`; returns the scorer ``x (m, F) -> log-odds of PD (m,)``."""
-    logits = fit_logistic_regression(x, y, 2, sample_weight=weight)
-    return lambda v: logits(v)[:, 1] - logits(v)[:, 0]
-
-
 SHORTCUT_MODELS = {
     "age bin only": ("age",),
     "speed only (mean interval, n taps)": ("mean_interval", "n_taps"),
@@ -880,7 +864,8 @@ def _balancing_weights(bias: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def shortcut_check(bundle: DataBundle) -> dict[str, tuple[float, float]]:
-    """AUC on (val, test) of logistic regressions on hand features, trained on the train split.
+    """AUC on (val, test) of logistic regressions (:func:`python.metrics.fit_logistic_regression`) on hand features,
+    trained on the train split.
 
     One model per SHORTCUT_MODELS entry, plus REWEIGHTED_MODEL: all features with sample weights that make PD
     independent of the age bin in training (a reference for what removing the shortcut can reach).
@@ -893,10 +878,10 @@ def shortcut_check(bundle: DataBundle) -> dict[str, tuple[float, float]]:
     runs.append((REWEIGHTED_MODEL, SHORTCUT_MODELS["all hand features"], _balancing_weights(train.bias[:, 0], train.y)))
     out = {}
     for model, cols, weight in runs:
-        score = _fit_logistic(torch.stack([feats["train"][c] for c in cols], 1), train.y, weight)
-        out[model] = tuple(
-            roc_auc(score(torch.stack([feats[s][c] for c in cols], 1)), bundle.splits[s].y) for s in ("val", "test")
-        )
+        probe = fit_logistic_regression(torch.stack([feats["train"][c] for c in cols], 1), train.y, 2,
+                                        sample_weight=weight)
+        logits = {s: probe(torch.stack([feats[s][c] for c in cols], 1)) for s in ("val", "test")}
+        out[model] = tuple(roc_auc(logits[s][:, 1] - logits[s][:, 0], bundle.splits[s].y) for s in ("val", "test"))
     return out
 
 

@@ -8,8 +8,10 @@ import torch
 from torch import nn
 from torch.nn import functional as nnf
 
+from csad_kernels.module import mlp
+
 from ..config import TrainConfig
-from ..models import BranchedNet, mlp
+from ..models import BranchedNet
 from .base import Batch, Method, Phase, Task
 
 
