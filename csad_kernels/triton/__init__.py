@@ -17,16 +17,9 @@ from __future__ import annotations
 
 import importlib.util
 
-AVAILABLE = importlib.util.find_spec("triton") is not None
+from csad_kernels._dispatch import OPS
 
-OPS = (
-    "cosine_similarity",
-    "softmax_adjacency",
-    "rwr",
-    "symmetric_cross_entropy",
-    "cross_sample_mi",
-    "cs_mutual_information",
-)
+AVAILABLE = importlib.util.find_spec("triton") is not None
 
 if AVAILABLE:
     import importlib
