@@ -50,7 +50,7 @@ def test_the_oracles_loss_over_the_training_split_is_the_balanced_distributions_
     logits = torch.randn(len(train.y), generator=gen)
     per_row = torch.nn.functional.binary_cross_entropy_with_logits(logits, train.y.float(), reduction="none")
     balanced = balanced_cell_weights(train.y, train.bias, 2).float()  # the resample's probabilities, sum 1
-    weighted = oracle.target_loss(logits, train.y, bias=train.bias)
+    weighted = oracle.target_loss(logits, train.y, weight=oracle.row_weights(train.y, train.bias))
     assert torch.isclose(weighted, (balanced * per_row).sum(), rtol=1e-5)
     assert not torch.isclose(weighted, per_row.mean(), rtol=1e-2)  # the tiny cohort is confounded: weights matter
     # a rarest-class row weighs more than a row of its cell's common class

@@ -130,14 +130,21 @@ class Method:
         opt.step()
         return float(loss.detach())
 
-    def target_loss(self, logits: torch.Tensor, y: torch.Tensor, total: int | None = None) -> torch.Tensor:
-        """Cross-entropy of ``logits (n,)`` (two classes) or ``(n, classes)`` against ``y (n,)``, as
-        :func:`share_of_mean` for ``total``."""
+    def target_loss(self, logits: torch.Tensor, y: torch.Tensor, total: int | None = None,
+                    weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy of ``logits (n,)`` (two classes) or ``(n, classes)`` against ``y (n,)``, each row's term
+        times ``weight (n,)`` if given, averaged; as :func:`share_of_mean` for ``total``."""
+        reduction = "mean" if weight is None else "none"
         if logits.dim() == 1:
-            mean = nnf.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+            loss = nnf.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction=reduction)
         else:
-            mean = nnf.cross_entropy(logits, y)
+            loss = nnf.cross_entropy(logits, y, reduction=reduction)
+        mean = loss if weight is None else (weight * loss).mean()
         return share_of_mean(mean, len(y), total)
+
+    def row_weights(self, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor | None:
+        """Weights ``(n,)`` of the target loss's rows (``y (n,)``, ``bias (n, heads)``), or None: unweighted."""
+        return None
 
     @staticmethod
     def bias_loss(logits: list[torch.Tensor], bias: torch.Tensor, total: int | None = None) -> torch.Tensor:
@@ -149,7 +156,8 @@ class Method:
         """Algorithm 2 line 10 (and the baseline): F, D_y, P_y minimise the target loss."""
         net = self.net
         logits = net.target_logits(net.target_branch(net.features(*batch.inputs)))
-        return self.update("target", self.target_loss(logits, batch.y, batch.total))
+        weight = self.row_weights(batch.y, batch.bias)
+        return self.update("target", self.target_loss(logits, batch.y, batch.total, weight))
 
     def state_dict(self) -> dict:
         return {"extra": self.extra.state_dict(), "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}

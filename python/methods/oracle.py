@@ -21,11 +21,10 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.nn import functional as nnf
 
 from ..config import TrainConfig
 from ..models import BranchedNet
-from .base import Batch, Method, Task, share_of_mean
+from .base import Method, Task
 
 
 def balanced_cell_weights(y: torch.Tensor, bias: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -74,18 +73,5 @@ class Oracle(Method):
         table[cell_codes(bias, task.bias_classes), y] = w
         self.row_weight = (table / w.mean()).float()  # (cells, classes): mean weight 1 over the training rows
 
-    def target_loss(self, logits: torch.Tensor, y: torch.Tensor, total: int | None = None,
-                    bias: torch.Tensor | None = None) -> torch.Tensor:
-        if bias is None:
-            return super().target_loss(logits, y, total)
-        weight = self.row_weight.to(logits.device)[cell_codes(bias, self.task.bias_classes), y]
-        if logits.dim() == 1:
-            per_row = nnf.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none")
-        else:
-            per_row = nnf.cross_entropy(logits, y, reduction="none")
-        return share_of_mean((weight * per_row).mean(), len(y), total)
-
-    def target_step(self, batch: Batch) -> float:
-        net = self.net
-        logits = net.target_logits(net.target_branch(net.features(*batch.inputs)))
-        return self.update("target", self.target_loss(logits, batch.y, batch.total, batch.bias))
+    def row_weights(self, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return self.row_weight.to(y.device)[cell_codes(bias, self.task.bias_classes), y]
