@@ -52,6 +52,12 @@ def loss_tiles(n: int, extended: bool = False) -> tuple[int, int]:
     return block_r, block_c
 
 
+def stats_launch(programs: int) -> dict[str, int]:
+    """The MI loss's statistics kernel (one program per problem combines ``programs`` partials): a few hundred
+    float64 operations per problem, so one warp, in steps of at most 128 partials."""
+    return {"BLOCK_P": min(128, block(programs)), "num_warps": 1}
+
+
 def gram_launch(n: int, d: int) -> dict[str, int]:
     """Block sizes, warps and stages of the three fused Gram + softmax kernels (forward, backward rows, dx).
 
