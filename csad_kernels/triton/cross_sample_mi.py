@@ -439,6 +439,7 @@ def _(grad, m, labels, mask, stats, tolerance, estimator, groups=None, w_pos=Non
 def _setup_context(ctx, inputs, output) -> None:
     m, labels, mask, tolerance, estimator, _, groups, w_pos, w_neg = inputs
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)  # no zero tensor (a kernel) for the non-differentiable output's grad
     ctx.save_for_backward(m, labels, mask, groups, w_pos, w_neg, output[1])
     ctx.options = (tolerance, estimator)
 
@@ -448,10 +449,9 @@ def _backward(ctx, grad, _grad_stats):
     tolerance, estimator = ctx.options
     grad_m = cross_sample_mi_backward_op(grad, m, labels, mask, stats, tolerance, estimator, groups, w_pos, w_neg)
     grad_w_pos = grad_w_neg = None
-    if estimator == "ms":
-        g = grad.reshape(-1).double()
-        grad_w_pos = (g * stats[:, 4]).sum().to(w_pos.dtype)
-        grad_w_neg = (g * stats[:, 5]).sum().to(w_neg.dtype)
+    if estimator == "ms":  # Σ_b g_b dI_b/dw, both scales in one matrix-vector product (float64)
+        grad_w_pos, grad_w_neg = torch.mv(stats[:, 4:].mT, grad.reshape(-1).double()).unbind()
+        grad_w_pos, grad_w_neg = grad_w_pos.to(w_pos.dtype), grad_w_neg.to(w_neg.dtype)
     return grad_m, None, None, None, None, None, None, grad_w_pos, grad_w_neg
 
 
