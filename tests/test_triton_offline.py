@@ -126,6 +126,27 @@ def test_small_path_is_one_launch_each_way():
         assert case["syncs"] == []
 
 
+ROUTES = """
+import functools, json
+from benchmarks.launches import record
+from benchmarks.resources import WORKLOADS
+out = {}
+for workload in ("cs_mutual_information[joint]", "cs_mutual_information[content]"):
+    for n, d in ((32, 128), (64, 32), (64, 128)):
+        names = {l.name for l in record(functools.partial(WORKLOADS[workload], n, d, 1)).launches}
+        out[f"{workload} N={n} d={d}"] = "_csmi_small_kernel" in names
+print(json.dumps(out))
+"""
+
+
+def test_one_program_kernel_only_where_it_fits_one_block():
+    """sm_90 gives a block at most 227 KB of shared memory; the one-program backward of the graph similarities
+    at N = 64, d = 128 asked for 288 KB (benchmarks/README.md), so that size takes the tiled path."""
+    got = _json(ROUTES)
+    tiled = {"cs_mutual_information[joint] N=64 d=128"}
+    assert got == {case: case not in tiled for case in got}, got
+
+
 # ---- int64 batch offsets
 
 INT64 = """

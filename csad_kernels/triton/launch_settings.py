@@ -77,6 +77,15 @@ def gram_launch(n: int, d: int) -> dict[str, int]:
             "num_warps": 8, "num_stages": 2}  # fmt: skip
 
 
+def small_path_fits(n: int, d: int, similarity: str) -> bool:
+    """Whether the one-program kernel at N ≤ small_n_limit() fits a GPU block: on sm_90 one block gets at most
+    227 KB of shared memory, and the graph similarities' backward at N = 64, d = 128 asks for 288 KB (Triton would
+    refuse the launch); those problems take the tiled path. Every other size measured asks for at most 192 KB."""
+    if interpreted():
+        return True
+    return similarity == "content" or block(n) <= 32 or block(d) <= 64
+
+
 def small_launch(n: int, d: int, similarity: str) -> dict[str, int]:
     """The one-program-per-problem estimator kernel (N ≤ small_n_limit()): the whole problem in one block.
 
