@@ -144,6 +144,10 @@ class CrossSampleMI(nn.Module):
             self._graphs[key] = graphed
         return graphed(*given, *params)
 
+    def _apply(self, fn, recurse=True):  # .to(), .cuda(), .double(), ...: the graphs read the old parameters
+        self._graphs.clear()
+        return super()._apply(fn, recurse)
+
     def scales(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(alpha, alpha_neg)`` as passed to the estimator: (w₊, w₋) for ms, (alpha, None) otherwise."""
         if self.estimator == "ms":

@@ -79,6 +79,16 @@ def test_one_capture_per_input_signature(eager_capture):
     assert all(capture["allow_unused_input"] for capture in eager_capture)
 
 
+def test_moving_the_module_drops_its_graphs(eager_capture):
+    module = ck.CrossSampleMI((6, 4), cuda_graph=True).double()
+    module(*_inputs(8))
+    assert len(module._graphs) == 1
+    module.float().double()  # new parameter storage: a replay would read the old one
+    assert module._graphs == {}
+    module(*_inputs(8))
+    assert len(eager_capture) == 2
+
+
 def test_capture_reads_static_copies_of_the_inputs_and_the_parameters_in_place(eager_capture):
     module = ck.CrossSampleMI((6, 4), cuda_graph=True).double()
     hy, hb, bias = _inputs(8, requires_grad=True)
