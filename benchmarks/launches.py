@@ -5,7 +5,8 @@
 the backend (``csad_triton::*``, whose ``meta`` kernels would only make empty outputs) redirected to their
 real Python bodies, so the launchers' own code chooses every block size and ``num_warps``. The same run
 counts the ATen kernels outside the Triton kernels and notes any host synchronisation (``.item()``,
-``nonzero``, a copy to the CPU), which a CUDA graph cannot capture.
+``nonzero``, a copy to the CPU) and any copy from a CPU tensor to the device, which a CUDA graph cannot capture
+(a tensor made on the device from Python numbers, ``torch.tensor(x, device=...)``, is not seen).
 
 Used by :mod:`benchmarks.resources` (which compiles the recorded launches for sm_90) and by the launch-count
 test. Triton must not run in its interpreter here (``TRITON_INTERPRET`` unset when Triton is imported).
@@ -57,6 +58,16 @@ def _grid(grid, args, kwargs, kernel) -> tuple[int, ...]:
     return tuple(int(g) for g in grid)
 
 
+def _from_host(name: str, args: tuple, kwargs: dict) -> bool:
+    """Whether an ATen op copies a CPU tensor to another device (``.to(device)``, ``dst.copy_(cpu_tensor)``)."""
+    if name == "_to_copy":
+        target = kwargs.get("device")
+        return args[0].device.type == "cpu" and target is not None and torch.device(target).type != "cpu"
+    if name == "copy_":
+        return args[1].device.type == "cpu" and args[0].device.type != "cpu"
+    return False
+
+
 class _Mode(TorchDispatchMode):
     """Counts ATen kernels and host syncs; runs the backend's custom ops by their Python bodies."""
 
@@ -72,6 +83,8 @@ class _Mode(TorchDispatchMode):
         name = func._schema.name.split("::")[-1]
         if name in HOST_SYNC or (name == "_to_copy" and kwargs.get("device") == torch.device("cpu")):
             self.recording.syncs.append(name)
+        elif _from_host(name, args, kwargs):
+            self.recording.syncs.append(f"{name} from the CPU")
         elif not func.is_view and name not in NO_KERNEL:
             self.recording.aten.append(name)
         return func(*args, **kwargs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -44,6 +44,13 @@ class CrossSampleMI(nn.Module):
             ``log_alpha_neg`` with w₊ = exp(log_alpha), w₋ = exp(log_alpha_neg).
         c, tolerance, similarity, estimator, reduction, backend: as in
             :func:`csad_kernels.cs_mutual_information`.
+        cuda_graph: capture ``forward`` (heads and estimator) and its backward as CUDA graphs
+            (``torch.cuda.make_graphed_callables``) and replay them: one capture per input signature (shapes,
+            dtypes, which of bias/mask/groups are given, which tensors require grad, grad mode), a new signature
+            is captured anew. CUDA inputs only (CPU inputs raise) and a GPU backend ("auto", "triton", "cuda":
+            "reference" reads values on the host and "cpu" runs on the CPU, so both are refused). The returned
+            tensor is the graph's static output, overwritten by the next call of the same signature; use it
+            (or clone it) before then. Not for double backward.
 
     ``forward(hy (..., N, sizes_y[0]), hb (..., N, sizes_b[0]), bias=None, mask=None, groups=None) -> (...)``.
     The estimator maximises the result (loss ``-I``); the debiased encoder minimises it.
@@ -63,6 +70,7 @@ class CrossSampleMI(nn.Module):
         estimator: str = "cs",
         reduction: str | None = None,
         backend: str = "auto",
+        cuda_graph: bool = False,
     ) -> None:
         super().__init__()
         sizes_y = _check_sizes("sizes_y", sizes_y)
@@ -74,6 +82,7 @@ class CrossSampleMI(nn.Module):
         c = check.restart_probability(c)
         tolerance = check.tolerance_value(tolerance)
         check.backend_option(backend)
+        _check_cuda_graph(cuda_graph, backend)
         self.head_y = mlp(sizes_y)
         self.head_b = mlp(sizes_b)
         if estimator == "ms":
@@ -89,6 +98,8 @@ class CrossSampleMI(nn.Module):
         self.tau_b = nn.Parameter(torch.tensor(float(tau)))
         self.c, self.tolerance = c, tolerance
         self.similarity, self.estimator, self.reduction, self.backend = similarity, estimator, reduction, backend
+        self.cuda_graph = cuda_graph
+        self._graphs: dict[tuple, Callable[..., torch.Tensor]] = {}  # input signature -> graphed forward
 
     def forward(
         self,
@@ -103,7 +114,39 @@ class CrossSampleMI(nn.Module):
             if not isinstance(h, torch.Tensor) or h.dim() < 2 or h.shape[-1] != expected:
                 shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
                 raise ValueError(f"{name} must have shape (..., N, {expected}), got {shape}")
+        if self.cuda_graph:
+            return self._graphed_forward(hy, hb, bias, mask, groups)
         return self.estimate(self.head_y(hy), self.head_b(hb), bias, mask, groups)
+
+    def _graphed_forward(self, *inputs: torch.Tensor | None) -> torch.Tensor:
+        """``forward`` replayed from the CUDA graphs of its input signature (captured on the first call)."""
+        given = tuple(t for t in inputs if t is not None)
+        require_cuda(given)
+        params = tuple(self.parameters())
+        key = (
+            tuple(None if t is None else (t.shape, t.dtype, t.device, t.requires_grad) for t in inputs),
+            tuple(p.requires_grad for p in params),
+            torch.is_grad_enabled(),
+        )
+        graphed = self._graphs.get(key)
+        if graphed is None:
+            present = tuple(t is not None for t in inputs)
+
+            def run(*tensors: torch.Tensor) -> torch.Tensor:  # tensors: the given inputs, then the parameters
+                given_iter = iter(tensors[: len(given)])
+                hy, hb, bias, mask, groups = (next(given_iter) if p else None for p in present)
+                return self.estimate(self.head_y(hy), self.head_b(hb), bias, mask, groups)
+
+            # the graph reads its inputs from static copies (the caller's tensors are not overwritten by replays);
+            # the parameters are read in place
+            static = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in given)
+            graphed = torch.cuda.make_graphed_callables(run, static + params, allow_unused_input=True)
+            self._graphs[key] = graphed
+        return graphed(*given, *params)
+
+    def _apply(self, fn, recurse=True):  # .to(), .cuda(), .double(), ...: the graphs read the old parameters
+        self._graphs.clear()
+        return super()._apply(fn, recurse)
 
     def scales(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(alpha, alpha_neg)`` as passed to the estimator: (w₊, w₋) for ms, (alpha, None) otherwise."""
@@ -143,5 +186,25 @@ class CrossSampleMI(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"similarity={self.similarity!r}, estimator={self.estimator!r}, reduction={self.reduction!r}, "
-            f"c={self.c}, tolerance={self.tolerance}, backend={self.backend!r}"
+            f"c={self.c}, tolerance={self.tolerance}, backend={self.backend!r}, cuda_graph={self.cuda_graph}"
+        )
+
+
+def _check_cuda_graph(cuda_graph: object, backend: str) -> None:
+    if not isinstance(cuda_graph, bool):
+        raise TypeError(f"cuda_graph must be a bool, got {type(cuda_graph).__name__}")
+    if cuda_graph and backend in ("reference", "cpu"):
+        raise ValueError(
+            f"cuda_graph=True needs a GPU backend ('auto', 'triton' or 'cuda'), got backend={backend!r}: "
+            "'reference' reads tensor values on the host (not capturable) and 'cpu' runs on the CPU"
+        )
+
+
+def require_cuda(tensors: Sequence[torch.Tensor]) -> None:
+    """CUDA graphs capture CUDA work only: every input must be a CUDA tensor."""
+    devices = sorted({str(t.device) for t in tensors if t.device.type != "cuda"})
+    if devices:
+        raise RuntimeError(
+            f"CrossSampleMI(cuda_graph=True) captures CUDA graphs and needs CUDA inputs, got tensors on {devices}; "
+            "use cuda_graph=False on the CPU"
         )

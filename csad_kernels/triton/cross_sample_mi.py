@@ -30,8 +30,8 @@ import torch
 import triton
 import triton.language as tl
 
-from csad_kernels.triton._common import softplus
-from csad_kernels.triton.launch_settings import loss_tiles
+from csad_kernels.triton._common import log1p_small, softplus
+from csad_kernels.triton.launch_settings import loss_tiles, stats_launch
 
 OP = "csad_triton::cross_sample_mi"
 ESTIMATOR_CODES = {"cs": 0, "jsd": 1, "ms": 2}
@@ -228,73 +228,129 @@ def _pairs_args(labels, mask, groups, device):
     return labels, dummy, grp, labels.shape[-1], labels.stride(), (0, 0, 0), grp_strides
 
 
-def _side_stats(mx, sm, cnt, estimator, mean, spread=None, w=None):
-    """Per-problem (value, shift, scale, dI/dw) of one side from (B, P) float64 partials (dI/dw: ms only).
+@triton.jit
+def _lse_side_stats(part, cnt_col, max_col, sum_col, spread_col, w, P, MEAN: tl.constexpr, ESTIMATOR: tl.constexpr,
+                    BLOCK_P: tl.constexpr):  # fmt: skip
+    """One side's ``(value, shift, scale, dI/dw)`` in float64 from the problem's partials ``part (P, 8)`` (cs, ms).
 
-    ms: ``w`` is the side's scale (a float64 0-d tensor); the value is ``softplus(L) / w``.
-    """
-    nonempty = cnt > 0
-    if estimator != "jsd":
-        big = mx.amax(dim=-1)
-        big = torch.where(nonempty, big, torch.zeros_like(big))
-        rel = torch.exp(mx - big[:, None])
-        total = (sm * rel).sum(dim=-1)
-        total = torch.where(nonempty, total, torch.ones_like(total))
-        lse = torch.log(total) + big
-        log_n = torch.log(cnt.clamp_min(1)) if mean else torch.zeros_like(lse)
-        arg = lse - log_n
-        value = torch.where(nonempty, torch.logaddexp(arg, torch.zeros_like(arg)), torch.zeros_like(arg))
-        scale = torch.where(nonempty, torch.sigmoid(arg), torch.zeros_like(arg))
-        shift = torch.where(nonempty, lse, torch.zeros_like(lse))
-        if estimator == "cs":
-            return value, shift, scale, None
-        # H = E_p[lse - x] = log(total) + Σ_p e^{max_p - big} (spread_p + (big - max_p) sum_p) / total, terms >= 0
-        gap = torch.where(sm > 0, big[:, None] - mx, torch.zeros_like(mx))  # programs without members: 0
-        carried = rel * (spread + gap * sm)
-        entropy = torch.log(total) + carried.sum(dim=-1) / total
-        t = torch.exp(-arg.abs())
-        binary = torch.log1p(t) + arg.abs() * t / (1.0 + t)  # softplus(L) - σ(L) L
-        grad_w = torch.where(nonempty, (binary + scale * (entropy - log_n)) / (w * w), torch.zeros_like(arg))
-        return value / w, shift, scale, grad_w
-    total = sm.sum(dim=-1)
-    den = cnt.clamp_min(1) if mean else torch.ones_like(cnt)
-    return total / den, torch.zeros_like(total), torch.where(nonempty, 1.0 / den, torch.zeros_like(den)), None
+    ``lse = log Σ_p sum_p e^{max_p - big} + big``, ``L = lse - log n``; value ``softplus(L)`` (ms: ``/ w``), shift
+    ``lse``, scale ``σ(L)``; ms: ``dI/dw = (h(L) + σ(L) (H - log n)) / w²`` with ``H = E_p[lse - x]`` (terms >= 0).
+    An empty side gives zeros."""
+    cnt = tl.zeros((), dtype=tl.float64)
+    big = tl.full((), float("-inf"), dtype=tl.float64)
+    for p0 in range(0, P, BLOCK_P):
+        rows = p0 + tl.arange(0, BLOCK_P)
+        cnt += tl.sum(tl.load(part + rows * 8 + cnt_col, mask=rows < P, other=0.0).to(tl.float64), axis=0)
+        mx = tl.load(part + rows * 8 + max_col, mask=rows < P, other=float("-inf")).to(tl.float64)
+        big = tl.maximum(big, tl.max(mx, axis=0))
+    nonempty = cnt > 0.0
+    big = tl.where(nonempty, big, 0.0)
+    total = tl.zeros((), dtype=tl.float64)
+    carried = tl.zeros((), dtype=tl.float64)
+    for p0 in range(0, P, BLOCK_P):
+        rows = p0 + tl.arange(0, BLOCK_P)
+        mx = tl.load(part + rows * 8 + max_col, mask=rows < P, other=float("-inf")).to(tl.float64)
+        sm = tl.load(part + rows * 8 + sum_col, mask=rows < P, other=0.0).to(tl.float64)
+        rel = tl.exp(mx - big)
+        total += tl.sum(sm * rel, axis=0)
+        if ESTIMATOR == 2:
+            spread = tl.load(part + rows * 8 + spread_col, mask=rows < P, other=0.0).to(tl.float64)
+            gap = tl.where(sm > 0.0, big - mx, 0.0)  # programs without members: 0 (no inf * 0)
+            carried += tl.sum(rel * (spread + gap * sm), axis=0)
+    total = tl.where(nonempty, total, 1.0)
+    lse = tl.log(total) + big
+    log_n = tl.zeros((), dtype=tl.float64)
+    if MEAN:
+        log_n = tl.log(tl.maximum(cnt, 1.0))
+    arg = lse - log_n
+    value = tl.where(nonempty, softplus(arg), 0.0)
+    scale = tl.where(nonempty, _sigmoid(arg), 0.0)
+    shift = tl.where(nonempty, lse, 0.0)
+    grad_w = tl.zeros((), dtype=tl.float64)
+    if ESTIMATOR == 2:
+        entropy = tl.log(total) + carried / total
+        t = tl.exp(-tl.abs(arg))
+        binary = log1p_small(t) + tl.abs(arg) * t / (1.0 + t)  # softplus(L) - σ(L) L
+        grad_w = tl.where(nonempty, (binary + scale * (entropy - log_n)) / (w * w), 0.0)
+        value = value / w
+    return value, shift, scale, grad_w
 
 
-def csmi_forward(m, labels, mask, tolerance, estimator, reduction, groups=None, w=None):
-    """Launcher on float32 ``m (B, N, N)``: returns ``(I (B,) float64, stats (B, 4) float64)``.
+@triton.jit
+def _sum_side_stats(part, cnt_col, sum_col, P, MEAN: tl.constexpr, BLOCK_P: tl.constexpr):
+    """jsd: one side's ``(value, scale)`` in float64: the mean (or sum) of softplus over the members, ``1 / n``."""
+    cnt = tl.zeros((), dtype=tl.float64)
+    total = tl.zeros((), dtype=tl.float64)
+    for p0 in range(0, P, BLOCK_P):
+        rows = p0 + tl.arange(0, BLOCK_P)
+        cnt += tl.sum(tl.load(part + rows * 8 + cnt_col, mask=rows < P, other=0.0).to(tl.float64), axis=0)
+        total += tl.sum(tl.load(part + rows * 8 + sum_col, mask=rows < P, other=0.0).to(tl.float64), axis=0)
+    den = tl.full((), 1.0, dtype=tl.float64)
+    if MEAN:
+        den = tl.maximum(cnt, 1.0)
+    return total / den, tl.where(cnt > 0.0, 1.0 / den, 0.0)
+
+
+@triton.jit
+def _csmi_stats_kernel(
+    part_ptr, w_ptr, out_ptr, stats_ptr, P,
+    ESTIMATOR: tl.constexpr, MEAN: tl.constexpr, STATS: tl.constexpr, BLOCK_P: tl.constexpr,
+):  # fmt: skip
+    """One program per problem: the forward's partials ``(P, 8)`` -> ``I`` (in out's dtype) and the backward's
+    float64 statistics ``(shift_in, shift_out, scale_in, scale_out[, dI/dw₊, dI/dw₋])``."""
+    b = tl.program_id(0).to(tl.int64)
+    part = part_ptr + b * P * 8
+    stats = stats_ptr + b * STATS
+    if ESTIMATOR == 1:
+        v_in, scale_in = _sum_side_stats(part, 4, 1, P, MEAN, BLOCK_P)
+        v_out, scale_out = _sum_side_stats(part, 5, 3, P, MEAN, BLOCK_P)
+        shift_in = tl.zeros((), dtype=tl.float64)
+        shift_out = tl.zeros((), dtype=tl.float64)
+    else:
+        w_pos = tl.full((), 1.0, dtype=tl.float64)
+        w_neg = tl.full((), 1.0, dtype=tl.float64)
+        if ESTIMATOR == 2:
+            w_pos = tl.load(w_ptr).to(tl.float64)
+            w_neg = tl.load(w_ptr + 1).to(tl.float64)
+        v_in, shift_in, scale_in, dw_pos = _lse_side_stats(part, 4, 0, 1, 6, w_pos, P, MEAN, ESTIMATOR, BLOCK_P)
+        v_out, shift_out, scale_out, dw_neg = _lse_side_stats(part, 5, 2, 3, 7, w_neg, P, MEAN, ESTIMATOR, BLOCK_P)
+        if ESTIMATOR == 2:
+            tl.store(stats + 4, dw_pos)
+            tl.store(stats + 5, dw_neg)
+    tl.store(out_ptr + b, (-v_in - v_out).to(out_ptr.dtype.element_ty))
+    tl.store(stats, shift_in)
+    tl.store(stats + 1, shift_out)
+    tl.store(stats + 2, scale_in)
+    tl.store(stats + 3, scale_out)
+
+
+def csmi_forward(m, labels, mask, tolerance, estimator, reduction, groups=None, w=None, out_dtype=torch.float64):
+    """Launcher on float32 ``m (B, N, N)``: returns ``(I (B,) in out_dtype, stats (B, 4) float64)``.
 
     ms: ``w`` is the float32 ``(2,)`` tensor ``[w₊, w₋]`` and stats are ``(B, 6)``: the four of cs, then
-    ``dI/dw₊, dI/dw₋`` per problem.
+    ``dI/dw₊, dI/dw₋`` per problem. Two launches: the partials, then one program per problem combines them.
     """
     bsz, n, _ = m.shape
     block_r, block_c = loss_tiles(n, estimator == "ms" or groups is not None)
     programs = triton.cdiv(n, block_r)
     part = torch.empty((bsz, programs, PARTIALS), dtype=torch.float32, device=m.device)
+    value = torch.empty((bsz,), dtype=out_dtype, device=m.device)
+    stats = torch.empty((bsz, 6 if estimator == "ms" else 4), dtype=torch.float64, device=m.device)
+    if bsz == 0:
+        return value, stats
     lab_t, mask_t, grp_t, k, lab_strides, mask_strides, grp_strides = _pairs_args(labels, mask, groups, m.device)
-    if bsz > 0:
-        _csmi_forward_kernel[(programs, bsz)](
-            m, lab_t, mask_t, grp_t, w if w is not None else m, part, n, k, tolerance,
-            *m.stride(), *lab_strides, *mask_strides, *grp_strides,
-            ESTIMATOR=ESTIMATOR_CODES[estimator], HAS_MASK=mask is not None, HAS_GROUPS=groups is not None,
-            BLOCK_R=block_r, BLOCK_C=block_c,
-        )  # fmt: skip
-    part = part.double()
-    mean = reduction == "mean"
-    cnt_in, cnt_out = part[..., 4].sum(-1), part[..., 5].sum(-1)
-    if estimator == "ms":
-        w64 = w.double()
-        v_in, shift_in, scale_in, dw_pos = _side_stats(
-            part[..., 0], part[..., 1], cnt_in, estimator, mean, part[..., 6], w64[0]
-        )
-        v_out, shift_out, scale_out, dw_neg = _side_stats(
-            part[..., 2], part[..., 3], cnt_out, estimator, mean, part[..., 7], w64[1]
-        )
-        stats = torch.stack([shift_in, shift_out, scale_in, scale_out, dw_pos, dw_neg], dim=-1)
-        return -v_in - v_out, stats
-    v_in, shift_in, scale_in, _ = _side_stats(part[..., 0], part[..., 1], cnt_in, estimator, mean)
-    v_out, shift_out, scale_out, _ = _side_stats(part[..., 2], part[..., 3], cnt_out, estimator, mean)
-    return -v_in - v_out, torch.stack([shift_in, shift_out, scale_in, scale_out], dim=-1)
+    w_t = w if w is not None else m
+    _csmi_forward_kernel[(programs, bsz)](
+        m, lab_t, mask_t, grp_t, w_t, part, n, k, tolerance,
+        *m.stride(), *lab_strides, *mask_strides, *grp_strides,
+        ESTIMATOR=ESTIMATOR_CODES[estimator], HAS_MASK=mask is not None, HAS_GROUPS=groups is not None,
+        BLOCK_R=block_r, BLOCK_C=block_c,
+    )  # fmt: skip
+    _csmi_stats_kernel[(bsz,)](
+        part, w_t, value, stats, programs, ESTIMATOR=ESTIMATOR_CODES[estimator], MEAN=reduction == "mean",
+        STATS=stats.shape[1], **stats_launch(programs),
+    )  # fmt: skip
+    return value, stats
 
 
 def csmi_backward(grad, m, labels, mask, stats, tolerance, estimator, groups=None, w=None):
@@ -345,8 +401,9 @@ def cross_sample_mi_op(
     ``w_pos``/``w_neg`` (0-d tensors) are the ms scales; None for cs and jsd.
     """
     mb, lab, msk, grp = _flat(m, labels, mask, groups)
-    value, stats = csmi_forward(mb, lab, msk, tolerance, estimator, reduction, grp, _scales(w_pos, w_neg))
-    return value.reshape(m.shape[:-2]).to(m.dtype), stats
+    scales = _scales(w_pos, w_neg)
+    value, stats = csmi_forward(mb, lab, msk, tolerance, estimator, reduction, grp, scales, out_dtype=m.dtype)
+    return value.reshape(m.shape[:-2]), stats
 
 
 @cross_sample_mi_op.register_fake
@@ -382,6 +439,7 @@ def _(grad, m, labels, mask, stats, tolerance, estimator, groups=None, w_pos=Non
 def _setup_context(ctx, inputs, output) -> None:
     m, labels, mask, tolerance, estimator, _, groups, w_pos, w_neg = inputs
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)  # no zero tensor (a kernel) for the non-differentiable output's grad
     ctx.save_for_backward(m, labels, mask, groups, w_pos, w_neg, output[1])
     ctx.options = (tolerance, estimator)
 
@@ -391,10 +449,9 @@ def _backward(ctx, grad, _grad_stats):
     tolerance, estimator = ctx.options
     grad_m = cross_sample_mi_backward_op(grad, m, labels, mask, stats, tolerance, estimator, groups, w_pos, w_neg)
     grad_w_pos = grad_w_neg = None
-    if estimator == "ms":
-        g = grad.reshape(-1).double()
-        grad_w_pos = (g * stats[:, 4]).sum().to(w_pos.dtype)
-        grad_w_neg = (g * stats[:, 5]).sum().to(w_neg.dtype)
+    if estimator == "ms":  # Σ_b g_b dI_b/dw, both scales in one matrix-vector product (float64)
+        grad_w_pos, grad_w_neg = torch.mv(stats[:, 4:].mT, grad.reshape(-1).double()).unbind()
+        grad_w_pos, grad_w_neg = grad_w_pos.to(w_pos.dtype), grad_w_neg.to(w_neg.dtype)
     return grad_m, None, None, None, None, None, None, grad_w_pos, grad_w_neg
 
 

@@ -38,7 +38,7 @@ from csad_kernels.triton._common import (
     sigmoid,
     softplus,
 )
-from csad_kernels.triton.launch_settings import small_launch
+from csad_kernels.triton.launch_settings import small_launch, small_path_fits
 
 OP = "csad_triton::cs_mutual_information"
 SIMILARITY_CODES = {"joint": 0, "content": 1, "structural": 2}
@@ -449,13 +449,15 @@ def cs_mutual_information(
 ):
     """Triton estimator; the signature of the registered kernels (see csad_kernels.api).
 
-    N <= small_n_limit(): the fused one-program-per-problem kernel; larger N: the tiled ops. ms: ``alpha_neg``
-    None means the same tensor as ``alpha`` (both scales then add their gradients to it).
+    N <= small_n_limit(): the fused one-program-per-problem kernel where it fits one block (small_path_fits), else
+    the tiled ops. ms: ``alpha_neg`` None means the same tensor as ``alpha`` (both scales then add their gradients
+    to it).
     """
     alpha = _scalar_tensor(alpha, u)
     if estimator == "ms":
         alpha_neg = alpha if alpha_neg is None else _scalar_tensor(alpha_neg, u)
-    if u.shape[-2] > small_n_limit():
+    n, d = u.shape[-2:]
+    if n > small_n_limit() or not small_path_fits(n, d, similarity):
         return _tiled(
             u, v, labels, mask, int(tolerance), alpha, _scalar_tensor(tau_y, u),
             _scalar_tensor(tau_b, u), float(c), similarity, estimator, reduction, groups, alpha_neg,

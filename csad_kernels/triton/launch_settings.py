@@ -52,6 +52,12 @@ def loss_tiles(n: int, extended: bool = False) -> tuple[int, int]:
     return block_r, block_c
 
 
+def stats_launch(programs: int) -> dict[str, int]:
+    """The MI loss's statistics kernel (one program per problem combines ``programs`` partials): a few hundred
+    float64 operations per problem, so one warp, in steps of at most 128 partials."""
+    return {"BLOCK_P": min(128, block(programs)), "num_warps": 1}
+
+
 def gram_launch(n: int, d: int) -> dict[str, int]:
     """Block sizes, warps and stages of the three fused Gram + softmax kernels (forward, backward rows, dx).
 
@@ -69,6 +75,15 @@ def gram_launch(n: int, d: int) -> dict[str, int]:
         block_r, block_c = (64, 32) if block_d <= 64 else (16, 32)
     return {"BLOCK_R": min(block_r, block(n)), "BLOCK_C": min(block_c, block(n)), "BLOCK_D": block_d,
             "num_warps": 8, "num_stages": 2}  # fmt: skip
+
+
+def small_path_fits(n: int, d: int, similarity: str) -> bool:
+    """Whether the one-program kernel at N ≤ small_n_limit() fits a GPU block: on sm_90 one block gets at most
+    227 KB of shared memory, and the graph similarities' backward at N = 64, d = 128 asks for 288 KB (Triton would
+    refuse the launch); those problems take the tiled path. Every other size measured asks for at most 192 KB."""
+    if interpreted():
+        return True
+    return similarity == "content" or block(n) <= 32 or block(d) <= 64
 
 
 def small_launch(n: int, d: int, similarity: str) -> dict[str, int]:

@@ -1,8 +1,9 @@
 """Triton RWR ``R = rownorm((1-c)(I - cE)^-1)``, ``(..., N, N) -> (..., N, N)``: kernels, launchers, autograd.
 
 The solve is the product form ``(I - A)^-1 = (I + A)(I + A^2)(I + A^4)...`` with ``A = cE`` and k factors,
-``c^(2^k)/(1-c) <= 1e-8`` (k = 5 at c = 0.5): ``2(k-1)`` tiled batched GEMMs (``P <- P P``, ``W <- W + W
-P``) at the backend's dot precision (tf32x3 by default, see :mod:`csad_kernels.triton._common`). Rows are
+``c^(2^k)/(1-c) <= 1e-8`` (k = 5 at c = 0.5): ``2(k-1)`` GEMMs in k launches (:func:`product_form`: the first
+forms ``W = I + A`` and ``Q = A^2``, each next one both ``W <- W + W Q`` and ``Q <- Q Q`` from the same tiles of Q)
+at the backend's dot precision (tf32x3 by default, see :mod:`csad_kernels.triton._common`). Rows are
 then renormalised as the reference does (``r = (1-c) W; r / rowsum(r)``). The op also returns the inverse
 ``W`` (non-differentiable) so the backward reuses it: ``dE = c Wᵀ dW Wᵀ`` (two GEMMs that read ``Wᵀ``
 through strides).
@@ -22,12 +23,12 @@ OP = "csad_triton::rwr"
 
 @triton.jit
 def _gemm_kernel(
-    a_ptr, b_ptr, c0_ptr, out_ptr, M, P, K, scale,
-    sab, sam, sak, sbb, sbk, sbp, scb, scm, scp, sob, som, sop,
-    HAS_C0: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
+    a_ptr, b_ptr, out_ptr, M, P, K, scale,
+    sab, sam, sak, sbb, sbk, sbp, sob, som, sop,
+    BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """``out[b] = scale * A[b] @ B[b] (+ C0[b])``, any strides (transposes are free)."""
+    """``out[b] = scale * A[b] @ B[b]``, any strides (transposes are free)."""
     pm, pp, bb = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     rm = pm * BLOCK_M + tl.arange(0, BLOCK_M)
     rp = pp * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -47,25 +48,87 @@ def _gemm_kernel(
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
     acc = acc * scale
     mask = (rm < M)[:, None] & (rp < P)[None, :]
-    if HAS_C0:
-        acc += tl.load(c0_ptr + bb * scb + rm[:, None] * scm + rp[None, :] * scp, mask=mask, other=0.0)
     tl.store(out_ptr + bb * sob + rm[:, None] * som + rp[None, :] * sop, acc, mask=mask)
 
 
-def gemm(a: torch.Tensor, b: torch.Tensor, c0: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
-    """Batched fp32 ``scale * a @ b (+ c0)`` for ``(B, M, K) @ (B, K, P)``; inputs may be strided views."""
+def gemm(a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Batched fp32 ``scale * a @ b`` for ``(B, M, K) @ (B, K, P)``; inputs may be strided views."""
     bsz, m, k = a.shape
     p = b.shape[2]
     out = torch.empty((bsz, m, p), dtype=torch.float32, device=a.device)
     block_m, block_p, block_k = gemm_tiles(m, p, k)
-    c0_t = c0 if c0 is not None else out
     grid = (triton.cdiv(m, block_m), triton.cdiv(p, block_p), bsz)
     _gemm_kernel[grid](
-        a, b, c0_t, out, m, p, k, scale,
-        *a.stride(), *b.stride(), *c0_t.stride(), *out.stride(),
-        HAS_C0=c0 is not None, BLOCK_M=block_m, BLOCK_P=block_p, BLOCK_K=block_k, PRECISION=dot_precision(),
+        a, b, out, m, p, k, scale,
+        *a.stride(), *b.stride(), *out.stride(),
+        BLOCK_M=block_m, BLOCK_P=block_p, BLOCK_K=block_k, PRECISION=dot_precision(),
     )  # fmt: skip
     return out
+
+
+@triton.jit
+def _product_step_kernel(
+    w_ptr, q_ptr, w_out_ptr, q_out_ptr, N, c,
+    swb, swn, swm, sqb, sqn, sqm, sob, son, som,
+    FIRST: tl.constexpr, WITH_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr,
+    BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    """One factor of the product form on one (BLOCK_M, BLOCK_P) tile, both products on the same tiles of ``Q``.
+
+    FIRST (``q_ptr`` holds E, ``w_ptr`` is unused): ``W = I + A`` and ``Q = A A`` with ``A = cE``. Otherwise:
+    ``W' = W + W Q`` and, with WITH_Q, ``Q' = Q Q`` (``Q = A^(2^k)``, the next factor's power). Outputs are
+    contiguous ``(B, N, N)`` with strides ``sob, son, som``."""
+    pm, pp, bb = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    rm = pm * BLOCK_M + tl.arange(0, BLOCK_M)
+    rp = pp * BLOCK_P + tl.arange(0, BLOCK_P)
+    acc_w = tl.zeros((BLOCK_M, BLOCK_P), dtype=tl.float32)
+    acc_q = tl.zeros((BLOCK_M, BLOCK_P), dtype=tl.float32)
+    scale = c if FIRST else 1.0
+    for k0 in range(0, N, BLOCK_K):
+        rk = k0 + tl.arange(0, BLOCK_K)
+        mask_left = (rm < N)[:, None] & (rk < N)[None, :]
+        q_right = scale * tl.load(q_ptr + bb * sqb + rk[:, None] * sqn + rp[None, :] * sqm,
+                                  mask=(rk < N)[:, None] & (rp < N)[None, :], other=0.0)  # fmt: skip
+        if WITH_Q:
+            q_left = tl.load(q_ptr + bb * sqb + rm[:, None] * sqn + rk[None, :] * sqm, mask=mask_left, other=0.0)
+            q_left = scale * q_left
+            acc_q = tl.dot(q_left, q_right, acc_q, input_precision=PRECISION)
+        if not FIRST:
+            w_left = tl.load(w_ptr + bb * swb + rm[:, None] * swn + rk[None, :] * swm, mask=mask_left, other=0.0)
+            acc_w = tl.dot(w_left, q_right, acc_w, input_precision=PRECISION)
+    mask = (rm < N)[:, None] & (rp < N)[None, :]
+    if FIRST:
+        e = tl.load(q_ptr + bb * sqb + rm[:, None] * sqn + rp[None, :] * sqm, mask=mask, other=0.0)
+        w_new = c * e + tl.where(rm[:, None] == rp[None, :], 1.0, 0.0)
+    else:
+        w_new = acc_w + tl.load(w_ptr + bb * swb + rm[:, None] * swn + rp[None, :] * swm, mask=mask, other=0.0)
+    out = bb * sob + rm[:, None] * son + rp[None, :] * som
+    tl.store(w_out_ptr + out, w_new, mask=mask)
+    if WITH_Q:
+        tl.store(q_out_ptr + out, acc_q, mask=mask)
+
+
+def product_form(e: torch.Tensor, c: float) -> torch.Tensor:
+    """``W = (I - cE)^-1 = (I + A)(I + A^2)...(I + A^(2^(k-1)))``, ``A = cE``, of float32 ``(B, N, N)`` ``e``.
+
+    k launches: the first forms ``W = I + A`` and ``Q = A^2``; each next one ``W <- W + W Q`` and ``Q <- Q Q``
+    from the same tiles of Q (the last one without Q)."""
+    bsz, n, _ = e.shape
+    factors = num_factors(c)
+    block_m, block_p, block_k = gemm_tiles(n, n, n)
+    grid = (triton.cdiv(n, block_m), triton.cdiv(n, block_p), bsz)
+    w, q = e, e
+    for step in range(factors):
+        w_out = torch.empty((bsz, n, n), dtype=torch.float32, device=e.device)
+        with_q = step < factors - 1
+        q_out = torch.empty_like(w_out) if with_q else w_out
+        _product_step_kernel[grid](
+            w, q, w_out, q_out, n, c, *w.stride(), *q.stride(), *w_out.stride(),
+            FIRST=step == 0, WITH_Q=with_q, BLOCK_M=block_m, BLOCK_P=block_p, BLOCK_K=block_k,
+            PRECISION=dot_precision(),
+        )  # fmt: skip
+        w, q = w_out, q_out
+    return w
 
 
 @triton.jit
@@ -120,13 +183,7 @@ def _rownorm_backward_kernel(
 def rwr_forward(e: torch.Tensor, c: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(R, W)`` of float32 ``(B, N, N)`` row-stochastic ``e``."""
     bsz, n, _ = e.shape
-    a = c * e
-    w = a.clone()
-    w.diagonal(dim1=-2, dim2=-1).add_(1.0)
-    p = a
-    for _ in range(num_factors(c) - 1):
-        p = gemm(p, p)
-        w = gemm(w, p, c0=w)
+    w = product_form(e, c)
     r = torch.empty_like(w)
     block_r, block_c = row_blocks(n)
     _rownorm_kernel[(triton.cdiv(n, block_r), bsz)](
@@ -176,6 +233,7 @@ def _(grad, r, w, c):
 def _setup_context(ctx, inputs, output) -> None:
     r, w = output
     ctx.mark_non_differentiable(w)
+    ctx.set_materialize_grads(False)  # no zero tensor (a kernel) for the non-differentiable output's grad
     ctx.save_for_backward(r, w)
     ctx.c = inputs[1]
 

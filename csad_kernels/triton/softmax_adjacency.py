@@ -238,12 +238,22 @@ def _gram_softmax_rows_kernel(
 
 @triton.jit
 def _gram_softmax_dx_kernel(
-    x_ptr, tau_ptr, st_ptr, g_ptr, rowdot_ptr, dx_ptr, N, D, PER_TAU, sxb, sxn, sxd, sgb, sgn, sgm, sdb, sdn, sdd,
+    x_ptr, tau_ptr, st_ptr, g_ptr, rowdot_ptr, dx_ptr, part_ptr, dtau_ptr, N, D, PER_TAU,
+    sxb, sxn, sxd, sgb, sgn, sgm, sdb, sdn, sdd,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """``dxn_I = tau Σ_J (dZ_IJ + dZ_JIᵀ) xn_J``, ``dZ = E (dE - rowdot)``; G is symmetric: one GEMM, both tiles.
-    Then ``dx`` through the row normalisation."""
+    Then ``dx`` through the row normalisation. The first program of each tau value's problems also sums their
+    dtau partials (written by the rows kernel) in float64 into ``dtau[b // PER_TAU]``."""
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    if (pr == 0) & (b % PER_TAU == 0):
+        partials = PER_TAU * tl.num_programs(0)
+        total = tl.zeros((), dtype=tl.float64)
+        for p0 in range(0, partials, BLOCK_C):
+            idx = p0 + tl.arange(0, BLOCK_C)
+            part = tl.load(part_ptr + b * tl.num_programs(0) + idx, mask=idx < partials, other=0.0)
+            total += tl.sum(part.to(tl.float64), axis=0)
+        tl.store(dtau_ptr + b // PER_TAU, total.to(dtau_ptr.dtype.element_ty))
     tau = tl.load(tau_ptr + b // PER_TAU)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     xr, xr_den = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
@@ -323,22 +333,23 @@ def gram_softmax_backward_op(
     launch = gram_launch(n, d)
     programs = triton.cdiv(n, launch["BLOCK_R"])
     rowdot = torch.empty((bsz, n), dtype=torch.float32, device=xn.device)
-    dtau = torch.zeros((bsz, programs), dtype=torch.float32, device=xn.device)
+    partials = torch.empty((bsz, programs), dtype=torch.float32, device=xn.device)
+    # written by the dx kernel; no problem (bsz = 0): an empty sum
+    dtau = (torch.empty if bsz > 0 else torch.zeros)(tau.numel(), dtype=tau.dtype, device=xn.device)
     dx = torch.empty_like(xb)
     tau_t = tau.reshape(-1).float()
     per_tau = _per_tau(xn, tau)
     stats = stats.contiguous()
     if bsz > 0:
         _gram_softmax_rows_kernel[(programs, bsz)](
-            xb, tau_t, stats, gb, rowdot, dtau, n, d, per_tau, *xb.stride(), *gb.stride(),
+            xb, tau_t, stats, gb, rowdot, partials, n, d, per_tau, *xb.stride(), *gb.stride(),
             PRECISION=dot_precision(), **launch,
         )  # fmt: skip
         _gram_softmax_dx_kernel[(programs, bsz)](
-            xb, tau_t, stats, gb, rowdot, dx, n, d, per_tau, *xb.stride(), *gb.stride(), *dx.stride(),
+            xb, tau_t, stats, gb, rowdot, dx, partials, dtau, n, d, per_tau, *xb.stride(), *gb.stride(), *dx.stride(),
             PRECISION=dot_precision(), **launch,
         )  # fmt: skip
-    dtau = dtau.reshape(tau.numel(), -1).double().sum(-1)  # the partials of each tau value
-    return dx.reshape(xn.shape).to(xn.dtype), dtau.to(tau.dtype).reshape(tau.shape)
+    return dx.reshape(xn.shape).to(xn.dtype), dtau.reshape(tau.shape)
 
 
 @gram_softmax_backward_op.register_fake
@@ -349,6 +360,7 @@ def _(grad, xn, tau, stats):
 def _gram_setup_context(ctx, inputs, output) -> None:
     xn, tau = inputs
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)  # no zero tensor (a kernel) for the non-differentiable output's grad
     ctx.save_for_backward(xn, tau, output[1])
 
 
