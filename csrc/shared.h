@@ -76,18 +76,24 @@ inline bool parse_mean(const std::string& reduction) {
   return reduction == "mean";
 }
 
-// similarity / estimator / reduction of the fused estimator.
-struct EstimatorOptions {
+// Which similarities the fused estimator sums: content (cosine) and/or structural (graph).
+struct Similarity {
   bool content, structural;
-  Estimator estimator;
-  bool mean;
-  EstimatorOptions(const std::string& similarity, const std::string& estimator_name, const std::string& reduction)
-      : estimator(parse_estimator(estimator_name)), mean(parse_mean(reduction)) {
-    TORCH_CHECK(similarity == "joint" || similarity == "content" || similarity == "structural",
-                "csad: similarity must be 'joint', 'content' or 'structural', got '", similarity, "'");
-    content = similarity != "structural";
-    structural = similarity != "content";
+  explicit Similarity(const std::string& name) {
+    TORCH_CHECK(name == "joint" || name == "content" || name == "structural",
+                "csad: similarity must be 'joint', 'content' or 'structural', got '", name, "'");
+    content = name != "structural";
+    structural = name != "content";
   }
+};
+
+// Ω and the groups as the ops receive them: labels (..., N, K) with a tolerance, or a bool mask
+// (..., N, N); groups (..., N), optional. Each device turns them into its PairsInput.
+struct PairsSpec {
+  const c10::optional<at::Tensor>& labels;
+  const c10::optional<at::Tensor>& mask;
+  int64_t tolerance;
+  const c10::optional<at::Tensor>& groups;
 };
 
 }  // namespace csad
