@@ -137,8 +137,8 @@ at::Tensor graph_backward(at::Tensor grad_e, const at::Tensor& e, const at::Tens
   return grad_tau;
 }
 
-// Returns gradient dL/dtau of one graph (y: p = R_y, q = R_b; b: the two swapped, grad_scores
-// transposed) and adds dL/dn into grad_normalized when given.
+// dL/dtau of one graph's temperature from dL/dS (y: r = R_y, r_other = R_b; b: the two swapped and
+// grad_scores transposed), adding dL/dn into grad_normalized when given.
 template <typename Primitives>
 at::Tensor structural_side_backward(const at::Tensor& grad_scores, const at::Tensor& r, const at::Tensor& r_other,
                                     const at::Tensor& w_row_sums, const at::Tensor& e, const at::Tensor& normalized,
@@ -148,11 +148,6 @@ at::Tensor structural_side_backward(const at::Tensor& grad_scores, const at::Ten
   return graph_backward<Primitives>(std::move(grad_e), e, normalized, tau, grad_normalized);
 }
 
-// A scalar's gradient on the scalar's device and in its dtype.
-at::Tensor grad_like(const at::Tensor& grad, const at::Tensor& scalar) {
-  return grad.to(scalar.device(), scalar.scalar_type());
-}
-
 // (dI/dalpha, dI/dalpha_neg), each undefined unless requested. ms without alpha_neg: w₋ = alpha,
 // and both sides' gradients go to alpha.
 std::tuple<at::Tensor, at::Tensor> scale_grads(const RequestedGrads& wanted, Estimator estimator,
@@ -160,17 +155,12 @@ std::tuple<at::Tensor, at::Tensor> scale_grads(const RequestedGrads& wanted, Est
                                                const at::Tensor& stats, const at::Tensor& alpha,
                                                const c10::optional<at::Tensor>& alpha_neg) {
   at::Tensor grad_alpha, grad_alpha_neg;
-  if (estimator != Estimator::kMs) {
-    grad_alpha = side_sums.sum();
+  if (estimator == Estimator::kMs) {
+    std::tie(grad_alpha, grad_alpha_neg) = ms_input_grads(grad_value, side_sums, stats, alpha, alpha_neg);
   } else {
-    auto [grad_pos, grad_neg] =
-        ms_scale_grads(grad_value, side_sums, stats, alpha, alpha_neg.has_value() ? *alpha_neg : alpha);
-    grad_alpha = alpha_neg.has_value() ? grad_pos : grad_pos + grad_neg;
-    grad_alpha_neg = grad_neg;
+    grad_alpha = grad_like(side_sums.sum(), alpha);
   }
-  const bool separate_neg = alpha_neg.has_value() && grad_alpha_neg.defined();
-  return {wanted.alpha ? grad_like(grad_alpha, alpha) : at::Tensor(),
-          wanted.alpha_neg && separate_neg ? grad_like(grad_alpha_neg, *alpha_neg) : at::Tensor()};
+  return {wanted.alpha ? grad_alpha : at::Tensor(), wanted.alpha_neg ? grad_alpha_neg : at::Tensor()};
 }
 
 // dL/d(raw rows) (..., N, d) in grad's dtype from dL/d(normalised rows) grad_normalized (B, N, d),

@@ -24,7 +24,8 @@ TORCH_LIBRARY(csad, m) {
   m.def("rwr_backward(Tensor grad, Tensor r, Tensor w_row_sums, float c) -> Tensor");
   m.def("symmetric_cross_entropy(Tensor p, Tensor q) -> Tensor");
   m.def("symmetric_cross_entropy_backward(Tensor grad, Tensor p, Tensor q) -> (Tensor, Tensor)");
-  // cross_sample_mi returns the value and kStats (csrc/shared.h) numbers per problem for its backward.
+  // cross_sample_mi (csrc/cross_sample_mi.cpp) returns the value and kStats (csrc/shared.h) numbers per
+  // problem for its backward.
   // groups (..., N): only same-group pairs count; w_pos/w_neg: the scales of estimator="ms" (None
   // for cs/jsd; w_neg None means w_pos). The backward returns (dm, dw_pos, dw_neg).
   m.def(

@@ -70,6 +70,21 @@ inline std::tuple<at::Tensor, at::Tensor> ms_scale_grads(const at::Tensor& grad_
   return {terms[0] / (wp * wp) + sums[0] / wp, terms[1] / (wn * wn) + sums[1] / wn};
 }
 
+// A scalar's gradient on the scalar's device and in its dtype.
+inline at::Tensor grad_like(const at::Tensor& grad, const at::Tensor& scalar) {
+  return grad.to(scalar.device(), scalar.scalar_type());
+}
+
+// ms_scale_grads as the ops return them, on the scales' devices and in their dtypes: (dI/dw_pos,
+// dI/dw_neg). Without w_neg, w₋ = w_pos: both sides' gradients go to w_pos and the second is undefined.
+inline std::tuple<at::Tensor, at::Tensor> ms_input_grads(const at::Tensor& grad_value, const at::Tensor& side_sums,
+                                                         const at::Tensor& stats, const at::Tensor& w_pos,
+                                                         const c10::optional<at::Tensor>& w_neg) {
+  auto [grad_pos, grad_neg] = ms_scale_grads(grad_value, side_sums, stats, w_pos, w_neg.has_value() ? *w_neg : w_pos);
+  if (!w_neg.has_value()) return {grad_like(grad_pos + grad_neg, w_pos), at::Tensor()};
+  return {grad_like(grad_pos, w_pos), grad_like(grad_neg, *w_neg)};
+}
+
 inline bool parse_mean(const std::string& reduction) {
   TORCH_CHECK(reduction == "mean" || reduction == "sum", "csad: reduction must be 'mean' or 'sum', got '", reduction,
               "'");

@@ -364,8 +364,9 @@ PairsInput Primitives::pairs(const PairsSpec& spec, int64_t n, const at::Device&
 }
 
 namespace {
+// Undefined pos means 1, undefined neg means pos.
 Scales host_scales(const at::Tensor& pos, const at::Tensor& neg) {
-  const double pos_value = pos.item<double>();
+  const double pos_value = pos.defined() ? pos.item<double>() : 1.0;
   return {pos_value, neg.defined() ? neg.item<double>() : pos_value};
 }
 }  // namespace

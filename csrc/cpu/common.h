@@ -130,7 +130,7 @@ struct Primitives {
   static constexpr auto& sce_side_grad = cpu::sce_side_grad;
   static Pairs pairs(const PairsSpec& spec, int64_t n, const at::Device& device);
   // mi_forward / mi_backward above with the scales as 0-d tensors: Ω sees −pos·S, ¬Ω neg·S
-  // (neg undefined: pos).
+  // (pos undefined: 1; neg undefined: pos).
   static std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const at::Tensor& pos,
                                                        const at::Tensor& neg, const Pairs& pairs, Estimator estimator,
                                                        bool mean);
