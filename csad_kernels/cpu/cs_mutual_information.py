@@ -55,6 +55,7 @@ _U, _V, _ALPHA, _TAU_Y, _TAU_B, _ALPHA_NEG = 0, 1, 5, 6, 7, 13
 
 
 def _requested_grads(ctx, similarity: str, estimator: str, alpha_neg: torch.Tensor | None) -> RequestedGrads:
+    """The gradients to compute: those of inputs that need one and that the value depends on."""
     needs = ctx.needs_input_grad
     structural = similarity != "content"  # for "content" the temperatures get no gradient, as in the reference
     return RequestedGrads(
