@@ -1,7 +1,8 @@
 """Builds the csad_kernels._C extension from csrc/.
 
-CPU sources (csrc/csad.cpp, csrc/cpu/*.cpp) are always compiled. CUDA sources (csrc/cuda/*.cu,
-*.cpp) join when torch was built with CUDA and nvcc is found. Environment overrides:
+CPU sources (csrc/*.cpp: the schemas and the composites over per-device primitives; csrc/cpu/*.cpp)
+are always compiled. CUDA sources (csrc/cuda/*.cu, *.cpp) join, and the composites register their
+CUDA kernels (WITH_CUDA), when torch was built with CUDA and nvcc is found. Environment overrides:
 FORCE_CUDA=1 builds the CUDA sources regardless (fails clearly if torch has no CUDA),
 FORCE_ONLY_CPU=1 skips them; TORCH_CUDA_ARCH_LIST is honoured by torch's build tools.
 """
@@ -45,7 +46,7 @@ def _build_cuda(cuda_sources: list[str]) -> bool:
 
 
 def extensions() -> list:
-    cpu_sources = _sources("csrc/csad.cpp") + _sources("csrc/cpu/*.cpp")
+    cpu_sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
     cuda_sources = _sources("csrc/cuda/*.cu") + _sources("csrc/cuda/*.cpp")
     cxx_flags = ["-O3"]  # the C++ standard is the one torch's build tools choose for its headers
     if "ATen parallel backend: OpenMP" in torch.__config__.parallel_info():

@@ -24,7 +24,8 @@ TORCH_LIBRARY(csad, m) {
   m.def("rwr_backward(Tensor grad, Tensor r, Tensor w_row_sums, float c) -> Tensor");
   m.def("symmetric_cross_entropy(Tensor p, Tensor q) -> Tensor");
   m.def("symmetric_cross_entropy_backward(Tensor grad, Tensor p, Tensor q) -> (Tensor, Tensor)");
-  // cross_sample_mi returns the value and kStats (csrc/shared.h) numbers per problem for its backward.
+  // cross_sample_mi (csrc/cross_sample_mi.cpp) returns the value and kStats (csrc/shared.h) numbers per
+  // problem for its backward.
   // groups (..., N): only same-group pairs count; w_pos/w_neg: the scales of estimator="ms" (None
   // for cs/jsd; w_neg None means w_pos). The backward returns (dm, dw_pos, dw_neg).
   m.def(
@@ -33,20 +34,18 @@ TORCH_LIBRARY(csad, m) {
   m.def(
       "cross_sample_mi_backward(Tensor grad, Tensor m, Tensor stats, Tensor? labels, Tensor? mask, int tolerance, "
       "str estimator, Tensor? groups=None, Tensor? w_pos=None, Tensor? w_neg=None) -> (Tensor, Tensor, Tensor)");
-  // The fused estimator. The forward returns the value and what its backward reuses:
-  // (value, un, vn, inv_u, inv_v, ey, eb, ry, rb, wsum_y, wsum_b, scores, stats); the graph
-  // tensors are empty for similarity="content". estimator="ms" scores the unscaled similarity with
-  // w₊ = alpha and w₋ = alpha_neg (None: alpha); the backward returns
-  // (du, dv, dalpha, dtau_y, dtau_b, dalpha_neg).
+  // The fused estimator (csrc/cs_mutual_information.cpp). The forward returns the value and the state
+  // its backward reads: the 12 fields of EstimatorState there (named in Python by
+  // csad_kernels/cpu/cs_mutual_information.py EstimatorState). estimator="ms" scores the unscaled
+  // similarity with w₊ = alpha and w₋ = alpha_neg (None: alpha). The backward computes the gradients
+  // (du, dv, dalpha, dtau_y, dtau_b, dalpha_neg) that output_mask asks for, returning None for the
+  // others; the state fields it does not read may be None.
   m.def(
       "cs_mutual_information_forward(Tensor u, Tensor v, Tensor? labels, Tensor? mask, int tolerance, "
       "Tensor alpha, Tensor tau_y, Tensor tau_b, float c, str similarity, str estimator, str reduction, "
-      "Tensor? groups=None, Tensor? alpha_neg=None) -> "
-      "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "Tensor? groups=None, Tensor? alpha_neg=None) -> (Tensor, Tensor[])");
   m.def(
-      "cs_mutual_information_backward(Tensor grad, Tensor un, Tensor vn, Tensor inv_u, Tensor inv_v, Tensor ey, "
-      "Tensor eb, Tensor ry, Tensor rb, Tensor wsum_y, Tensor wsum_b, Tensor scores, Tensor stats, Tensor? labels, "
-      "Tensor? mask, int tolerance, Tensor u, Tensor alpha, Tensor tau_y, Tensor tau_b, float c, str similarity, "
-      "str estimator, str reduction, Tensor? groups=None, Tensor? alpha_neg=None) -> "
-      "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "cs_mutual_information_backward(Tensor grad, Tensor?[] state, Tensor? labels, Tensor? mask, int tolerance, "
+      "Tensor alpha, Tensor tau_y, Tensor tau_b, float c, str similarity, str estimator, Tensor? groups, "
+      "Tensor? alpha_neg, bool[6] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

@@ -70,24 +70,45 @@ inline std::tuple<at::Tensor, at::Tensor> ms_scale_grads(const at::Tensor& grad_
   return {terms[0] / (wp * wp) + sums[0] / wp, terms[1] / (wn * wn) + sums[1] / wn};
 }
 
+// A scalar's gradient on the scalar's device and in its dtype.
+inline at::Tensor grad_like(const at::Tensor& grad, const at::Tensor& scalar) {
+  return grad.to(scalar.device(), scalar.scalar_type());
+}
+
+// ms_scale_grads as the ops return them, on the scales' devices and in their dtypes: (dI/dw_pos,
+// dI/dw_neg). Without w_neg, w₋ = w_pos: both sides' gradients go to w_pos and the second is undefined.
+inline std::tuple<at::Tensor, at::Tensor> ms_input_grads(const at::Tensor& grad_value, const at::Tensor& side_sums,
+                                                         const at::Tensor& stats, const at::Tensor& w_pos,
+                                                         const c10::optional<at::Tensor>& w_neg) {
+  auto [grad_pos, grad_neg] = ms_scale_grads(grad_value, side_sums, stats, w_pos, w_neg.has_value() ? *w_neg : w_pos);
+  if (!w_neg.has_value()) return {grad_like(grad_pos + grad_neg, w_pos), at::Tensor()};
+  return {grad_like(grad_pos, w_pos), grad_like(grad_neg, *w_neg)};
+}
+
 inline bool parse_mean(const std::string& reduction) {
   TORCH_CHECK(reduction == "mean" || reduction == "sum", "csad: reduction must be 'mean' or 'sum', got '", reduction,
               "'");
   return reduction == "mean";
 }
 
-// similarity / estimator / reduction of the fused estimator.
-struct EstimatorOptions {
+// Which similarities the fused estimator sums: content (cosine) and/or structural (graph).
+struct Similarity {
   bool content, structural;
-  Estimator estimator;
-  bool mean;
-  EstimatorOptions(const std::string& similarity, const std::string& estimator_name, const std::string& reduction)
-      : estimator(parse_estimator(estimator_name)), mean(parse_mean(reduction)) {
-    TORCH_CHECK(similarity == "joint" || similarity == "content" || similarity == "structural",
-                "csad: similarity must be 'joint', 'content' or 'structural', got '", similarity, "'");
-    content = similarity != "structural";
-    structural = similarity != "content";
+  explicit Similarity(const std::string& name) {
+    TORCH_CHECK(name == "joint" || name == "content" || name == "structural",
+                "csad: similarity must be 'joint', 'content' or 'structural', got '", name, "'");
+    content = name != "structural";
+    structural = name != "content";
   }
+};
+
+// Ω and the groups as the ops receive them: labels (..., N, K) with a tolerance, or a bool mask
+// (..., N, N); groups (..., N), optional. Each device turns them into its PairsInput.
+struct PairsSpec {
+  const c10::optional<at::Tensor>& labels;
+  const c10::optional<at::Tensor>& mask;
+  int64_t tolerance;
+  const c10::optional<at::Tensor>& groups;
 };
 
 }  // namespace csad

@@ -262,12 +262,12 @@ def test_float64_matches_reference_and_cpu_backend_closely():
     bias = labels((2,), 45, classes=8, k=3, seed=0)
     scalars = _scalars()
     args = (bias, None, 1, *scalars, 0.5, "joint", "cs", "mean")
-    gpu = torch.ops.csad.cs_mutual_information_forward(
+    gpu_value, gpu_state = torch.ops.csad.cs_mutual_information_forward(
         u.to(DEVICE), v.to(DEVICE), *(a.to(DEVICE) if isinstance(a, torch.Tensor) else a for a in args)
     )
-    cpu_outputs = torch.ops.csad.cs_mutual_information_forward(u, v, *args)
-    # Same outputs and saved tensors as the CPU backend (shapes, dtypes and values).
-    for index, (got, want) in enumerate(zip(gpu, cpu_outputs, strict=True)):
+    cpu_value, cpu_state = torch.ops.csad.cs_mutual_information_forward(u, v, *args)
+    # Same value and state as the CPU backend (shapes, dtypes and values).
+    for index, (got, want) in enumerate(zip([gpu_value, *gpu_state], [cpu_value, *cpu_state], strict=True)):
         assert got.shape == want.shape and got.dtype == want.dtype, index
         assert rel_err(got.cpu(), want, floor=1.0) <= 1e-10, index
     for similarity, estimator, reduction in OPTIONS:

@@ -1,6 +1,8 @@
-"""Python side of the C++ CPU backend: fake (meta) kernels and autograd of the ``csad::`` ops.
+"""Python side of the C++ extension: fake (meta) kernels, autograd and wrappers of the ``csad::`` ops.
 
-Importing this package registers them; it is a no-op when the extension is not built.
+The ops dispatch on the tensors' device, so these serve the ``cpu`` backend and, through
+:mod:`csad_kernels.cuda`, the ``cuda`` backend alike. Importing this package registers them; it is a
+no-op when the extension is not built.
 """
 
 import importlib

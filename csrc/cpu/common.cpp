@@ -159,7 +159,6 @@ at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q) {
   return out.baddbmm_(safe_log(p), q.transpose(1, 2), /*beta=*/0.5, /*alpha=*/0.5);
 }
 
-namespace {
 // d/dp of 1/2 <G, P log(Q)^T + log(P) Q^T> for one side: 1/2 (G log(Q) + (G Q) / P), where the
 // log's clamp at the smallest normal number cuts the second term's gradient.
 at::Tensor sce_side_grad(const at::Tensor& g, const at::Tensor& p, const at::Tensor& q) {
@@ -174,7 +173,6 @@ at::Tensor sce_side_grad(const at::Tensor& g, const at::Tensor& p, const at::Ten
   });
   return grad.baddbmm_(g, safe_log(q), /*beta=*/0.5, /*alpha=*/0.5);
 }
-}  // namespace
 
 std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q) {
   return {sce_side_grad(grad, p, q), sce_side_grad(grad.transpose(1, 2), q, p)};
@@ -340,6 +338,50 @@ std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, con
     });
   });
   return {grad_scores, side_rows.reshape({batch, n, 2}).sum(1)};
+}
+
+void Primitives::check_devices(const at::Tensor& a, const at::Tensor& b, const char* op) {
+  TORCH_CHECK(a.device().is_cpu() && b.device().is_cpu(), "csad::", op, " (CPU): CPU tensors expected, got ",
+              a.device(), " and ", b.device());
+}
+
+std::tuple<at::Tensor, at::Tensor> Primitives::normalize_rows(const at::Tensor& t) {
+  auto inv_norm = inverse_row_norms(t);
+  return {scale_rows(t, inv_norm), inv_norm};
+}
+
+at::Tensor Primitives::softmax_rows(at::Tensor gram, const at::Tensor& tau) {
+  return cpu::softmax_rows(gram, tau.item<double>());
+}
+
+std::tuple<at::Tensor, at::Tensor> Primitives::softmax_backward(at::Tensor grad_e, const at::Tensor& e,
+                                                                const at::Tensor& gram, const at::Tensor& tau) {
+  return cpu::softmax_backward(grad_e, e, gram, tau.item<double>());
+}
+
+PairsInput Primitives::pairs(const PairsSpec& spec, int64_t n, const at::Device&) {
+  return PairsInput(spec.labels, spec.mask, n, spec.tolerance, spec.groups);
+}
+
+namespace {
+// Undefined pos means 1, undefined neg means pos.
+Scales host_scales(const at::Tensor& pos, const at::Tensor& neg) {
+  const double pos_value = pos.defined() ? pos.item<double>() : 1.0;
+  return {pos_value, neg.defined() ? neg.item<double>() : pos_value};
+}
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> Primitives::mi_forward(const at::Tensor& scores, const at::Tensor& pos,
+                                                          const at::Tensor& neg, const Pairs& pairs,
+                                                          Estimator estimator, bool mean) {
+  return cpu::mi_forward(scores, host_scales(pos, neg), pairs.pairs, estimator, mean);
+}
+
+std::tuple<at::Tensor, at::Tensor> Primitives::mi_backward(const at::Tensor& grad_value, const at::Tensor& scores,
+                                                           const at::Tensor& pos, const at::Tensor& neg,
+                                                           const at::Tensor& stats, const Pairs& pairs,
+                                                           Estimator estimator) {
+  return cpu::mi_backward(grad_value, scores, host_scales(pos, neg), stats, pairs.pairs, estimator);
 }
 
 }  // namespace csad::cpu

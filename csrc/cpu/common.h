@@ -46,6 +46,9 @@ at::Tensor safe_log(const at::Tensor& p);
 // S = 1/2 (P log(Q)^T + log(P) Q^T): (batch, N, K), (batch, M, K) -> (batch, N, M).
 at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q);
 
+// dL/dp of sce_forward(p, q) from grad = dL/dS (batch, N, M); dL/dq is sce_side_grad(grad^T, q, p).
+at::Tensor sce_side_grad(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
+
 // Gradients of sce_forward w.r.t. p and q.
 std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
 
@@ -100,5 +103,41 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, Scales s
 // ms_scale_grads (csrc/shared.h). Pairs outside the groups get 0.
 std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores, Scales scales,
                                                const at::Tensor& stats, const Pairs& pairs, Estimator estimator);
+
+// The estimator's steps on the CPU, with the members and signatures that the composite of
+// csrc/cs_mutual_information.cpp calls; csad::gpu::Primitives (csrc/cuda/cuda_common.h) has the
+// same ones. Tensors are batched (csad::as_batched); scalars (tau, alpha) are 0-d tensors, read
+// on the host.
+struct Primitives {
+  // What stays set while a composite runs: nothing on the CPU.
+  struct Scope {
+    explicit Scope(const at::Device&) {}
+  };
+  using Pairs = PairsInput;
+
+  static void check_devices(const at::Tensor& a, const at::Tensor& b, const char* op);
+  // (t's rows / max(|row|, eps), 1 / max(|row|, eps) (batch, rows)).
+  static std::tuple<at::Tensor, at::Tensor> normalize_rows(const at::Tensor& t);
+  static constexpr auto& normalize_backward_ = cpu::normalize_backward_;
+  // softmax_rows(tau * gram); may reuse gram's storage.
+  static at::Tensor softmax_rows(at::Tensor gram, const at::Tensor& tau);
+  // (dL/dgram, dL/dtau) of softmax_rows from grad_e = dL/de; may reuse grad_e's storage.
+  static std::tuple<at::Tensor, at::Tensor> softmax_backward(at::Tensor grad_e, const at::Tensor& e,
+                                                             const at::Tensor& gram, const at::Tensor& tau);
+  static constexpr auto& rwr_forward = cpu::rwr_forward;
+  static constexpr auto& rwr_backward = cpu::rwr_backward;
+  static constexpr auto& sce_forward = cpu::sce_forward;
+  static constexpr auto& sce_side_grad = cpu::sce_side_grad;
+  static Pairs pairs(const PairsSpec& spec, int64_t n, const at::Device& device);
+  // mi_forward / mi_backward above with the scales as 0-d tensors: Ω sees −pos·S, ¬Ω neg·S
+  // (pos undefined: 1; neg undefined: pos).
+  static std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const at::Tensor& pos,
+                                                       const at::Tensor& neg, const Pairs& pairs, Estimator estimator,
+                                                       bool mean);
+  static std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores,
+                                                        const at::Tensor& pos, const at::Tensor& neg,
+                                                        const at::Tensor& stats, const Pairs& pairs,
+                                                        Estimator estimator);
+};
 
 }  // namespace csad::cpu

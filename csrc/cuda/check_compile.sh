@@ -4,8 +4,9 @@
 # 1. Every csrc/cuda/*.cu (plain CUDA, no torch headers) is compiled with
 #    `nvcc -std=c++17 -O2 -arch=<arch> -c` for sm_80 and sm_90 (override: CSAD_CUDA_ARCHS="sm_80 sm_90"),
 #    nvcc warnings counted as errors. Skipped, with a line saying so, when nvcc is absent.
-# 2. Every csrc/cuda/*.cpp (the torch-facing launchers) is syntax-checked with the host C++ compiler
-#    against the installed torch's headers (a CPU wheel ships the c10/cuda headers they use) and the
+# 2. Every csrc/cuda/*.cpp (the torch-facing launchers), and every composite over per-device primitives
+#    in csrc/*.cpp (all but csad.cpp, the schemas) with its CUDA registration (-DWITH_CUDA), is
+#    syntax-checked with the host C++ compiler against the installed torch's headers (a CPU wheel ships the c10/cuda headers they use) and the
 #    CUDA runtime headers. Skipped, with a line saying so, when torch, the CUDA headers or a C++
 #    compiler is missing, or when CSAD_CHECK_CPP=0.
 # Neither step links or runs anything: the backend's behaviour is tested by tests/test_cuda_ops.py
@@ -64,10 +65,14 @@ elif [ -z "$cuda_include" ]; then
 else
   # C10_CUDA_NO_CMAKE_CONFIGURE_FILE: CPU wheels lack c10/cuda/impl/cuda_cmake_macros.h (export macros only).
   pids=()
-  for src in *.cpp; do
+  composites=()
+  for src in ../*.cpp; do
+    [ "$(basename "$src")" = csad.cpp ] || composites+=("$src")
+  done
+  for src in *.cpp "${composites[@]}"; do
     "$cxx" -std=c++17 -fsyntax-only -Wall -Wextra -Werror -DWITH_CUDA -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE \
       -isystem "$torch_include" -isystem "$torch_include/torch/csrc/api/include" -isystem "$cuda_include" \
-      "$src" >"$tmp/${src%.cpp}.log" 2>&1 &
+      "$src" >"$tmp/$(basename "${src%.cpp}").log" 2>&1 &
     pids+=("$!:$src")
   done
   for entry in "${pids[@]}"; do

@@ -130,7 +130,6 @@ at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q) {
   return out.baddbmm_(safe_log(p), q.transpose(1, 2), /*beta=*/0.5, /*alpha=*/0.5);
 }
 
-namespace {
 // d/dp of 1/2 <G, P log(Q)^T + log(P) Q^T> for one side: 1/2 (G log(Q) + (G Q) / P), where the
 // log's clamp at the smallest normal number cuts the second term's gradient.
 at::Tensor sce_side_grad(const at::Tensor& g, const at::Tensor& p, const at::Tensor& q) {
@@ -142,7 +141,6 @@ at::Tensor sce_side_grad(const at::Tensor& g, const at::Tensor& p, const at::Ten
   });
   return grad.baddbmm_(g, safe_log(q), /*beta=*/0.5, /*alpha=*/0.5);
 }
-}  // namespace
 
 std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q) {
   return {sce_side_grad(grad, p, q), sce_side_grad(grad.transpose(1, 2), q, p)};
@@ -243,6 +241,39 @@ std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, con
         grad_scores.data_ptr<scalar_t>(), side_rows.data_ptr<double>(), current_stream()));
   });
   return {grad_scores, side_rows.reshape({batch, n, 2}).sum(1)};
+}
+
+void Primitives::check_devices(const at::Tensor& a, const at::Tensor& b, const char* op) {
+  TORCH_CHECK(a.is_cuda() && b.is_cuda() && a.device() == b.device(), "csad::", op,
+              " (CUDA): CUDA tensors on one device expected, got ", a.device(), " and ", b.device());
+}
+
+at::Tensor Primitives::softmax_rows(at::Tensor gram, const at::Tensor& tau) {
+  softmax_rows_(gram, tau);
+  return gram;
+}
+
+std::tuple<at::Tensor, at::Tensor> Primitives::softmax_backward(at::Tensor grad_e, const at::Tensor& e,
+                                                                const at::Tensor& gram, const at::Tensor& tau) {
+  auto grad_tau = softmax_backward_(grad_e, e, gram, tau);  // grad_e is now dL/dgram
+  return {grad_e, grad_tau};
+}
+
+PairsInput Primitives::pairs(const PairsSpec& spec, int64_t n, const at::Device& device) {
+  return PairsInput(spec.labels, spec.mask, n, spec.tolerance, device, spec.groups);
+}
+
+std::tuple<at::Tensor, at::Tensor> Primitives::mi_forward(const at::Tensor& scores, const at::Tensor& pos,
+                                                          const at::Tensor& neg, const Pairs& pairs,
+                                                          Estimator estimator, bool mean) {
+  return gpu::mi_forward(scores, Scales{pos, neg}, pairs.view, estimator, mean);
+}
+
+std::tuple<at::Tensor, at::Tensor> Primitives::mi_backward(const at::Tensor& grad_value, const at::Tensor& scores,
+                                                           const at::Tensor& pos, const at::Tensor& neg,
+                                                           const at::Tensor& stats, const Pairs& pairs,
+                                                           Estimator estimator) {
+  return gpu::mi_backward(grad_value, scores, Scales{pos, neg}, stats, pairs.view, estimator);
 }
 
 }  // namespace csad::gpu

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
 
 #include <string>
 #include <tuple>
@@ -52,6 +53,9 @@ at::Tensor safe_log(const at::Tensor& p);
 // S = 1/2 (P log(Q)^T + log(P) Q^T): (batch, N, K), (batch, M, K) -> (batch, N, M).
 at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q);
 
+// dL/dp of sce_forward(p, q) from grad = dL/dS (batch, N, M); dL/dq is sce_side_grad(grad^T, q, p).
+at::Tensor sce_side_grad(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
+
 // Gradients of sce_forward w.r.t. p and q.
 std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
 
@@ -79,5 +83,37 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const Sc
 std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores,
                                                const Scales& scales, const at::Tensor& stats,
                                                const kernels::PairsView& pairs, Estimator estimator);
+
+// The estimator's steps on CUDA, with the members and signatures of csad::cpu::Primitives
+// (csrc/cpu/common.h), which the composite of csrc/cs_mutual_information.cpp calls. Scalars (tau,
+// alpha) stay on the device.
+struct Primitives {
+  // While a composite runs: the inputs' device is current and GEMMs are full float32 (no TF32).
+  struct Scope {
+    explicit Scope(const at::Device& device) : device_guard(device) {}
+    c10::cuda::OptionalCUDAGuard device_guard;
+    Fp32GemmGuard fp32_gemms;
+  };
+  using Pairs = PairsInput;
+
+  static void check_devices(const at::Tensor& a, const at::Tensor& b, const char* op);
+  static constexpr auto& normalize_rows = gpu::normalize_rows;
+  static constexpr auto& normalize_backward_ = gpu::normalize_backward_;
+  static at::Tensor softmax_rows(at::Tensor gram, const at::Tensor& tau);
+  static std::tuple<at::Tensor, at::Tensor> softmax_backward(at::Tensor grad_e, const at::Tensor& e,
+                                                             const at::Tensor& gram, const at::Tensor& tau);
+  static constexpr auto& rwr_forward = gpu::rwr_forward;
+  static constexpr auto& rwr_backward = gpu::rwr_backward;
+  static constexpr auto& sce_forward = gpu::sce_forward;
+  static constexpr auto& sce_side_grad = gpu::sce_side_grad;
+  static Pairs pairs(const PairsSpec& spec, int64_t n, const at::Device& device);
+  static std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const at::Tensor& pos,
+                                                       const at::Tensor& neg, const Pairs& pairs, Estimator estimator,
+                                                       bool mean);
+  static std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores,
+                                                        const at::Tensor& pos, const at::Tensor& neg,
+                                                        const at::Tensor& stats, const Pairs& pairs,
+                                                        Estimator estimator);
+};
 
 }  // namespace csad::gpu
