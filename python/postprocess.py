@@ -135,27 +135,22 @@ DATA_FLAGS = (("--data-root", "data_root", str), ("--download", "download", None
               ("--csv", "csv", str), ("--target", "target", str), ("--bias-bins", "bias_bins", int))
 
 
-def data_argv(args: argparse.Namespace) -> list[str]:
-    """The :data:`DATA_FLAGS` given on this command line, as ``python -m python.train`` arguments."""
-    argv: list[str] = []
-    for flag, dest, kind in DATA_FLAGS:
-        value = getattr(args, dest)
-        if value not in (None, False):
-            argv += [flag] if kind is None else [flag, str(value)]
-    return argv
+def data_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The :data:`DATA_FLAGS` given on this command line, as config settings (field name -> value)."""
+    return {dest: getattr(args, dest) for _, dest, _ in DATA_FLAGS if getattr(args, dest) not in (None, False)}
 
 
-def train_baseline(dataset: str, out: Path, quick: bool, seed: int, data: Sequence[str] = ()) -> Path:
+def train_baseline(dataset: str, out: Path, quick: bool, seed: int, data: dict[str, Any] | None = None) -> Path:
     """Train the dataset's vanilla baseline into ``out/encoder`` (reused when it is already complete); ``data``:
-    the train CLI's data flags (``--data-root DIR`` ...)."""
-    from .train import main as train_main
+    the data settings of its config (``{"data_root": DIR}`` ...)."""
+    from . import train
 
     run = out / "encoder"
     if (run / "metrics.json").is_file():
         return run
-    argv = ["--dataset", dataset, "--method", "baseline", "--no-baseline", "--out", str(run), "--seed", str(seed),
-            "--no-progress", "--overwrite", *data]
-    train_main(argv + (["--quick"] if quick else []))
+    given = {"dataset": dataset, "method": "baseline", "baseline": False, "out": str(run), "seed": seed,
+             **(data or {}), **({"quick": True} if quick else {})}
+    train.run_training(train.config_for(given), train.RunOptions(overwrite=True, progress=False))
     return run
 
 
@@ -291,7 +286,7 @@ def gather(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], str]:
         return {**parts, "bias_names": names}, "features"
     if args.run:
         return from_run(Path(args.run)), "run"
-    return from_run(train_baseline(args.dataset, out, args.quick, args.seed, data_argv(args))), "trained baseline"
+    return from_run(train_baseline(args.dataset, out, args.quick, args.seed, data_settings(args))), "trained baseline"
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

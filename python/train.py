@@ -18,7 +18,8 @@ import fcntl
 import os
 import shutil
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +56,34 @@ def flag_name(setting: str) -> str:
     return option_string(field.name, flag_of(field))
 
 
-def settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Namespace]:
+RUN_FLAGS = ("config", "resume", "overwrite", "progress")  # flags of the run itself, not config settings
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a config: continue its run folder from the last checkpoint (``resume``), replace a run folder that
+    holds a run (``overwrite``), show progress bars (``progress``)."""
+
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+
+def given_settings(argv: Sequence[str] | None) -> tuple[dict[str, Any], argparse.Namespace]:
+    """The settings ``argv`` gives, by field name (its flags over its --config file; flags not given left out),
+    and all its parsed flags."""
     args = parser().parse_args(argv)
-    cli = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "overwrite", "progress")}
     file_values = cfg.read_config_file(args.config) if args.config else {}
-    fresh = cfg.resolve(cli, file_values)
-    if not args.resume:
-        return fresh, args
+    flags = {k: v for k, v in vars(args).items() if k not in RUN_FLAGS and v is not None}
+    return {**file_values, **flags}, args
+
+
+def config_for(given: dict[str, Any], resume: bool = False) -> cfg.TrainConfig:
+    """The config of a run from the settings ``given`` (field name -> value) over the defaults; with ``resume``, the
+    saved config of its run folder, which ``given`` may not contradict (device and backend may change)."""
+    fresh = cfg.resolve(given)
+    if not resume:
+        return fresh
     saved_path = fresh.run_dir / "config.yaml"
     if not saved_path.is_file():
         raise SystemExit(f"--resume: no run to continue in {fresh.run_dir} (no config.yaml); give its --out")
@@ -70,11 +92,17 @@ def settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Name
                          "ended): nothing to continue; start it again without --resume")
     saved = cfg.load_saved(saved_path)
     if saved.quick != fresh.quick:
-        given, kind = ("with", "a full") if fresh.quick else ("without", "a --quick")
-        raise SystemExit(f"--resume {given} --quick: {fresh.run_dir} holds {kind} run; resume it with the same "
+        given_word, kind = ("with", "a full") if fresh.quick else ("without", "a --quick")
+        raise SystemExit(f"--resume {given_word} --quick: {fresh.run_dir} holds {kind} run; resume it with the same "
                          "--quick setting, or give another --out")
-    merged = cfg.merge_for_resume(saved, {**file_values, **cli})
-    return dataclasses.replace(merged, out=str(fresh.run_dir)), args  # the folder may have been moved since
+    merged = cfg.merge_for_resume(saved, given)
+    return dataclasses.replace(merged, out=str(fresh.run_dir))  # the folder may have been moved since
+
+
+def settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Namespace]:
+    """The config ``argv`` asks for (on --resume: the saved one) and its parsed flags."""
+    given, args = given_settings(argv)
+    return config_for(given, args.resume), args
 
 
 def checked_settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Namespace]:
@@ -122,12 +150,12 @@ def unlock_run_dirs() -> None:
         os.close(_LOCKS.pop())  # closing the descriptor releases the flock
 
 
-def prepare_run_dir(config: cfg.TrainConfig, args: argparse.Namespace) -> Path:
+def prepare_run_dir(config: cfg.TrainConfig, options: RunOptions) -> Path:
     run_dir = config.run_dir
     lock_run_dir(run_dir)
     try:
-        if run_dir.exists() and any(run_dir.iterdir()) and not args.resume:
-            if not (args.overwrite or failed_start(run_dir)):
+        if run_dir.exists() and any(run_dir.iterdir()) and not options.resume:
+            if not (options.overwrite or failed_start(run_dir)):
                 raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, --overwrite to "
                                  "replace it, or --out for a new folder")
             shutil.rmtree(run_dir)
@@ -147,9 +175,26 @@ def check_batch_size_fits(config: cfg.TrainConfig, n_train: int, say: Any) -> No
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train as the flags say (in one process, or as one rank of a torchrun job) and return metrics.json's dict."""
+    return in_process_group(lambda: train_from_argv(argv))
+
+
+def run_training(config: cfg.TrainConfig, options: RunOptions = RunOptions()) -> dict[str, Any]:
+    """Train ``config`` (in one process, or as one rank of a torchrun job, each rank with the same config) into its
+    run folder and return metrics.json's dict: what ``python -m python.train`` does with the flags that give
+    ``config``. To continue a run, pass ``config_for(given, resume=True)`` with ``RunOptions(resume=True)``."""
+    def checked_run() -> dict[str, Any]:
+        cfg.validate(config)
+        distributed.check_batch_size(config.batch_size)
+        return train(config, options)
+
+    return in_process_group(checked_run)
+
+
+def in_process_group(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()`` inside the torchrun process group when there is one, releasing the run-folder locks after it."""
     started = distributed.setup()
     try:
-        metrics = run_training(argv)
+        metrics = run()
     except BaseException as exc:
         unlock_run_dirs()
         if not started:
@@ -166,15 +211,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return metrics
 
 
-def run_training(argv: Sequence[str] | None) -> dict[str, Any]:
-    # rank 0 reads the settings (on --resume: the saved config.yaml) and prepares the run folder; all ranks get them
+def train_from_argv(argv: Sequence[str] | None) -> dict[str, Any]:
+    # rank 0 reads the settings (on --resume: the saved config.yaml); all ranks get them
     config, args = distributed.from_main(lambda: checked_settings(argv))
+    return train(config, RunOptions(resume=args.resume, overwrite=args.overwrite, progress=args.progress))
+
+
+def train(config: cfg.TrainConfig, options: RunOptions) -> dict[str, Any]:
+    """Train ``config`` as :func:`run_training` says, inside the process group."""
     device = resolve_device(config.device)
     try:
         backend = ck.selected_backend(config.backend, device)
     except (ck.BackendUnavailableError, ValueError) as exc:
         raise SystemExit(f"--backend {config.backend}: {exc}") from exc
-    run_dir = distributed.from_main(lambda: prepare_run_dir(config, args))
+    # rank 0 prepares the run folder
+    run_dir = distributed.from_main(lambda: prepare_run_dir(config, options))
     with distributed.node_main_first():  # one process per node fills the data cache
         bundle = load_dataset(config)
     say = print if distributed.is_main() else _silent
@@ -186,13 +237,13 @@ def run_training(argv: Sequence[str] | None) -> dict[str, Any]:
     say(f"  run folder: {run_dir}")
     check_batch_size_fits(config, len(bundle.splits["train"]), say)
 
-    def train(method: str) -> RunResult:
+    def fit(method: str) -> RunResult:
         trainer = Trainer(config, bundle, method, run_dir / "checkpoints" / f"{method}.pt", device,
-                          show_progress=args.progress)
-        return trainer.fit(resume=args.resume)
+                          show_progress=options.progress)
+        return trainer.fit(resume=options.resume)
 
-    baseline = train("baseline") if config.baseline and config.method != "baseline" else None
-    result = train(config.method)
+    baseline = fit("baseline") if config.baseline and config.method != "baseline" else None
+    result = fit(config.method)
     metrics = {
         "dataset": config.dataset, "method": config.method, "data_source": bundle.data_source,
         "data_description": bundle.description, "data_log": bundle.log, "seed": config.seed, "backend": backend,
