@@ -32,7 +32,8 @@ class Setting:
 
     ``kind``: the field's type (``str | None`` where it may be unset). ``check(config)`` raises ValueError naming the
     setting when its value cannot work; it runs on every config, whatever the dataset. Several datasets may declare
-    the same setting with the same kind and default: its flag's help joins their ``flag.help`` texts."""
+    the same setting with the same kind and default: its flag's help joins their ``flag.help`` texts, each once (an
+    empty one adds nothing: a dataset that reads a setting which another one documents)."""
 
     name: str
     kind: Any

@@ -150,6 +150,7 @@ def feature_extractor(dataset: str, train_inputs: Sequence[torch.Tensor], *,
 
 
 def dataset_spec(dataset: str) -> DatasetSpec:
+    """The registered spec of ``dataset`` (ValueError naming the known ones otherwise)."""
     from .data.registry import DATASETS  # the registry's dataset modules import the builders above
 
     if dataset not in DATASETS:
