@@ -1,5 +1,5 @@
 """One place per dataset: a spec registered in ``python.data.registry`` gives the run config its settings, the train
-CLI its flags and help, and a run its data and network, with nothing else to edit."""
+and postprocess CLIs their flags and help, and a run its data and network, with nothing else to edit."""
 
 from __future__ import annotations
 
@@ -56,6 +56,9 @@ TOY_DATASET = textwrap.dedent('''
     help_text = " ".join(train.parser().format_help().split())
     assert "--toy-noise X" in help_text and "toy: the label noise of the toy table" in help_text, help_text
     assert "toy: a toy table of the registry's test" in help_text and "toy 3" in help_text, help_text
+    from python import postprocess  # its baseline takes every dataset setting too
+
+    assert postprocess.data_settings(postprocess.parser().parse_args(["--toy-noise", "0.25"])) == {"toy_noise": 0.25}
     config, _ = train.settings(["--dataset", "toy", "--toy-noise", "0.25"])
     assert (config.toy_noise, config.lambda_, config.epochs) == (0.25, 3.0, 1), config
     metrics = train.main(["--dataset", "toy", "--method", "csad", "--batch-size", "16", "--k-inner", "1",

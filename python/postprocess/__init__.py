@@ -12,13 +12,14 @@ The code is split by concern: :mod:`.features` (features files and a run's featu
 
 from __future__ import annotations
 
-from .baseline import DATA_FLAGS, data_settings, train_baseline
+from .baseline import add_data_flags, data_fields, data_settings, train_baseline
 from .cli import QUICK_EPOCHS, gather, main, parser, summary_table
 from .downstream import discrete_bias, evaluate
 from .features import from_run, load_features
 from .plots import EMBED_POINTS, embed, plot_embedding
 
 __all__ = [
-    "DATA_FLAGS", "EMBED_POINTS", "QUICK_EPOCHS", "data_settings", "discrete_bias", "embed", "evaluate", "from_run",
-    "gather", "load_features", "main", "parser", "plot_embedding", "summary_table", "train_baseline",
+    "EMBED_POINTS", "QUICK_EPOCHS", "add_data_flags", "data_fields", "data_settings", "discrete_bias", "embed",
+    "evaluate", "from_run", "gather", "load_features", "main", "parser", "plot_embedding", "summary_table",
+    "train_baseline",
 ]

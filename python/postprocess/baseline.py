@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 from pathlib import Path
 from typing import Any
 
-# the train CLI's data flags that the trained baseline takes from this CLI: (flag, dest, type; None for a switch)
-DATA_FLAGS = (("--data-root", "data_root", str), ("--download", "download", None), ("--cache-dir", "cache_dir", str),
-              ("--split", "split", int), ("--bias", "bias", str), ("--sigma2", "sigma2", float),
-              ("--csv", "csv", str), ("--target", "target", str), ("--bias-bins", "bias_bins", int))
+from .. import config as cfg
+from ..flags import add_flag, flag_of
+
+WHERE_THE_DATA_IS = ("data_root", "cache_dir")  # the run settings of the data, beside the datasets' own
+
+
+def data_fields() -> list[dataclasses.Field]:
+    """The config fields that the trained baseline takes from this CLI: where the data is, and every dataset's own
+    settings (:data:`python.data.registry.DATASETS`)."""
+    names = {*WHERE_THE_DATA_IS, *cfg.dataset_settings()}
+    return [field for field in dataclasses.fields(cfg.TrainConfig) if field.name in names]
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """The train CLI's flags of :func:`data_fields`, with its help, for the baseline trained here."""
+    kinds = typing.get_type_hints(cfg.TrainConfig)
+    for field in data_fields():
+        flag = flag_of(field)
+        add_flag(parser, field.name, kinds[field.name],
+                 dataclasses.replace(flag, help=f"when a baseline is trained: {flag.help}"))
 
 
 def data_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The :data:`DATA_FLAGS` given on this command line, as config settings (field name -> value)."""
-    return {dest: getattr(args, dest) for _, dest, _ in DATA_FLAGS if getattr(args, dest) not in (None, False)}
+    """The data flags given on this command line, as config settings (field name -> value)."""
+    given = {field.name: getattr(args, field.name) for field in data_fields()}
+    return {name: value for name, value in given.items() if value not in (None, False)}
 
 
 def train_baseline(dataset: str, out: Path, quick: bool, seed: int, data: dict[str, Any] | None = None) -> Path:

@@ -18,7 +18,7 @@ import torch
 from ..config import DATASETS
 from ..deepminmax import DeepMinMax, as_columns
 from ..report import write_json_atomic
-from .baseline import DATA_FLAGS, data_settings, train_baseline
+from .baseline import add_data_flags, data_settings, train_baseline
 from .downstream import discrete_bias, evaluate
 from .features import from_run, load_features
 from .plots import plot_embedding
@@ -40,19 +40,7 @@ def parser() -> argparse.ArgumentParser:
                              "default a seeded 70/30 split)")
     source.add_argument("--run", metavar="DIR", help="a training run folder (runs/NAME): F's features of its "
                         "checkpoints/<method>.pt on the train and test splits")
-    data_help = {"data_root": "folder of the real data, as for python -m python.train (Adult: DIR/adult/adult.data|"
-                              "adult.test; default the copy shipped with csad)",
-                 "download": "Adult: fetch the UCI files into --data-root/adult/ when missing (sha256 checked)",
-                 "cache_dir": "where generated data is cached (default data_cache)",
-                 "split": "Adult: which of the 10 random 80/20 splits (0-9, default 0)",
-                 "bias": "Adult: gender, race or both (default gender); csv: the bias column(s), COL[,COL...]",
-                 "sigma2": "Colored MNIST: variance of the training colours",
-                 "csv": "csv: the table (FILE)", "target": "csv: the binary target column",
-                 "bias_bins": "csv: quantile bins of a numeric bias column with many values (default 4)"}
-    for flag, dest, kind in DATA_FLAGS:
-        metavar = {"csv": "FILE", "target": "COL", "bias": "BIAS"}.get(dest, "DIR" if kind is str else "X")
-        extra = {"action": "store_true"} if kind is None else {"type": kind, "metavar": metavar}
-        p.add_argument(flag, dest=dest, help=f"when a baseline is trained: {data_help[dest]}", **extra)
+    add_data_flags(p)
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK_EPOCHS} DeepMinMax epochs and, when a baseline is trained, quick data")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/postprocess_DATASET_seedS)")
