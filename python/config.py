@@ -110,23 +110,24 @@ class RunSettings:
 
 
 def dataset_settings() -> dict[str, Setting]:
-    """Every dataset's settings by name, one :class:`Setting` per name: a setting several datasets declare (with
-    the same kind and default) gets their help texts joined, each once, in registry order."""
-    merged: dict[str, Setting] = {}
+    """Every dataset's settings by name, one :class:`Setting` per name (see :func:`merged_setting`)."""
+    declared: dict[str, list[Setting]] = {}
     for spec in DATASET_SPECS.values():
         for setting in spec.settings:
-            first = merged.get(setting.name)
-            if first is None:
-                merged[setting.name] = setting
-                continue
-            if (first.kind, first.default) != (setting.kind, setting.default):
-                raise TypeError(f"dataset {spec.name!r} declares setting {setting.name!r} with another type or default "
-                                f"than an earlier dataset: {setting.kind} = {setting.default!r}, not {first.kind} = "
-                                f"{first.default!r}")
-            helps = [h for h in dict.fromkeys((first.flag.help, setting.flag.help)) if h]
-            merged[setting.name] = dataclasses.replace(
-                first, flag=dataclasses.replace(first.flag, help="; ".join(helps)))
-    return merged
+            declared.setdefault(setting.name, []).append(setting)
+    return {name: merged_setting(declarations) for name, declarations in declared.items()}
+
+
+def merged_setting(declarations: list[Setting]) -> Setting:
+    """One setting declared by several datasets (in registry order), with the same kind and default: the first
+    declaration, its flag's help joining their help texts, each once."""
+    first = declarations[0]
+    for other in declarations[1:]:
+        if (other.kind, other.default) != (first.kind, first.default):
+            raise TypeError(f"datasets declare setting {first.name!r} with different types or defaults: "
+                            f"{first.kind} = {first.default!r} and {other.kind} = {other.default!r}")
+    helps = [text for text in dict.fromkeys(d.flag.help for d in declarations) if text]
+    return dataclasses.replace(first, flag=dataclasses.replace(first.flag, help="; ".join(helps)))
 
 
 def setting_checks() -> list[Callable[[Any], None]]:

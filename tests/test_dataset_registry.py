@@ -14,6 +14,7 @@ import pytest
 from python import config as cfg
 from python import train as train_cli
 from python.data.registry import DATASETS
+from python.flags import Flag, Setting
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,3 +112,14 @@ def test_dataset_defaults_come_from_the_spec():
 def test_the_checks_of_the_dataset_settings_still_refuse_bad_values(given, message):
     with pytest.raises(ValueError, match=message):
         cfg.resolve(given)
+
+
+def test_a_shared_setting_says_each_datasets_help_once_and_must_agree_on_type_and_default():
+    def declared(help_text: str, default: int = 0) -> Setting:
+        return Setting("seed_of_split", int, default, Flag(help_text))
+
+    merged = cfg.merged_setting([declared("A: its split"), declared(""), declared("B: its seed"),
+                                 declared("A: its split")])
+    assert merged.flag.help == "A: its split; B: its seed"
+    with pytest.raises(TypeError, match="'seed_of_split' with different types or defaults"):
+        cfg.merged_setting([declared("A"), declared("B", default=1)])
