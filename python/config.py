@@ -8,61 +8,96 @@ import json
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-DATASETS = ("mpower", "adult", "colored_mnist", "celeba", "imdb", "csv")
-METHODS = ("baseline", "csad", "csad_ms", "csad_content", "csad_struc", "ad_jsd", "grad_reverse", "mi_label",
-           "blind_eye", "oracle")
+from .data.registry import DATASETS as DATASET_SPECS
+from .flags import FLAG, Setting, flag_field
+from .methods import METHODS as METHOD_CLASSES
+
+METHODS = tuple(METHOD_CLASSES)
 # methods whose estimator can be made conditional on the target (--conditional)
-ESTIMATOR_METHODS = ("csad", "csad_ms", "csad_content", "csad_struc", "ad_jsd")
+ESTIMATOR_METHODS = tuple(name for name, method in METHOD_CLASSES.items() if method.cross_sample_estimator)
+DATASETS = tuple(DATASET_SPECS)
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(spec.defaults) for name, spec in DATASET_SPECS.items()}
+
+
+def _dataset_help() -> str:
+    summaries = "; ".join(f"{name}: {spec.summary}" for name, spec in DATASET_SPECS.items())
+    return f"dataset to train on (default mpower). {summaries}"
+
+
+def _lambda_help() -> str:
+    defaults = ", ".join(f"{name} {spec.defaults['lambda_']:g}" for name, spec in DATASET_SPECS.items()
+                         if "lambda_" in spec.defaults)
+    return f"weight λ of the debiasing loss (default per dataset: {defaults}; see docs/results.md)"
 
 
 @dataclass
-class TrainConfig:
-    """Everything that decides a run. Epoch counts are per phase (see ``python.methods``)."""
+class RunSettings:
+    """The settings of every run, whatever the dataset (each with its flag); the datasets' own settings are
+    declared by their specs (:data:`python.data.registry.DATASETS`). Epoch counts are per phase (see
+    ``python.methods``)."""
 
-    dataset: str = "mpower"
-    method: str = "csad"
-    data_root: str | None = None
-    pretrain_epochs: int = 15
-    bias_epochs: int = 3
-    estimator_epochs: int = 3
-    epochs: int = 15
-    batch_size: int = 128
-    lr: float = 1e-3
-    estimator_lr: float | None = None
-    weight_decay: float = 0.0
-    lambda_: float = 1.0
-    k_inner: int = 10
-    alpha: float = 1.0
-    tau: float = 10.0
-    c: float = 0.5
-    balanced_batches: bool = True
-    backend: str = "auto"
-    device: str = "auto"
-    seed: int = 0
-    split: int = 0
-    bias: str | None = "gender"
-    sigma2: float = 0.020
-    target: str | None = None
-    train_on: str = "EB1"
-    image_size: int = 64
-    max_images: int | None = None
-    clean_ids: str | None = None
-    resnet_weights: str | None = None
-    csv: str | None = None
-    bias_bins: int = 4
-    download: bool = False
-    out: str | None = None
-    cache_dir: str = "data_cache"
-    quick: bool = False
-    baseline: bool = True
-    local_estimator: bool = False
-    conditional: bool = False
+    dataset: str = flag_field("mpower", _dataset_help(), choices=DATASETS)
+    method: str = flag_field(
+        "csad", "debiasing method (default csad); 'baseline' is vanilla training; 'oracle' is a reference ceiling, "
+        "not a debiasing method: the baseline with each row's loss weighted so that the training split becomes its "
+        "bias-balanced resample (the target independent of the bias, classes equally likely in each cell)",
+        choices=METHODS)
+    data_root: str | None = flag_field(
+        None, "folder holding the real data (mPower: DATA_ROOT/mpower/tapping.csv, demographics.csv, "
+        "tapping_samples/; Adult: DIR/adult/adult.data|adult.test); without it mpower generates and uses a simulated "
+        "cohort in the same format, adult reads the copy shipped with csad", metavar="DIR")
+    pretrain_epochs: int = flag_field(
+        15, "epochs of Algorithm 2 step 1 (F, D_y, P_y on the target loss) (mpower default 15)")
+    bias_epochs: int = flag_field(
+        3, "most epochs of step 2 (bias branch on frozen F); it ends earlier, once its mean epoch loss has improved "
+        "by less than 1%% over the last 2 epochs (mpower default 20, others per dataset)")
+    estimator_epochs: int = flag_field(3, "epochs of step 3 (M maximising I) (default 3)")
+    epochs: int = flag_field(
+        15, "epochs of the debiasing phase (step 4) (mpower default 15); the baseline trains pretrain-epochs + "
+        "epochs epochs")
+    batch_size: int = flag_field(
+        128, "minibatch size, also the number of samples the cross-sample estimator compares (default 128); under "
+        "torchrun the global minibatch, split over the processes (at least 2 per process)")
+    lr: float = flag_field(1e-3, "Adam learning rate of every network (default 1e-3)")
+    estimator_lr: float | None = flag_field(
+        None, "Adam learning rate of the estimator M (csad and variants) and of MINE (mi_label) (default: --lr; the "
+        "authors' code uses one rate for all, 5e-4 pretraining, 5e-5 adversarial)")
+    weight_decay: float = flag_field(0.0, "Adam weight decay of every network (default 0; the authors' code uses 5e-4)")
+    lambda_: float = flag_field(1.0, _lambda_help(), name="--lambda")
+    k_inner: int = flag_field(10, "K: steps of the bias branch and of M per minibatch (default 10)")
+    alpha: float = flag_field(1.0, "initial scale alpha of the estimator's similarity (default 1)")
+    tau: float = flag_field(10.0, "initial temperatures tau_y, tau_b of the estimator's graphs (default 10)")
+    c: float = flag_field(0.5, "restart constant c of the random walk, in (0, 1) (default 0.5)")
+    balanced_batches: bool = flag_field(
+        True, "draw minibatches balanced over the target classes (default on)", switch="both")
+    backend: str = flag_field(
+        "auto", "csad_kernels backend of the estimator: auto, reference, cpu, cuda, triton (default auto)")
+    device: str = flag_field("auto", "auto, cpu, cuda or cuda:N (default auto: cuda when available)")
+    seed: int = flag_field(0, "seed of initialisation and minibatch order (default 0)")
+    out: str | None = flag_field(
+        None, "run folder (default runs/DATASET_METHOD_seedSEED; METHOD_conditional with --conditional, _quick added "
+        "with --quick)", metavar="DIR")
+    cache_dir: str = flag_field(
+        "data_cache", "where generated data (the simulated cohort) is cached (default data_cache)", metavar="DIR")
+    quick: bool = flag_field(
+        False, "a complete run with every phase on a small cohort and few epochs (< 2 min on 2 CPU cores)",
+        switch="on")
+    baseline: bool = flag_field(True, "do not train the vanilla baseline beside the method", switch="off")
+    local_estimator: bool = flag_field(
+        False, "under torchrun, estimate I (csad and variants; MINE of mi_label) on each process's shard of the "
+        "minibatch instead of all-gathering u, v and the bias labels of the global minibatch (less communication, "
+        "smaller Ω); no effect in a single process", switch="on")
+    conditional: bool = flag_field(
+        False, "csad and variants: count only pairs of samples with the same target label, on both sides of the "
+        "estimator (independence of h^y and h^b within each target class, not overall: where the target depends on "
+        "the bias in training, the unconditional estimator also removes target evidence)", switch="on")
 
     def to_dict(self) -> dict[str, Any]:
         return {_key(f.name): getattr(self, f.name) for f in fields(self)}
@@ -74,16 +109,43 @@ class TrainConfig:
         return Path(self.out) if self.out else Path("runs") / f"{self.dataset}_{method}_seed{self.seed}{quick}"
 
 
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mpower": {"lambda_": 1.0, "pretrain_epochs": 15, "epochs": 15, "bias_epochs": 20, "estimator_epochs": 3},
-    "adult": {"lambda_": 10.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1},
-    "colored_mnist": {"lambda_": 10.0, "pretrain_epochs": 10, "epochs": 10, "bias_epochs": 2, "estimator_epochs": 2},
-    "celeba": {"lambda_": 1.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1,
-               "target": "Blond_Hair"},
-    "imdb": {"lambda_": 1.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1},
-    # your own table (python/data/csv_table.py): Adult's model and schedule; --csv, --target and --bias have no default
-    "csv": {"lambda_": 10.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1, "bias": None},
-}
+def dataset_settings() -> dict[str, Setting]:
+    """Every dataset's settings by name, one :class:`Setting` per name (see :func:`merged_setting`)."""
+    declared: dict[str, list[Setting]] = {}
+    for spec in DATASET_SPECS.values():
+        for setting in spec.settings:
+            declared.setdefault(setting.name, []).append(setting)
+    return {name: merged_setting(declarations) for name, declarations in declared.items()}
+
+
+def merged_setting(declarations: list[Setting]) -> Setting:
+    """One setting declared by several datasets (in registry order), with the same kind and default: the first
+    declaration, its flag's help joining their help texts, each once."""
+    first = declarations[0]
+    for other in declarations[1:]:
+        if (other.kind, other.default) != (first.kind, first.default):
+            raise TypeError(f"datasets declare setting {first.name!r} with different types or defaults: "
+                            f"{first.kind} = {first.default!r} and {other.kind} = {other.default!r}")
+    helps = [text for text in dict.fromkeys(d.flag.help for d in declarations) if text]
+    return dataclasses.replace(first, flag=dataclasses.replace(first.flag, help="; ".join(helps)))
+
+
+def setting_checks() -> list[Callable[[Any], None]]:
+    """The checks of every declaration of every dataset setting, each once."""
+    checks = [s.check for spec in DATASET_SPECS.values() for s in spec.settings if s.check is not None]
+    return list(dict.fromkeys(checks))
+
+
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig",
+    [(s.name, s.kind, dataclasses.field(default=s.default, metadata={FLAG: s.flag}))
+     for s in dataset_settings().values()],
+    bases=(RunSettings,),
+)
+TrainConfig.__module__ = __name__  # where pickle (torchrun's broadcast of the config) finds it
+TrainConfig.__doc__ = """Everything that decides a run: :class:`RunSettings` and the settings the datasets declare."""
+
+
 QUICK: dict[str, Any] = {"pretrain_epochs": 2, "epochs": 2, "bias_epochs": 1, "estimator_epochs": 1}
 # settings that may change when a run is resumed: they do not change what is computed (up to round-off for backend)
 RESUMABLE_OVERRIDES = {"device", "backend", "resume", "out"}
@@ -198,29 +260,13 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"c must lie in (0, 1), got {config.c!r}")
     if not 0 <= config.seed < 2**63:
         raise ValueError(f"seed must be an int in 0..2**63-1, got {config.seed!r}")
-    if config.split not in range(10) or isinstance(config.split, bool):
-        raise ValueError(f"split must be an int in 0..9 (Adult's 10 random 80/20 splits), got {config.split!r}")
-    if config.dataset == "csv":
-        missing = [flag for flag, value in (("--csv FILE", config.csv), ("--target COL", config.target),
-                                            ("--bias COL[,COL...]", config.bias)) if not value]
-        if missing:
-            raise ValueError(f"dataset csv needs {', '.join(missing)}: the table, its binary target column and its "
-                             "bias column(s)")
-    elif config.bias not in ("gender", "race", "both"):
-        raise ValueError(f"bias must be gender, race or both (Adult), got {config.bias!r}")
-    if isinstance(config.bias_bins, bool) or not isinstance(config.bias_bins, int) or config.bias_bins < 2:
-        raise ValueError(f"bias_bins must be an int >= 2 (quantile bins of a numeric bias column), got "
-                         f"{config.bias_bins!r}")
-    if not 0 < float(config.sigma2) <= 1:
-        raise ValueError(f"sigma2 must lie in (0, 1] (Colored MNIST colour variance), got {config.sigma2!r}")
-    if config.train_on not in ("EB1", "EB2"):
-        raise ValueError(f"train_on must be EB1 or EB2 (IMDB), got {config.train_on!r}")
-    if isinstance(config.image_size, bool) or not isinstance(config.image_size, int) or config.image_size < 8:
-        raise ValueError(f"image_size must be an int >= 8 (CelebA, IMDB), got {config.image_size!r}")
-    if config.max_images is not None and (not isinstance(config.max_images, int) or config.max_images < 1):
-        raise ValueError(f"max_images must be a positive int or None, got {config.max_images!r}")
     if config.device not in ("auto", "cpu", "cuda") and not str(config.device).startswith("cuda:"):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
+    for check in setting_checks():
+        check(config)
+    spec = DATASET_SPECS[config.dataset]
+    if spec.check is not None:
+        spec.check(config)
 
 
 def save(config: TrainConfig, path: Path) -> None:
@@ -235,6 +281,13 @@ def load_saved(path: Path) -> TrainConfig:
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     return config
+
+
+def changed_settings(saved: TrainConfig, asked: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """``{key: (saved value, asked value)}`` for each setting where ``asked`` differs from ``saved``, the settings a
+    resume may change (:data:`RESUMABLE_OVERRIDES`) aside."""
+    return {_key(f.name): (getattr(saved, f.name), getattr(asked, f.name)) for f in fields(asked)
+            if f.name not in RESUMABLE_OVERRIDES and getattr(saved, f.name) != getattr(asked, f.name)}
 
 
 def merge_for_resume(saved: TrainConfig, cli: dict[str, Any]) -> TrainConfig:

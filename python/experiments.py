@@ -1,6 +1,6 @@
 """The paper's tables as commands: ``python -m python.experiments NAME [--seeds N] [--quick] [--data-root DIR]``.
 
-Each experiment trains a grid of runs with ``python -m python.train`` (one folder per run under
+Each experiment trains a grid of runs with :func:`python.train.run_training` (one folder per run under
 ``runs/experiments/NAME/runs/``; a finished run is reused, an interrupted one resumed), then writes
 ``runs/experiments/NAME/table.md`` (mean ± sd over seeds, the paper's numbers beside) and ``plot.png``.
 """
@@ -51,11 +51,12 @@ PAPER_TABLE4 = {"baseline": (0.735, 0.419, 0.553), "grad_reverse": (0.759, 0.424
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of the grid: a method under one setting (extra flags), repeated over seeds."""
+    """One run of the grid: a method under one setting, repeated over seeds. ``setting``: its label in the table;
+    ``overrides``: the config settings it sets, (field name, value) pairs."""
 
     method: str
     setting: str
-    flags: tuple[str, ...] = ()
+    overrides: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Experiment:
     plot: Callable[[dict[Cell, list[dict]], Experiment, Path], None]
     quick_cells: tuple[Cell, ...] = field(default=())
     needs_data_root: bool = False
-    seed_flag: str = "--seed"
+    seed_setting: str = "seed"  # the config setting that the grid's seeds go to
 
 
 def value(run: dict, key: str, split: str = "test") -> float:
@@ -139,7 +140,7 @@ def sigma_table(results: dict[Cell, list[dict]], experiment: Experiment) -> str:
     methods = list(dict.fromkeys(c.method for c in results))
     rows = []
     for method in methods:
-        runs = [results.get(Cell(method, s, ("--sigma2", s))) for s in sigmas]
+        runs = [results.get(sigma_cell(method, s)) for s in sigmas]
         rows.append([method, *(mean_sd([value(r, "accuracy") for r in cell_runs]) if cell_runs else ""
                                for cell_runs in runs)])
         if method in PAPER_TABLE1:
@@ -211,73 +212,74 @@ def _pyplot() -> Any:
     return plt
 
 
+def sigma_cell(method: str, sigma2: str) -> Cell:
+    return Cell(method, sigma2, (("sigma2", float(sigma2)),))
+
+
 ALL_METHODS = ("baseline", "blind_eye", "grad_reverse", "mi_label", "ad_jsd", "csad_content", "csad_struc", "csad",
                "csad_ms")
 
 EXPERIMENTS: dict[str, Experiment] = {
     "colored_mnist_sigma": Experiment(
         "colored_mnist",
-        tuple(Cell(m, s, ("--sigma2", s)) for m in ALL_METHODS for s in SIGMAS),
+        tuple(sigma_cell(m, s) for m in ALL_METHODS for s in SIGMAS),
         ("accuracy",), sigma_table, curve_plot(lambda c: float(c.setting), "accuracy", "training colour variance σ²"),
-        quick_cells=tuple(Cell(m, s, ("--sigma2", s)) for m in ("baseline", "csad") for s in ("0.020", "0.050")),
+        quick_cells=tuple(sigma_cell(m, s) for m in ("baseline", "csad") for s in ("0.020", "0.050")),
     ),
     "adult": Experiment(
         "adult",
-        tuple(Cell(m, "gender+race", ("--bias", "both")) for m in ("baseline", "grad_reverse", "ad_jsd", "csad",
-                                                                   "csad_ms")),
+        tuple(Cell(m, "gender+race", (("bias", "both"),)) for m in ("baseline", "grad_reverse", "ad_jsd", "csad",
+                                                                     "csad_ms")),
         ADULT_METRICS, lambda r, e: by_method_table(r, e, PAPER_TABLE5, (100.0,)), bar_plot,
-        quick_cells=tuple(Cell(m, "gender+race", ("--bias", "both")) for m in ("baseline", "csad")),
-        seed_flag="--split",
+        quick_cells=tuple(Cell(m, "gender+race", (("bias", "both"),)) for m in ("baseline", "csad")),
+        seed_setting="split",
     ),
     "adult_lambda": Experiment(
         "adult",
-        tuple(Cell("csad", lam, ("--bias", "both", "--lambda", lam)) for lam in LAMBDAS),
+        tuple(Cell("csad", lam, (("bias", "both"), ("lambda_", float(lam)))) for lam in LAMBDAS),
         ("balanced_accuracy", "gap_rms_gender", "gap_rms_race", "gap_max_gender", "gap_max_race"),
         lambda r, e: by_method_table(r, e, PAPER_TABLE6, (100.0,)), tradeoff_plot,
-        quick_cells=tuple(Cell("csad", lam, ("--bias", "both", "--lambda", lam)) for lam in ("1", "40")),
-        seed_flag="--split",
+        quick_cells=tuple(Cell("csad", lam, (("bias", "both"), ("lambda_", float(lam)))) for lam in ("1", "40")),
+        seed_setting="split",
     ),
     "mpower": Experiment(
         "mpower",
         (*(Cell(m, "") for m in ("baseline", "oracle", "grad_reverse", "csad", "csad_ms")),
-         *(Cell(m, "conditional", ("--conditional",)) for m in ("csad", "csad_ms"))),
+         *(Cell(m, "conditional", (("conditional", True),)) for m in ("csad", "csad_ms"))),
         ("auc", "within_bin_auc", "ap", "f1", "age_leakage"), mpower_table, bar_plot,
         quick_cells=tuple(Cell(m, "") for m in ("baseline", "grad_reverse", "csad")),
     ),
     "celeba": Experiment(
-        "celeba", tuple(Cell(m, t, ("--target", t)) for t in ("Blond_Hair", "Heavy_Makeup")
+        "celeba", tuple(Cell(m, t, (("target", t),)) for t in ("Blond_Hair", "Heavy_Makeup")
                         for m in ("baseline", "grad_reverse", "csad")),
         ("unbiased_accuracy", "bias_conflicting_accuracy"), by_method_table, bar_plot, needs_data_root=True,
     ),
     "imdb": Experiment(
-        "imdb", tuple(Cell(m, eb, ("--train-on", eb)) for eb in ("EB1", "EB2")
+        "imdb", tuple(Cell(m, eb, (("train_on", eb),)) for eb in ("EB1", "EB2")
                       for m in ("baseline", "grad_reverse", "csad")),
         ("accuracy", "unbiased_accuracy"), by_method_table, bar_plot, needs_data_root=True,
     ),
 }
 
 
-def run_cell(experiment: Experiment, cell: Cell, seed: int, folder: Path, common: list[str]) -> dict:
-    """Train one run (or reuse / resume it) and return its metrics.json."""
+def run_cell(experiment: Experiment, cell: Cell, seed: int, folder: Path, common: dict[str, Any]) -> dict:
+    """Train one run (or reuse / resume it) and return its metrics.json. ``common``: the settings of every run."""
     name = "_".join(p for p in (cell.method, cell.setting.replace("+", "-"), f"seed{seed}") if p)
     out = folder / name
-    argv = ["--dataset", experiment.dataset, "--method", cell.method, "--no-baseline", experiment.seed_flag,
-            str(seed), "--out", str(out), *cell.flags, *common]
+    given = {"dataset": experiment.dataset, "method": cell.method, "baseline": False, experiment.seed_setting: seed,
+             "out": str(out), **dict(cell.overrides), **common}
     if (out / "metrics.json").is_file():
-        check_reusable(out, argv)
+        check_reusable(out, train_cli.config_for(given))
         return json.loads((out / "metrics.json").read_text())
-    if (out / "config.yaml").is_file():
-        argv.append("--resume")
-    return train_cli.main(argv)
+    resume = (out / "config.yaml").is_file()
+    return train_cli.run_training(train_cli.config_for(given, resume),
+                                  train_cli.RunOptions(resume=resume, progress=False))
 
 
-def check_reusable(run: Path, argv: Sequence[str]) -> None:
-    """A finished run is reused only if it was trained with the settings ``argv`` asks for (device, backend and
-    folder aside): otherwise a changed default or flag would silently keep old results in the table."""
-    asked = train_cli.settings(argv)[0].to_dict()
-    saved = cfg.load_saved(run / "config.yaml").to_dict()
-    ignore = cfg.RESUMABLE_OVERRIDES
-    changed = {k: (saved.get(k), v) for k, v in asked.items() if k not in ignore and saved.get(k) != v}
+def check_reusable(run: Path, asked: cfg.TrainConfig) -> None:
+    """A finished run is reused only if it was trained with the settings ``asked`` (device, backend and folder
+    aside): otherwise a changed default or flag would silently keep old results in the table."""
+    changed = cfg.changed_settings(cfg.load_saved(run / "config.yaml"), asked)
     if changed:
         detail = ", ".join(f"{k}: saved {a!r}, asked {b!r}" for k, (a, b) in changed.items())
         raise ValueError(f"{run} holds a finished run with other settings ({detail}): give another --out, or "
@@ -324,6 +326,22 @@ def selected_cells(cells: Sequence[Cell], methods: str | None, settings: str | N
                  and (not settings or c.setting in settings.split(",")))
 
 
+def common_settings(args: argparse.Namespace, experiment: Experiment) -> dict[str, Any]:
+    """The settings of every run of the grid (field name -> value): --quick, --data-root, --device, --backend and
+    --train-args, which may not set what the grid varies."""
+    common: dict[str, Any] = {"quick": True} if args.quick else {}
+    common |= {name: getattr(args, name) for name in ("data_root", "device", "backend") if getattr(args, name)}
+    extra, flags = train_cli.given_settings(shlex.split(args.train_args))
+    if flags.resume or flags.overwrite:  # each run is reused, resumed or trained here, as its folder says
+        raise ValueError("--train-args: --resume and --overwrite are not settings of a run; the experiment reuses a "
+                         "finished run and resumes an interrupted one itself")
+    clash = set(extra) & {name for c in experiment.cells for name, _ in c.overrides}
+    if clash:
+        names = sorted(train_cli.flag_name(name) for name in clash)
+        raise ValueError(f"--train-args sets {', '.join(names)}, which this grid varies itself")
+    return common | extra
+
+
 def main(argv: Sequence[str] | None = None) -> Path:
     args = parser().parse_args(argv)
     experiment = EXPERIMENTS[args.name]
@@ -331,15 +349,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         raise SystemExit(f"{args.name} needs the real data: pass --data-root DIR (see the README); it cannot ship")
     seeds = seeds_of(args.seeds)
     out = Path(args.out or Path("runs") / "experiments" / args.name)
-    common = ["--no-progress"] + (["--quick"] if args.quick else [])
-    for flag in ("data_root", "device", "backend"):
-        if getattr(args, flag):
-            common += ["--" + flag.replace("_", "-"), getattr(args, flag)]
-    extra = shlex.split(args.train_args)
-    clash = {f for f in extra if f.startswith("--")} & {f for c in experiment.cells for f in c.flags}
-    if clash:
-        raise ValueError(f"--train-args sets {', '.join(sorted(clash))}, which this grid varies itself")
-    common += extra
+    common = common_settings(args, experiment)
     cells = selected_cells(experiment.quick_cells if args.quick and experiment.quick_cells else experiment.cells,
                            args.methods, args.settings)
     results: dict[Cell, list[dict]] = {}

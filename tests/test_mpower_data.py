@@ -445,8 +445,8 @@ def test_simulator_is_deterministic_given_seed(tmp_path):
 
 def test_cache_reused_and_regenerated_when_params_differ(tmp_path, monkeypatch):
     calls = []
-    real = mpower.simulate_cohort
-    monkeypatch.setattr(mpower, "simulate_cohort", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = mpower.simulator.simulate_cohort
+    monkeypatch.setattr(mpower.cache, "simulate_cohort", lambda *a, **k: calls.append(a) or real(*a, **k))
     d = tmp_path / "cohort"
     prepare_simulated_cohort(d, 30, 1)
     stamp = (d / "mpower" / "tapping.csv").stat().st_mtime_ns
@@ -462,14 +462,14 @@ def test_cache_reused_and_regenerated_when_params_differ(tmp_path, monkeypatch):
 
 def test_concurrent_preparations_generate_once_and_never_replace_a_finished_cohort(tmp_path, monkeypatch):
     calls = []
-    real = mpower.simulate_cohort
+    real = mpower.simulator.simulate_cohort
 
     def slow(*args, **kwargs):
         calls.append(args)
         time.sleep(0.3)  # both threads ask while the first generation runs
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mpower, "simulate_cohort", slow)
+    monkeypatch.setattr(mpower.cache, "simulate_cohort", slow)
     d = tmp_path / "cohort"
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda _: prepare_simulated_cohort(d, 30, 1), range(2)))
@@ -478,7 +478,7 @@ def test_concurrent_preparations_generate_once_and_never_replace_a_finished_coho
 
 
 def test_interrupted_generation_is_not_reused(tmp_path, monkeypatch):
-    real = mpower.simulate_cohort
+    real = mpower.simulator.simulate_cohort
 
     def crash(out_dir, *args, **kwargs):
         real(out_dir, *args, **kwargs)
@@ -486,25 +486,25 @@ def test_interrupted_generation_is_not_reused(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     d = tmp_path / "cohort"
-    monkeypatch.setattr(mpower, "simulate_cohort", crash)
+    monkeypatch.setattr(mpower.cache, "simulate_cohort", crash)
     with pytest.raises(KeyboardInterrupt):
         prepare_simulated_cohort(d, 30, 1)
     assert not d.exists() and [p.name for p in tmp_path.iterdir()] == [".cohort.lock"]
     d.mkdir()  # a leftover folder without a manifest is regenerated too
     (d / "junk").write_text("x")
-    monkeypatch.setattr(mpower, "simulate_cohort", real)
+    monkeypatch.setattr(mpower.cache, "simulate_cohort", real)
     prepare_simulated_cohort(d, 30, 1)
     assert not (d / "junk").exists() and (d / "cohort.json").is_file()
 
 
 def test_load_mpower_reuses_cache(quick, monkeypatch):
     cache, _ = quick
-    monkeypatch.setattr(mpower, "simulate_cohort", lambda *a, **k: pytest.fail("cohort regenerated"))
+    monkeypatch.setattr(mpower.cache, "simulate_cohort", lambda *a, **k: pytest.fail("cohort regenerated"))
     assert load_mpower(None, cache_dir=cache, cohort="quick").data_source == "simulated"
 
 
 def test_default_cohort_fills_every_test_cell():
-    counts = mpower._cell_counts(COHORTS["default"].n_subjects, SimulatorParams())
+    counts = mpower.simulator._cell_counts(COHORTS["default"].n_subjects, SimulatorParams())
     assert counts.sum() == COHORTS["default"].n_subjects
     assert counts[2:].min() >= 45, {AGE_BIN_NAMES[b]: counts[b].tolist() for b in range(8)}
 
@@ -541,7 +541,7 @@ def test_simulated_ageing_mimics_pd_slowing_and_irregularity_and_steepens_after_
 
     def mean_subject(age: int, pd: bool) -> tuple[float, float]:
         rng = np.random.default_rng(0)
-        subjects = [mpower._make_subject(rng, age, pd, p) for _ in range(400)]
+        subjects = [mpower.simulator._make_subject(rng, age, pd, p) for _ in range(400)]
         return float(np.mean([s.interval for s in subjects])), float(np.mean([s.cv for s in subjects]))
 
     (i40, c40), (i60, c60), (i80, c80) = (mean_subject(a, False) for a in (40, 60, 80))

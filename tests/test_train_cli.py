@@ -62,3 +62,17 @@ def test_bad_flags_fail_with_a_clear_message(tmp_path):
     done = subprocess.run([sys.executable, "-m", "python.train", "--quick", "--c", "2", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "c must lie in (0, 1)" in done.stderr
+
+
+def test_run_training_on_a_config_object_gives_the_cli_result(uninterrupted, tmp_path):
+    """The library entry, with a config and no argv, trains what the CLI trains on the same settings."""
+    from python import train
+
+    expected, cache = uninterrupted
+    config = train.config_for({"dataset": "mpower", "quick": True, "out": str(tmp_path / "run"),
+                               "cache_dir": str(cache)})
+    metrics = train.run_training(config, train.RunOptions(progress=False))
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    for key in ("metrics", "bias_leakage"):
+        assert metrics[key] == expected[key]
+        assert metrics["baseline"][key] == expected["baseline"][key]

@@ -43,12 +43,19 @@ import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..checkpoint import write_atomic
+from ..flags import Flag, Setting
+from ..models import ModelSpec, dense_features
 from .base import DataBundle, Split, Tally
+from .spec import DatasetSpec
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -405,3 +412,44 @@ def load_adult(
         test_is_bias_free=False,
         log=log,
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Registration (python/data/registry.py)
+
+
+def _check_split(config: TrainConfig) -> None:
+    if config.split not in range(10) or isinstance(config.split, bool):
+        raise ValueError(f"split must be an int in 0..9 (Adult's 10 random 80/20 splits), got {config.split!r}")
+
+
+def _check_bias(config: TrainConfig) -> None:
+    if config.dataset != "csv" and config.bias not in BIASES:  # csv names its own bias columns
+        raise ValueError(f"bias must be gender, race or both (Adult), got {config.bias!r}")
+
+
+def _load(config: TrainConfig) -> DataBundle:
+    from ..adult_metrics import adult_metrics  # it imports this module
+
+    bundle = load_adult(config.data_root, split=config.split, bias=config.bias, download=config.download)
+    bundle.extra_metrics = lambda predict, split: adult_metrics(lambda x: predict((x,)), split.inputs[0], split.y)
+    return bundle
+
+
+SPLIT = Setting("split", int, 0, Flag("Adult: which of the 10 random 80/20 splits (0-9, default 0)"),
+                check=_check_split)
+BIAS = Setting("bias", str | None, "gender",
+               Flag("Adult: the bias attribute(s), gender, race or both, one bias head each (default gender)",
+                    metavar="BIAS"), check=_check_bias)
+SPEC = DatasetSpec(
+    name="adult",
+    summary="UCI Adult, the files shipped in python/data/adult_files/ without --data-root",
+    load=_load,
+    model=ModelSpec(branch=32, target=(32,), bias=(32,), estimator=(32, 32, 32)),
+    features=dense_features,
+    defaults={"lambda_": 10.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1},
+    quick_train_rows=4096,
+    settings=(SPLIT, BIAS, Setting("download", bool, False, Flag(
+        "Adult: fetch adult.data/adult.test from UCI into --data-root/adult/ when missing (sha256 checked; fails fast "
+        "offline)", switch="on"))),
+)

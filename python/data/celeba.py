@@ -36,11 +36,18 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from ..flags import Flag, Setting
+from ..models import ModelSpec, resnet_features
 from .base import DataBundle, Split, Tally
+from .spec import DatasetSpec
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -362,3 +369,48 @@ def load_celeba(
         log=log,
         extra_metrics=celeba_metrics(conflicting),
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Registration (python/data/registry.py)
+
+
+def _check_image_size(config: TrainConfig) -> None:
+    if isinstance(config.image_size, bool) or not isinstance(config.image_size, int) or config.image_size < 8:
+        raise ValueError(f"image_size must be an int >= 8 (CelebA, IMDB), got {config.image_size!r}")
+
+
+def _check_max_images(config: TrainConfig) -> None:
+    if config.max_images is not None and (not isinstance(config.max_images, int) or config.max_images < 1):
+        raise ValueError(f"max_images must be a positive int or None, got {config.max_images!r}")
+
+
+def _load(config: TrainConfig) -> DataBundle:
+    return load_celeba(config.data_root, target=config.target or "Blond_Hair", image_size=config.image_size,
+                       max_images=config.max_images, seed=config.split)
+
+
+# the settings of a ResNet-18 on face images (CelebA, IMDB); --split is the seed of the --max-images subset
+IMAGE_SETTINGS = (
+    Setting("image_size", int, 64, Flag("CelebA, IMDB: images are resized to this many pixels a side (default 64)"),
+            check=_check_image_size),
+    Setting("max_images", int | None, None,
+            Flag("CelebA, IMDB: use a seeded random subset of this many images (default all)"),
+            check=_check_max_images),
+    Setting("resnet_weights", str | None, None, Flag(
+        "CelebA, IMDB: local torchvision-format ImageNet ResNet-18 state dict (default: random init)",
+        metavar="FILE.pth")),
+    Setting("split", int, 0, Flag("")),
+)
+SPEC = DatasetSpec(
+    name="celeba",
+    summary="CelebA under --data-root",
+    load=_load,
+    model=ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
+    features=resnet_features,
+    defaults={"lambda_": 1.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1,
+              "target": "Blond_Hair"},
+    quick_train_rows=1024,
+    settings=(Setting("target", str | None, None, Flag("CelebA: target attribute, e.g. Blond_Hair (default) or "
+                                                        "Heavy_Makeup")), *IMAGE_SETTINGS),
+)

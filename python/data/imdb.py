@@ -31,15 +31,23 @@ clipped at both ends. The two 30-39 bins stay empty, since those ages are in no 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from ..flags import Flag, Setting
+from ..models import ModelSpec, resnet_features
 from .base import DataBundle, Split, Tally
-from .celeba import Predict, check_image_args, read_images, subsample
+from .celeba import IMAGE_SETTINGS, Predict, check_image_args, read_images, subsample
+from .spec import DatasetSpec
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -344,3 +352,34 @@ def load_imdb(
         log=log,
         extra_metrics=imdb_extra_metrics,
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Registration (python/data/registry.py)
+
+
+def _check_train_on(config: TrainConfig) -> None:
+    if config.train_on not in ("EB1", "EB2"):
+        raise ValueError(f"train_on must be EB1 or EB2 (IMDB), got {config.train_on!r}")
+
+
+def _load(config: TrainConfig) -> DataBundle:
+    return load_imdb(config.data_root, train_on=config.train_on, image_size=config.image_size,
+                     clean_ids=config.clean_ids, max_images=config.max_images, seed=config.split)
+
+
+SPEC = DatasetSpec(
+    name="imdb",
+    summary="IMDB-WIKI faces under --data-root",
+    load=_load,
+    model=ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
+    features=functools.partial(resnet_features, freeze_bn_when_pretrained=True),  # as the paper does
+    defaults={"lambda_": 1.0, "pretrain_epochs": 5, "epochs": 5, "bias_epochs": 1, "estimator_epochs": 1},
+    quick_train_rows=1024,
+    settings=(
+        Setting("train_on", str, "EB1", Flag("IMDB: train on extreme-bias set EB1 (default) or EB2",
+                                             choices=("EB1", "EB2")), check=_check_train_on),
+        Setting("clean_ids", str | None, None, Flag("IMDB: text file of image ids to keep", metavar="FILE")),
+        *IMAGE_SETTINGS,
+    ),
+)

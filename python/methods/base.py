@@ -17,15 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import nn
 from torch.nn import functional as nnf
 
 from .. import distributed
-from ..config import TrainConfig
 from ..models import BranchedNet
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 
 class Task(Protocol):
@@ -88,6 +90,7 @@ class Method:
     """Vanilla training of F, D_y and P_y on the target loss (``baseline``); subclasses add debiasing."""
 
     name = "baseline"
+    cross_sample_estimator = False  # whether it trains the cross-sample estimator M (then --conditional applies)
 
     def __init__(self, net: BranchedNet, task: Task, config: TrainConfig) -> None:
         self.net, self.task, self.config = net, task, config

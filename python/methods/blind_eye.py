@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.nn import functional as nnf
 
-from ..config import TrainConfig
 from ..models import BranchedNet
 from .base import Batch, Method, Phase, Task, share_of_mean
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 
 def confusion_loss(logits: list[torch.Tensor], total: int | None = None) -> torch.Tensor:

@@ -3,13 +3,17 @@ structure-only, and the JSD estimator. With ``--conditional`` the estimator coun
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 import csad_kernels as ck
 
-from ..config import TrainConfig
 from ..models import BranchedNet
 from .base import Batch, Method, Phase, Task
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 
 class CSAD(Method):
@@ -31,6 +35,7 @@ class CSAD(Method):
 
     name = "csad"
     similarity, estimator = "joint", "cs"
+    cross_sample_estimator = True
 
     def __init__(self, net: BranchedNet, task: Task, config: TrainConfig) -> None:
         super().__init__(net, task, config)

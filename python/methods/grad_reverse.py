@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from ..config import TrainConfig
 from ..models import BranchedNet
 from .base import Batch, Method, Phase, Task
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 
 class _ReverseGradient(torch.autograd.Function):

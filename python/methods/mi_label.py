@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -10,9 +11,11 @@ from torch.nn import functional as nnf
 
 from csad_kernels.module import mlp
 
-from ..config import TrainConfig
 from ..models import BranchedNet
 from .base import Batch, Method, Phase, Task
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 
 class MINE(nn.Module):

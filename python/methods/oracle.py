@@ -19,12 +19,15 @@ subjects each epoch while repeating the kept ones three times: on a version 3 sc
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
-from ..config import TrainConfig
 from ..models import BranchedNet
 from .base import Method, Task
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 
 def balanced_cell_weights(y: torch.Tensor, bias: torch.Tensor, n_classes: int) -> torch.Tensor:

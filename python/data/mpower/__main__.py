@@ -1,0 +1,5 @@
+"""``python -m python.data.mpower``."""
+
+from .cli import main
+
+main()

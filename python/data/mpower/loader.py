@@ -1,0 +1,130 @@
+"""The public mPower loader: the real export or the cached simulated cohort, read by the same code."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...models import ModelSpec, tap_features
+from ..base import DataBundle, Tally
+from ..spec import DatasetSpec
+from .cache import prepare_simulated_cohort
+from .reader import _read_records
+from .simulator import COHORTS
+from .splits import _make_split, _split_records, _split_summary
+
+if TYPE_CHECKING:
+    from ...config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def _load_root(
+    root: Path, source: str, max_taps: int, per_cell: int, val_fraction: float, seed: int, label: str
+) -> DataBundle:
+    """The one reading path for real and simulated data: ``root`` is the ``mpower`` folder."""
+    tally = Tally()
+    rec, n_rows = _read_records(root, max_taps, tally)
+    index, note = _split_records(rec, per_cell, val_fraction, seed)
+    splits = {name: _make_split(rec, idx) for name, idx in index.items()}
+    n_skipped = sum(n for m, n in tally.counts.items() if m.startswith("records skipped"))
+    log = [f"{root / 'tapping.csv'}: {n_rows} records, {len(rec.codes)} usable, {n_skipped} skipped"]
+    log += tally.lines()
+    log.append(note)
+    log += [_split_summary(n, splits[n], [rec.codes[i] for i in index[n]]) for n in ("train", "val", "test")]
+    for line in log:
+        (logger.warning if "skipped" in line.split(":")[0] or "dropped" in line else logger.info)(line)
+    description = (
+        f"mPower tapping, {label}: {len(rec.codes)} records of {len(set(rec.codes))} subjects, "
+        f"PD vs control, bias age (8 bins); test = {per_cell} PD + {per_cell} controls per age interval "
+        "45-49..70+"
+    )
+    return DataBundle(
+        name="mpower",
+        data_source=source,
+        description=description,
+        splits=splits,
+        n_classes=2,
+        bias_classes=(8,),
+        bias_names=("age",),
+        tolerance=0,
+        test_is_bias_free=True,
+        log=log,
+        within_bin_head=0,
+    )
+
+
+def load_mpower(
+    data_root: str | Path | None,
+    *,
+    cache_dir: str | Path = "data_cache/mpower_sim",
+    max_taps: int = 128,
+    per_cell: int | None = None,
+    val_fraction: float = 0.15,
+    split_seed: int = 0,
+    cohort: str = "default",
+) -> DataBundle:
+    """Loads mPower tapping: the real export under ``data_root/mpower/``, or (``data_root=None``) a simulated cohort.
+
+    Splits are subject-wise. test: ``per_cell`` PD and ``per_cell`` control subjects (one record each, the first
+    in tapping.csv) from each age interval 45-49, 50-54, 55-59, 60-64, 65-69, 70+, drawn with ``split_seed``.
+    The other subjects, all their records: ``val`` (``val_fraction`` of them), ``train`` (the rest).
+    ``per_cell`` None means 30 (real data, default cohort) or the cohort's own (quick: 6).
+    ``cohort``: ``"default"`` or ``"quick"`` (simulated only; cached under ``cache_dir/<cohort>``).
+
+    Returns a DataBundle with inputs ``(taps (n, 6, max_taps) float32, mask (n, max_taps) bool)``, ``y (n,)``
+    int64 PD, ``bias (n, 1)`` int64 age bin 0..7.
+    """
+    if max_taps < 2:
+        raise ValueError(f"max_taps must be >= 2, got {max_taps}")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if per_cell is not None and per_cell < 1:
+        raise ValueError(f"per_cell must be >= 1, got {per_cell}")
+    if data_root is None:
+        if cohort not in COHORTS:
+            raise ValueError(f"cohort must be one of {list(COHORTS)}, got {cohort!r}")
+        spec = COHORTS[cohort]
+        data_root = prepare_simulated_cohort(Path(cache_dir) / cohort, spec.n_subjects, spec.seed)
+        per_cell = spec.per_cell if per_cell is None else per_cell
+    root = Path(data_root) / "mpower"
+    if not (root / "tapping.csv").is_file():
+        raise FileNotFoundError(
+            f"mPower: {root / 'tapping.csv'} not found. Expected the Synapse export under {root}/: tapping.csv "
+            "(syn5511439), demographics.csv (syn5511429) and tapping_samples/<fileHandleId>.json (or "
+            "filehandle_map.csv); see docs/mpower.md. Omit --data-root to use the simulated cohort."
+        )
+    simulated = (Path(data_root) / "cohort.json").is_file()
+    label = f"simulated cohort {Path(data_root)}" if simulated else f"Synapse export {root}"
+    return _load_root(
+        root,
+        "simulated" if simulated else "real",
+        max_taps,
+        30 if per_cell is None else per_cell,
+        val_fraction,
+        split_seed,
+        label,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Registration (python/data/registry.py)
+
+MAX_TAPS = 192  # 20 s of tapping; longer records are cut and counted (99% of the simulated ones fit)
+
+
+def _load(config: TrainConfig) -> DataBundle:
+    return load_mpower(config.data_root, cache_dir=Path(config.cache_dir) / "mpower_sim",
+                       cohort="quick" if config.quick else "default", max_taps=MAX_TAPS)
+
+
+SPEC = DatasetSpec(
+    name="mpower",
+    summary="mPower finger tapping, a simulated cohort in the Synapse export's format without --data-root",
+    load=_load,
+    model=ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
+    features=tap_features,
+    defaults={"lambda_": 1.0, "pretrain_epochs": 15, "epochs": 15, "bias_epochs": 20, "estimator_epochs": 3},
+    quick_train_rows=None,  # --quick loads the small cohort instead
+)

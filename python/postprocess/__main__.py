@@ -1,0 +1,6 @@
+"""``python -m python.postprocess``."""
+
+from .. import cli
+from .cli import main
+
+cli.run(main)
