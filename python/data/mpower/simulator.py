@@ -13,7 +13,7 @@ import numpy as np
 
 from .reader import AGE_BIN_EDGES, SCREEN_POINTS, TAPPING_FILE_COLUMN
 
-SIMULATOR_VERSION = 3
+SIMULATOR_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class SimulatorParams:
     scatter_per_decade: float = 5.0
     rest_sd: float = 6.0
     session_sd: float = 0.06
-    severity_beta: tuple[float, float] = (1.0, 3.0)
+    severity_beta: tuple[float, float] = (1.5, 3.0)
     sign_sd: float = 0.5
     pd_slowing: float = 0.3
     pd_cv: float = 0.08
