@@ -24,6 +24,21 @@ def test_mpower_experiment_writes_a_table_beside_the_paper_and_a_plot(tmp_path, 
     assert (out / "runs" / "csad_seed0" / "metrics.json").stat().st_mtime_ns == before  # reused, not retrained
 
 
+def test_mpower_paper_row_puts_each_number_under_its_own_metric():
+    """Table 4 has AUC, AP and F1 but no within-bin AUC: the paper's AP must not land in the within-bin column,
+    and a conditional cell (a setting the paper did not run) gets no paper row."""
+    exp = experiments.EXPERIMENTS["mpower"]
+    run = {"metrics": {"test": dict.fromkeys(("auc", "within_bin_auc", "ap", "f1"), 0.5)},
+           "bias_leakage": {"age": {"features": {"balanced_accuracy": 0.3}}}}
+    cells = {experiments.Cell("baseline", ""): [run], experiments.Cell("csad", "conditional"): [run]}
+    rows = [r for r in experiments.by_method_table(cells, exp, experiments.PAPER_TABLE4).splitlines() if "(paper)" in r]
+    assert len(rows) == 1
+    columns = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert dict(zip(("method", "setting", "seeds", *exp.metrics), columns, strict=True)) == {
+        "method": "baseline (paper)", "setting": "", "seeds": "", "auc": "0.735", "within_bin_auc": "",
+        "ap": "0.419", "f1": "0.553", "age_leakage": ""}
+
+
 def test_adult_lambda_experiment_plots_the_tradeoff(tmp_path):
     out = experiments.main(["adult_lambda", "--quick", "--seeds", "1", "--out", str(tmp_path / "exp")])
     table = (out / "table.md").read_text()
