@@ -79,22 +79,32 @@ def value(run: dict, key: str, split: str = "test") -> float:
     return float(run["metrics"][split][key])
 
 
+# the simulator's age-invariant oracle: the baseline trained on new simulated subjects, PD independent of age
+UNCONFOUNDED_DRAW = Cell("baseline", "unconfounded-draw", (("train_draw", "unconfounded"),))
 ORACLE_GAP = 0.05  # issue 16: the age-invariant oracle must beat the baseline by this much and by 3 sd of its seeds
 
 
 def oracle_gap(results: dict[Cell, list[dict]]) -> str:
-    """The simulator's check (DESIGN §4, issue 16): the oracle's test AUC over the baseline's, against the baseline's
-    spread over seeds. Judged on the oracle, never on a debiasing method."""
-    runs = {c.method: r for c, r in results.items() if not c.setting}
-    if "baseline" not in runs or "oracle" not in runs:
+    """The simulator's check (DESIGN §4, issue 16): each age-invariant reference's test AUC over the baseline's,
+    against the baseline's spread over seeds. Judged on the references, never on a debiasing method. The references:
+    ``oracle`` (the baseline on the reweighted, age-PD-balanced training split; pays a data cost) and, on a simulated
+    cohort, the baseline on an unconfounded training draw of the same size (:data:`UNCONFOUNDED_DRAW`)."""
+    base = [value(r, "auc") for r in results.get(Cell("baseline", ""), [])]
+    references = {"oracle (reweighted training split)": results.get(Cell("oracle", ""), []),
+                  "baseline on the unconfounded training draw": results.get(UNCONFOUNDED_DRAW, [])}
+    if not base or not any(references.values()):
         return ""
-    base = [value(r, "auc") for r in runs["baseline"]]
-    oracle = [value(r, "auc") for r in runs["oracle"]]
-    gap = statistics.mean(oracle) - statistics.mean(base)
     sd = statistics.stdev(base) if len(base) > 1 else float("nan")
-    holds = gap >= ORACLE_GAP and len(base) > 1 and gap >= 3 * sd
-    return (f"Oracle gap: oracle − baseline test AUC = {gap:+.3f}; baseline sd over {len(base)} seeds {sd:.3f} "
-            f"(3 sd = {3 * sd:.3f}); criterion gap ≥ {ORACLE_GAP} and ≥ 3 sd: {'holds' if holds else 'FAILS'}.")
+    lines = []
+    for name, runs in references.items():
+        if not runs:
+            continue
+        gap = statistics.mean(value(r, "auc") for r in runs) - statistics.mean(base)
+        holds = gap >= ORACLE_GAP and len(base) > 1 and gap >= 3 * sd
+        lines.append(f"Oracle gap, {name}: its test AUC − the baseline's = {gap:+.3f}; baseline sd over {len(base)} "
+                     f"seeds {sd:.3f} (3 sd = {3 * sd:.3f}); criterion gap ≥ {ORACLE_GAP} and ≥ 3 sd: "
+                     f"{'holds' if holds else 'FAILS'}.")
+    return "\n".join(lines)
 
 
 def selection_rule(results: dict[Cell, list[dict]]) -> str:
@@ -253,7 +263,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     ),
     "mpower": Experiment(
         "mpower",
-        (*(Cell(m, "") for m in ("baseline", "oracle", "grad_reverse", "csad", "csad_ms")),
+        (*(Cell(m, "") for m in ("baseline", "oracle")), UNCONFOUNDED_DRAW,
+         *(Cell(m, "") for m in ("grad_reverse", "csad", "csad_ms")),
          *(Cell(m, "conditional", (("conditional", True),)) for m in ("csad", "csad_ms"))),
         ("auc", "within_bin_auc", "ap", "f1", "age_leakage"), mpower_table, bar_plot,
         quick_cells=tuple(Cell(m, "") for m in ("baseline", "grad_reverse", "csad")),

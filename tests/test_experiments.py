@@ -39,6 +39,28 @@ def test_mpower_paper_row_puts_each_number_under_its_own_metric():
         "ap": "0.419", "f1": "0.553", "age_leakage": ""}
 
 
+def _auc_run(auc: float) -> dict:
+    return {"metrics": {"test": {"auc": auc}}}
+
+
+def test_oracle_gap_judges_each_age_invariant_reference_against_the_baseline_spread():
+    """The reweighted oracle and the unconfounded training draw are each compared with the baseline: the gap must be
+    ≥ 0.05 and ≥ 3 sd of the baseline's seeds; a debiasing method's runs play no part."""
+    base = [_auc_run(a) for a in (0.70, 0.71, 0.72)]  # sd 0.01
+    cells = {experiments.Cell("baseline", ""): base,
+             experiments.Cell("oracle", ""): [_auc_run(0.74)],  # +0.030: fails the 0.05 floor
+             experiments.UNCONFOUNDED_DRAW: [_auc_run(0.77)],  # +0.060 ≥ 0.05 and ≥ 0.030: holds
+             experiments.Cell("csad", ""): [_auc_run(0.99)]}
+    lines = experiments.oracle_gap(cells).splitlines()
+    assert len(lines) == 2
+    assert "reweighted" in lines[0] and "+0.030" in lines[0] and lines[0].endswith("FAILS.")
+    assert "unconfounded" in lines[1] and "+0.060" in lines[1] and lines[1].endswith("holds.")
+    noisy = [_auc_run(a) for a in (0.66, 0.71, 0.76)]  # sd 0.05: a +0.06 gap is under 3 sd
+    assert experiments.oracle_gap({experiments.Cell("baseline", ""): noisy,
+                                   experiments.UNCONFOUNDED_DRAW: [_auc_run(0.77)]}).endswith("FAILS.")
+    assert experiments.oracle_gap({experiments.Cell("baseline", ""): base}) == ""
+
+
 def test_adult_lambda_experiment_plots_the_tradeoff(tmp_path):
     out = experiments.main(["adult_lambda", "--quick", "--seeds", "1", "--out", str(tmp_path / "exp")])
     table = (out / "table.md").read_text()

@@ -427,6 +427,41 @@ def test_simulated_cohort_uses_the_same_loader(quick):
     assert (torch.bincount(test.bias[:, 0] * 2 + test.y, minlength=16).view(8, 2)[2:] == spec.per_cell).all()
 
 
+def _subjects_per_bin_and_pd(root: Path) -> tuple[np.ndarray, set[str]]:
+    """``(8, 2)`` subjects per (age bin, PD) of a cohort folder, and their codes, from its demographics.csv."""
+    counts = np.zeros((8, 2), dtype=np.int64)
+    with (root / "mpower" / "demographics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        counts[mpower.age_bin(int(row["age"])), int(row["professional-diagnosis"] == "True")] += 1
+    return counts, {row["healthCode"] for row in rows}
+
+
+def test_unconfounded_training_draw_keeps_size_and_age_mix_and_makes_pd_independent_of_age(quick, tmp_path):
+    cache, bundle = quick
+    drawn = load_mpower(None, cache_dir=cache, cohort="quick", train_draw="unconfounded")
+    for name in ("val", "test"):  # only the training split is replaced
+        assert torch.equal(drawn.splits[name].inputs[0], bundle.splits[name].inputs[0])
+        assert torch.equal(drawn.splits[name].y, bundle.splits[name].y)
+    counts, codes = _subjects_per_bin_and_pd(cache / "quick_unconfounded_train")
+    manifest = json.loads((cache / "quick_unconfounded_train" / "cohort.json").read_text())
+    share = manifest["params"]["pd_share"][0]
+    assert manifest["params"]["pd_share"] == [share] * 8 and 0.2 < share < 0.6
+    per_bin = counts.sum(1)
+    assert (np.abs(counts[:, 1] - share * per_bin) <= 1).all()  # the same PD share in every bin, up to rounding
+    cohort_counts, cohort_codes = _subjects_per_bin_and_pd(cache / "quick")
+    assert not codes & cohort_codes  # new subjects
+    assert per_bin.sum() < cohort_counts.sum()  # the training split's subjects, not the whole cohort's
+    assert abs(len(drawn.splits["train"]) - len(bundle.splits["train"])) <= 0.15 * len(bundle.splits["train"])
+    train_bins = bundle.splits["train"].bias[:, 0]
+    cohort_share = [bundle.splits["train"].y[train_bins == b].float().mean() for b in (0, 7)]
+    assert cohort_share[0] < 0.2 < 0.5 < cohort_share[1]  # the cohort's training split is confounded
+    with pytest.raises(ValueError, match="needs a simulated cohort"):
+        load_mpower(write_export(tmp_path, *cohort()[:2]).parent, per_cell=1, train_draw="unconfounded")
+    with pytest.raises(ValueError, match="train_draw must be one of"):
+        load_mpower(None, cache_dir=cache, cohort="quick", train_draw="balanced")
+
+
 def test_simulator_is_deterministic_given_seed(tmp_path):
     a, b, c = (simulate_cohort(tmp_path / n, 40, seed) for n, seed in (("a", 3), ("b", 3), ("c", 4)))
     for name in ("tapping.csv", "demographics.csv"):

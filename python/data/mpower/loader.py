@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from ...flags import Flag, Setting
 from ...models import ModelSpec, tap_features
-from ..base import DataBundle, Tally
+from ..base import DataBundle, Split, Tally
 from ..spec import DatasetSpec
 from .cache import prepare_simulated_cohort
-from .reader import _read_records
+from .reader import _read_records, _Records
 from .simulator import COHORTS
 from .splits import _make_split, _split_records, _split_summary
+from .unconfounded import unconfounded_training_split
+
+TRAIN_DRAWS = ("cohort", "unconfounded")
 
 if TYPE_CHECKING:
     from ...config import TrainConfig
@@ -21,18 +28,27 @@ logger = logging.getLogger(__name__)
 
 
 def _load_root(
-    root: Path, source: str, max_taps: int, per_cell: int, val_fraction: float, seed: int, label: str
+    root: Path, source: str, max_taps: int, per_cell: int, val_fraction: float, seed: int, label: str,
+    replace_train: Callable[[_Records, np.ndarray], tuple[Split, list[str], str]] | None = None,
 ) -> DataBundle:
-    """The one reading path for real and simulated data: ``root`` is the ``mpower`` folder."""
+    """The one reading path for real and simulated data: ``root`` is the ``mpower`` folder.
+    ``replace_train(records, train_index) -> (split, its subjects' codes per record, log line)``: a training split
+    to use instead of the cohort's (None: the cohort's)."""
     tally = Tally()
     rec, n_rows = _read_records(root, max_taps, tally)
     index, note = _split_records(rec, per_cell, val_fraction, seed)
     splits = {name: _make_split(rec, idx) for name, idx in index.items()}
+    train_codes = [rec.codes[i] for i in index["train"]]
+    if replace_train is not None:
+        splits["train"], train_codes, replaced = replace_train(rec, index["train"])
     n_skipped = sum(n for m, n in tally.counts.items() if m.startswith("records skipped"))
     log = [f"{root / 'tapping.csv'}: {n_rows} records, {len(rec.codes)} usable, {n_skipped} skipped"]
     log += tally.lines()
     log.append(note)
-    log += [_split_summary(n, splits[n], [rec.codes[i] for i in index[n]]) for n in ("train", "val", "test")]
+    if replace_train is not None:
+        log.append(replaced)
+    codes = {"train": train_codes} | {n: [rec.codes[i] for i in index[n]] for n in ("val", "test")}
+    log += [_split_summary(n, splits[n], codes[n]) for n in ("train", "val", "test")]
     for line in log:
         (logger.warning if "skipped" in line.split(":")[0] or "dropped" in line else logger.info)(line)
     description = (
@@ -64,6 +80,7 @@ def load_mpower(
     val_fraction: float = 0.15,
     split_seed: int = 0,
     cohort: str = "default",
+    train_draw: str = "cohort",
 ) -> DataBundle:
     """Loads mPower tapping: the real export under ``data_root/mpower/``, or (``data_root=None``) a simulated cohort.
 
@@ -72,6 +89,10 @@ def load_mpower(
     The other subjects, all their records: ``val`` (``val_fraction`` of them), ``train`` (the rest).
     ``per_cell`` None means 30 (real data, default cohort) or the cohort's own (quick: 6).
     ``cohort``: ``"default"`` or ``"quick"`` (simulated only; cached under ``cache_dir/<cohort>``).
+    ``train_draw``: ``"cohort"`` (the training split above) or ``"unconfounded"`` (simulated cohorts only): a training
+    split of new simulated subjects with the same size and age mix and the same PD share in every age bin
+    (:mod:`.unconfounded`, the simulator's age-invariant oracle), cached under
+    ``cache_dir/<cohort folder>_unconfounded_train``; val and test stay the cohort's.
 
     Returns a DataBundle with inputs ``(taps (n, 6, max_taps) float32, mask (n, max_taps) bool)``, ``y (n,)``
     int64 PD, ``bias (n, 1)`` int64 age bin 0..7.
@@ -82,6 +103,8 @@ def load_mpower(
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if per_cell is not None and per_cell < 1:
         raise ValueError(f"per_cell must be >= 1, got {per_cell}")
+    if train_draw not in TRAIN_DRAWS:
+        raise ValueError(f"train_draw must be one of {list(TRAIN_DRAWS)}, got {train_draw!r}")
     if data_root is None:
         if cohort not in COHORTS:
             raise ValueError(f"cohort must be one of {list(COHORTS)}, got {cohort!r}")
@@ -97,6 +120,16 @@ def load_mpower(
         )
     simulated = (Path(data_root) / "cohort.json").is_file()
     label = f"simulated cohort {Path(data_root)}" if simulated else f"Synapse export {root}"
+    replace_train = None
+    if train_draw == "unconfounded":
+        if not simulated:
+            raise ValueError(f"train_draw 'unconfounded' needs a simulated cohort (with cohort.json), and {data_root} "
+                             "is real data: only a simulator can draw new subjects; use method 'oracle' there")
+        draw_dir = Path(cache_dir) / f"{Path(data_root).name}_unconfounded_train"
+        label += ", training split drawn unconfounded"
+
+        def replace_train(rec: _Records, train_index: np.ndarray) -> tuple[Split, list[str], str]:
+            return unconfounded_training_split(Path(data_root), rec, train_index, draw_dir, max_taps)
     return _load_root(
         root,
         "simulated" if simulated else "real",
@@ -105,6 +138,7 @@ def load_mpower(
         val_fraction,
         split_seed,
         label,
+        replace_train,
     )
 
 
@@ -116,7 +150,8 @@ MAX_TAPS = 192  # 20 s of tapping; longer records are cut and counted (99% of th
 
 def _load(config: TrainConfig) -> DataBundle:
     return load_mpower(config.data_root, cache_dir=Path(config.cache_dir) / "mpower_sim",
-                       cohort="quick" if config.quick else "default", max_taps=MAX_TAPS)
+                       cohort="quick" if config.quick else "default", max_taps=MAX_TAPS,
+                       train_draw=config.train_draw)
 
 
 SPEC = DatasetSpec(
@@ -127,4 +162,9 @@ SPEC = DatasetSpec(
     features=tap_features,
     defaults={"lambda_": 1.0, "pretrain_epochs": 15, "epochs": 15, "bias_epochs": 20, "estimator_epochs": 3},
     quick_train_rows=None,  # --quick loads the small cohort instead
+    settings=(Setting("train_draw", str, "cohort", Flag(
+        "mPower, simulated cohort only: 'cohort' (default) trains on the cohort's training split; 'unconfounded' on "
+        "new simulated subjects of the same size and age mix with the same PD share in every age bin: with "
+        "--method baseline, the simulator's age-invariant oracle (a reference ceiling, not a debiasing method; "
+        "val and test unchanged)", choices=TRAIN_DRAWS)),),
 )
