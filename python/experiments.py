@@ -27,8 +27,15 @@ SIGMAS = ("0.020", "0.025", "0.030", "0.035", "0.040", "0.045", "0.050")
 LAMBDAS = ("1", "2", "10", "20", "40")
 ADULT_METRICS = ("balanced_accuracy", "s_con", "gr_con", "gap_rms_gender", "gap_rms_race", "gap_max_gender",
                  "gap_max_race")
-# Paper (Zhu et al., ICCV 2021) Table 1, test accuracy per σ²
-PAPER_TABLE1 = {
+def keyed(keys: Sequence[str], table: Mapping[str, Sequence[float]]) -> dict[str, dict[str, float]]:
+    """``{row: numbers in the order of keys}`` -> ``{row: {key: number}}``."""
+    return {row: dict(zip(keys, numbers, strict=True)) for row, numbers in table.items()}
+
+
+# The paper's numbers (Zhu et al., ICCV 2021), each keyed by the metric (or σ²) it belongs to; its balanced accuracy
+# (printed in %) is stored as a fraction, like ours.
+# Table 1: test accuracy per method and training colour variance σ²
+PAPER_TABLE1 = keyed(SIGMAS, {
     "baseline": (0.476, 0.542, 0.664, 0.720, 0.785, 0.838, 0.870),
     "blind_eye": (0.676, 0.713, 0.794, 0.825, 0.868, 0.890, 0.917),
     "grad_reverse": (0.818, 0.882, 0.911, 0.929, 0.936, 0.954, 0.955),
@@ -37,18 +44,25 @@ PAPER_TABLE1 = {
     "csad_content": (0.933, 0.959, 0.963, 0.976, 0.978, 0.980, 0.983),
     "csad_struc": (0.928, 0.955, 0.967, 0.973, 0.980, 0.981, 0.985),
     "csad": (0.943, 0.961, 0.970, 0.980, 0.981, 0.982, 0.985),
+})
+# Table 4 (real mPower data): AUC, AP and F1 only
+PAPER_TABLE4: dict[str, dict[str, float]] = {
+    "baseline": {"auc": 0.735, "ap": 0.419, "f1": 0.553},
+    "grad_reverse": {"auc": 0.759, "ap": 0.424, "f1": 0.572},
+    "csad": {"auc": 0.772, "ap": 0.434, "f1": 0.581},
 }
-# Table 5 (BA in %, then S-Con, GR-Con, GapRMS G, R, Gapmax G, R); Table 6 (BA, GapRMS G, R, Gapmax G, R) per λ
-PAPER_TABLE5 = {"baseline": (82.9, 0.848, 0.865, 0.179, 0.089, 0.216, 0.105),
-                "csad": (80.4, 0.938, 0.975, 0.065, 0.042, 0.073, 0.058)}
-PAPER_TABLE6 = {"1": (81.4, 0.118, 0.061, 0.130, 0.067), "2": (80.7, 0.080, 0.053, 0.109, 0.055),
-                "10": (80.4, 0.060, 0.042, 0.066, 0.058), "20": (78.9, 0.058, 0.035, 0.065, 0.050),
-                "40": (78.5, 0.063, 0.030, 0.088, 0.042)}
-# Table 4 (AUC, AP, F1) on the real mPower data
-# Table 4 reports AUC, AP and F1 only: keyed by metric so that each number lands in its own column
-PAPER_TABLE4 = {"baseline": {"auc": 0.735, "ap": 0.419, "f1": 0.553},
-                "grad_reverse": {"auc": 0.759, "ap": 0.424, "f1": 0.572},
-                "csad": {"auc": 0.772, "ap": 0.434, "f1": 0.581}}
+# Table 5 (Adult, bias gender and race) per method
+PAPER_TABLE5 = keyed(ADULT_METRICS, {
+    "baseline": (0.829, 0.848, 0.865, 0.179, 0.089, 0.216, 0.105),
+    "csad": (0.804, 0.938, 0.975, 0.065, 0.042, 0.073, 0.058),
+})
+# Table 6 (Adult, CSAD) per λ
+LAMBDA_METRICS = ("balanced_accuracy", "gap_rms_gender", "gap_rms_race", "gap_max_gender", "gap_max_race")
+PAPER_TABLE6 = keyed(LAMBDA_METRICS, {
+    "1": (0.814, 0.118, 0.061, 0.130, 0.067), "2": (0.807, 0.080, 0.053, 0.109, 0.055),
+    "10": (0.804, 0.060, 0.042, 0.066, 0.058), "20": (0.789, 0.058, 0.035, 0.065, 0.050),
+    "40": (0.785, 0.063, 0.030, 0.088, 0.042),
+})
 
 
 @dataclass(frozen=True)
@@ -120,10 +134,15 @@ def selection_rule(results: dict[Cell, list[dict]]) -> str:
     return f"Selection rule (val within-bin AUC, mean over seeds): {listed}; chosen: {best.method} {best.setting}."
 
 
+def mpower_paper_row(cell: Cell) -> Mapping[str, float] | None:
+    """Table 4's numbers for a method in the setting the paper ran (no conditional estimator, no training draw)."""
+    return None if cell.setting else PAPER_TABLE4.get(cell.method)
+
+
 def mpower_table(results: dict[Cell, list[dict]], experiment: Experiment) -> str:
     """Table 4 with the within-bin AUC, the age leakage and the validation within-bin AUC (the selection rule),
     then the oracle gap and the rule's choice."""
-    text = by_method_table(results, experiment, PAPER_TABLE4)
+    text = by_method_table(results, experiment, mpower_paper_row)
     head = ["method", "setting", "seeds", "val within_bin_auc (rule)"]
     rows = [[cell.method, cell.setting, str(len(runs)), mean_sd([value(r, "within_bin_auc", "val") for r in runs])]
             for cell, runs in results.items()]
@@ -131,25 +150,25 @@ def mpower_table(results: dict[Cell, list[dict]], experiment: Experiment) -> str
     return "\n".join([text, "", markdown_table(head, rows), "", *notes])
 
 
-def by_method_table(results: dict[Cell, list[dict]], experiment: Experiment,
-                    paper: Mapping[str, tuple[float, ...] | Mapping[str, float]] | None = None,
-                    paper_scale: tuple[float, ...] = ()) -> str:
-    """Rows: methods (and settings); columns: the experiment's metrics; the paper's row beside ours."""
+PaperRow = Callable[["Cell"], Mapping[str, float] | None]
+
+
+def no_paper_row(cell: Cell) -> None:
+    """The experiments the paper has no table for."""
+
+
+def by_method_table(results: dict[Cell, list[dict]], experiment: Experiment, paper: PaperRow = no_paper_row) -> str:
+    """Rows: methods (and settings); columns: the experiment's metrics. ``paper(cell)``: the paper's numbers for
+    that cell by metric name (None where the paper did not run it), shown in a row under ours."""
     head = ["method", "setting", "seeds", *experiment.metrics]
     rows = []
     for cell, runs in results.items():
         rows.append([cell.method, cell.setting, str(len(runs)), *(mean_sd([value(r, k) for r in runs])
                                                                  for k in experiment.metrics)])
-        key = cell.setting if cell.setting in (paper or {}) else cell.method
-        if not paper or key not in paper:
-            continue
-        if isinstance(paper[key], Mapping):  # by metric name; the paper ran each method in one setting only
-            if not cell.setting:
-                rows.append([f"{cell.method} (paper)", "", "", *(f"{paper[key][k]:.3f}" if k in paper[key] else ""
-                                                                  for k in experiment.metrics)])
-            continue
-        numbers = [v / (paper_scale[i] if i < len(paper_scale) else 1) for i, v in enumerate(paper[key])]
-        rows.append([f"{cell.method} (paper)", cell.setting, "", *(f"{v:.3f}" for v in numbers)])
+        numbers = paper(cell)
+        if numbers:
+            rows.append([f"{cell.method} (paper)", cell.setting, "",
+                         *(f"{numbers[k]:.3f}" if k in numbers else "" for k in experiment.metrics)])
     return markdown_table(head, rows)
 
 
@@ -163,7 +182,7 @@ def sigma_table(results: dict[Cell, list[dict]], experiment: Experiment) -> str:
         rows.append([method, *(mean_sd([value(r, "accuracy") for r in cell_runs]) if cell_runs else ""
                                for cell_runs in runs)])
         if method in PAPER_TABLE1:
-            rows.append([f"{method} (paper)", *(f"{PAPER_TABLE1[method][SIGMAS.index(s)]:.3f}" for s in sigmas)])
+            rows.append([f"{method} (paper)", *(f"{PAPER_TABLE1[method][s]:.3f}" for s in sigmas)])
     return markdown_table(["method", *(f"σ² = {s}" for s in sigmas)], rows)
 
 
@@ -249,15 +268,14 @@ EXPERIMENTS: dict[str, Experiment] = {
         "adult",
         tuple(Cell(m, "gender+race", (("bias", "both"),)) for m in ("baseline", "grad_reverse", "ad_jsd", "csad",
                                                                      "csad_ms")),
-        ADULT_METRICS, lambda r, e: by_method_table(r, e, PAPER_TABLE5, (100.0,)), bar_plot,
+        ADULT_METRICS, lambda r, e: by_method_table(r, e, lambda c: PAPER_TABLE5.get(c.method)), bar_plot,
         quick_cells=tuple(Cell(m, "gender+race", (("bias", "both"),)) for m in ("baseline", "csad")),
         seed_setting="split",
     ),
     "adult_lambda": Experiment(
         "adult",
         tuple(Cell("csad", lam, (("bias", "both"), ("lambda_", float(lam)))) for lam in LAMBDAS),
-        ("balanced_accuracy", "gap_rms_gender", "gap_rms_race", "gap_max_gender", "gap_max_race"),
-        lambda r, e: by_method_table(r, e, PAPER_TABLE6, (100.0,)), tradeoff_plot,
+        LAMBDA_METRICS, lambda r, e: by_method_table(r, e, lambda c: PAPER_TABLE6.get(c.setting)), tradeoff_plot,
         quick_cells=tuple(Cell("csad", lam, (("bias", "both"), ("lambda_", float(lam)))) for lam in ("1", "40")),
         seed_setting="split",
     ),

@@ -31,12 +31,28 @@ def test_mpower_paper_row_puts_each_number_under_its_own_metric():
     run = {"metrics": {"test": dict.fromkeys(("auc", "within_bin_auc", "ap", "f1"), 0.5)},
            "bias_leakage": {"age": {"features": {"balanced_accuracy": 0.3}}}}
     cells = {experiments.Cell("baseline", ""): [run], experiments.Cell("csad", "conditional"): [run]}
-    rows = [r for r in experiments.by_method_table(cells, exp, experiments.PAPER_TABLE4).splitlines() if "(paper)" in r]
+    table = experiments.by_method_table(cells, exp, experiments.mpower_paper_row)
+    rows = [r for r in table.splitlines() if "(paper)" in r]
     assert len(rows) == 1
     columns = [c.strip() for c in rows[0].strip("|").split("|")]
     assert dict(zip(("method", "setting", "seeds", *exp.metrics), columns, strict=True)) == {
         "method": "baseline (paper)", "setting": "", "seeds": "", "auc": "0.735", "within_bin_auc": "",
         "ap": "0.419", "f1": "0.553", "age_leakage": ""}
+
+
+@pytest.mark.parametrize(("name", "cell", "paper"), [
+    ("adult", ("csad", "gender+race"), {"balanced_accuracy": "0.804", "s_con": "0.938", "gap_max_race": "0.058"}),
+    ("adult_lambda", ("csad", "20"), {"balanced_accuracy": "0.789", "gap_rms_race": "0.035", "gap_max_race": "0.050"}),
+])
+def test_adult_paper_rows_put_each_number_under_its_metric(name, cell, paper):
+    """Tables 5 and 6 print balanced accuracy in %: ours is a fraction, so the paper's row must be one too."""
+    exp = experiments.EXPERIMENTS[name]
+    run = {"metrics": {"test": dict.fromkeys(exp.metrics, 0.5)}}
+    table = exp.table({experiments.Cell(*cell): [run]}, exp)
+    row = next(r for r in table.splitlines() if "(paper)" in r)
+    columns = dict(zip(("method", "setting", "seeds", *exp.metrics), (c.strip() for c in row.strip("|").split("|")),
+                       strict=True))
+    assert columns["setting"] == cell[1] and paper.items() <= columns.items()
 
 
 def _auc_run(auc: float) -> dict:
