@@ -224,15 +224,19 @@ def tradeoff_plot(results: dict[Cell, list[dict]], experiment: Experiment, path:
     plt.close(fig)
 
 
-def bar_plot(results: dict[Cell, list[dict]], experiment: Experiment, path: Path) -> None:
+def per_seed_plot(results: dict[Cell, list[dict]], experiment: Experiment, path: Path) -> None:
+    """One panel per metric: every run as a dot, the mean ± sd over seeds beside; the axis spans the data, not 0..1,
+    so that differences of a few hundredths stay visible."""
     plt = _pyplot()
     keys = experiment.metrics
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.6), squeeze=False)
+    names = [f"{c.method}\n{c.setting}".strip() for c in results]
     for ax, key in zip(axes[0], keys, strict=True):
-        names = [f"{c.method}\n{c.setting}".strip() for c in results]
-        means = [statistics.mean(value(r, key) for r in runs) for runs in results.values()]
-        errors = [statistics.stdev([value(r, key) for r in runs]) if len(runs) > 1 else 0 for runs in results.values()]
-        ax.bar(range(len(names)), means, yerr=errors, capsize=3)
+        for x, runs in enumerate(results.values()):
+            ys = [value(r, key) for r in runs]
+            ax.plot([x - 0.12] * len(ys), ys, "o", ms=3, alpha=0.6, color="tab:blue")
+            ax.errorbar(x + 0.12, statistics.mean(ys), yerr=statistics.stdev(ys) if len(ys) > 1 else 0, fmt="s",
+                        ms=4, capsize=3, color="black")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
         ax.set_title(key, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
@@ -268,7 +272,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         "adult",
         tuple(Cell(m, "gender+race", (("bias", "both"),)) for m in ("baseline", "grad_reverse", "ad_jsd", "csad",
                                                                      "csad_ms")),
-        ADULT_METRICS, lambda r, e: by_method_table(r, e, lambda c: PAPER_TABLE5.get(c.method)), bar_plot,
+        ADULT_METRICS, lambda r, e: by_method_table(r, e, lambda c: PAPER_TABLE5.get(c.method)), per_seed_plot,
         quick_cells=tuple(Cell(m, "gender+race", (("bias", "both"),)) for m in ("baseline", "csad")),
         seed_setting="split",
     ),
@@ -284,18 +288,18 @@ EXPERIMENTS: dict[str, Experiment] = {
         (*(Cell(m, "") for m in ("baseline", "oracle")), UNCONFOUNDED_DRAW,
          *(Cell(m, "") for m in ("grad_reverse", "csad", "csad_ms")),
          *(Cell(m, "conditional", (("conditional", True),)) for m in ("csad", "csad_ms"))),
-        ("auc", "within_bin_auc", "ap", "f1", "age_leakage"), mpower_table, bar_plot,
+        ("auc", "within_bin_auc", "ap", "f1", "age_leakage"), mpower_table, per_seed_plot,
         quick_cells=tuple(Cell(m, "") for m in ("baseline", "grad_reverse", "csad")),
     ),
     "celeba": Experiment(
         "celeba", tuple(Cell(m, t, (("target", t),)) for t in ("Blond_Hair", "Heavy_Makeup")
                         for m in ("baseline", "grad_reverse", "csad")),
-        ("unbiased_accuracy", "bias_conflicting_accuracy"), by_method_table, bar_plot, needs_data_root=True,
+        ("unbiased_accuracy", "bias_conflicting_accuracy"), by_method_table, per_seed_plot, needs_data_root=True,
     ),
     "imdb": Experiment(
         "imdb", tuple(Cell(m, eb, (("train_on", eb),)) for eb in ("EB1", "EB2")
                       for m in ("baseline", "grad_reverse", "csad")),
-        ("accuracy", "unbiased_accuracy"), by_method_table, bar_plot, needs_data_root=True,
+        ("accuracy", "unbiased_accuracy"), by_method_table, per_seed_plot, needs_data_root=True,
     ),
 }
 
