@@ -1,8 +1,8 @@
 """Builds the csad_kernels._C extension from csrc/.
 
-CPU sources (csrc/*.cpp: the schemas and the composites over per-device primitives; csrc/cpu/*.cpp)
-are always compiled. CUDA sources (csrc/cuda/*.cu, *.cpp) join, and the composites register their
-CUDA kernels (WITH_CUDA), when torch was built with CUDA and nvcc is found. Environment overrides:
+CPU sources (csrc/*.cpp: the schemas and the ops, each written once over per-device primitives;
+csrc/cpu/*.cpp) are always compiled. CUDA sources (csrc/cuda/*.cu, *.cpp) join, and the ops register
+their CUDA kernels (WITH_CUDA), when torch was built with CUDA and nvcc is found. Environment overrides:
 FORCE_CUDA=1 builds the CUDA sources regardless (fails clearly if torch has no CUDA),
 FORCE_ONLY_CPU=1 skips them; TORCH_CUDA_ARCH_LIST is honoured by torch's build tools.
 """

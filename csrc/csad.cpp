@@ -1,5 +1,7 @@
-// Operator schemas of the csad library. Backends register implementations with
-// TORCH_LIBRARY_IMPL(csad, <DispatchKey>, m) in csrc/cpu/ and csrc/cuda/.
+// Operator schemas of the csad library. Each op's implementation is written once, in csrc/<op>.cpp
+// (cs_mutual_information.cpp holds cs_mutual_information_forward), over the per-device primitives of
+// csrc/cpu/ and csrc/cuda/, and registered there with TORCH_LIBRARY_IMPL(csad, <DispatchKey>, m) for CPU
+// and, in a build with CUDA, CUDA.
 #include <Python.h>
 #include <torch/library.h>
 

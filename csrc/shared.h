@@ -20,6 +20,13 @@ inline at::Tensor as_batched(const at::Tensor& t) {
   return t.to(compute_type(t.scalar_type())).contiguous().reshape({-1, t.size(-2), t.size(-1)});
 }
 
+// as_batched(t) in storage of its own (copied where as_batched returns a view of t): for a step that
+// may overwrite its input (the softmax and RWR primitives).
+inline at::Tensor as_batched_copy(const at::Tensor& t) {
+  auto batched = as_batched(t);
+  return batched.is_alias_of(t) ? batched.clone() : batched;
+}
+
 // The leading (batch) dims of a (..., rows, cols) tensor.
 inline std::vector<int64_t> batch_shape(const at::Tensor& t) {
   return std::vector<int64_t>(t.sizes().begin(), t.sizes().end() - 2);

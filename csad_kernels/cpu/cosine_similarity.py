@@ -1,4 +1,4 @@
-"""``csad::cosine_similarity``: fake kernel and autograd for the fused C++ op (csrc/cpu/cosine_similarity.cpp)."""
+"""``csad::cosine_similarity``: fake kernel and autograd for the fused C++ op (csrc/cosine_similarity.cpp)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``csad::rwr``: fake kernel and autograd of the C++ op (csrc/cpu/rwr.cpp)."""
+"""``csad::rwr``: fake kernel and autograd of the C++ op (csrc/rwr.cpp)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``csad::softmax_adjacency``: fake kernel and autograd of the C++ op (csrc/cpu/softmax_adjacency.cpp)."""
+"""``csad::softmax_adjacency``: fake kernel and autograd of the C++ op (csrc/softmax_adjacency.cpp)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace csad::cpu {
@@ -73,13 +74,13 @@ void normalize_backward_(at::Tensor& grad, const at::Tensor& normalized, const a
   });
 }
 
-at::Tensor softmax_rows(const at::Tensor& s, double tau) {
-  return at::_softmax(s * tau, -1, /*half_to_float=*/false);
+at::Tensor softmax_rows(at::Tensor s, double tau) {
+  return at::_softmax(s.mul_(tau), -1, /*half_to_float=*/false);
 }
 
-std::tuple<at::Tensor, at::Tensor> softmax_backward(const at::Tensor& grad, const at::Tensor& e, const at::Tensor& s,
+std::tuple<at::Tensor, at::Tensor> softmax_backward(at::Tensor grad, const at::Tensor& e, const at::Tensor& s,
                                                     double tau) {
-  auto grad_s = grad.contiguous().clone();
+  auto grad_s = grad.contiguous();  // grad's own storage when contiguous: the caller hands it over
   auto tau_rows = at::empty({grad_s.numel() / grad_s.size(-1)}, grad_s.options());
   AT_DISPATCH_FLOATING_TYPES(grad_s.scalar_type(), "csad_softmax_backward", [&] {
     const scalar_t* edata = e.data_ptr<scalar_t>();
@@ -172,10 +173,6 @@ at::Tensor sce_side_grad(const at::Tensor& g, const at::Tensor& p, const at::Ten
     });
   });
   return grad.baddbmm_(g, safe_log(q), /*beta=*/0.5, /*alpha=*/0.5);
-}
-
-std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q) {
-  return {sce_side_grad(grad, p, q), sce_side_grad(grad.transpose(1, 2), q, p)};
 }
 
 PairsInput::PairsInput(const c10::optional<at::Tensor>& labels_in, const c10::optional<at::Tensor>& mask_in,
@@ -351,12 +348,12 @@ std::tuple<at::Tensor, at::Tensor> Primitives::normalize_rows(const at::Tensor& 
 }
 
 at::Tensor Primitives::softmax_rows(at::Tensor gram, const at::Tensor& tau) {
-  return cpu::softmax_rows(gram, tau.item<double>());
+  return cpu::softmax_rows(std::move(gram), tau.item<double>());
 }
 
 std::tuple<at::Tensor, at::Tensor> Primitives::softmax_backward(at::Tensor grad_e, const at::Tensor& e,
                                                                 const at::Tensor& gram, const at::Tensor& tau) {
-  return cpu::softmax_backward(grad_e, e, gram, tau.item<double>());
+  return cpu::softmax_backward(std::move(grad_e), e, gram, tau.item<double>());
 }
 
 PairsInput Primitives::pairs(const PairsSpec& spec, int64_t n, const at::Device&) {

@@ -24,13 +24,13 @@ at::Tensor scale_rows(const at::Tensor& t, const at::Tensor& inv_norm);
 // inv * (g - n <n, g>) where the norm was not clamped, inv * g where it was.
 void normalize_backward_(at::Tensor& grad, const at::Tensor& normalized, const at::Tensor& inv_norm);
 
-// softmax_rows(tau * s) (ATen's vectorised softmax).
-at::Tensor softmax_rows(const at::Tensor& s, double tau);
+// softmax_rows(tau * s) (ATen's vectorised softmax); s is consumed (scaled by tau in place).
+at::Tensor softmax_rows(at::Tensor s, double tau);
 
-// For e = softmax_rows(tau * s) and grad = dL/de: returns (dL/ds, dL/dtau), with
-// dL/dtau = sum_ij dZ_ij (s_ij - sum_k e_ik s_ik), dZ = e * (g - <g, e>_row): each row of dZ sums
-// to 0, and centring s on its e-weighted mean keeps fp32 cancellation small.
-std::tuple<at::Tensor, at::Tensor> softmax_backward(const at::Tensor& grad, const at::Tensor& e, const at::Tensor& s,
+// For e = softmax_rows(tau * s) and grad = dL/de (consumed: a contiguous grad becomes dL/ds in place):
+// returns (dL/ds, dL/dtau), with dL/dtau = sum_ij dZ_ij (s_ij - sum_k e_ik s_ik), dZ = e * (g - <g, e>_row):
+// each row of dZ sums to 0, and centring s on its e-weighted mean keeps fp32 cancellation small.
+std::tuple<at::Tensor, at::Tensor> softmax_backward(at::Tensor grad, const at::Tensor& e, const at::Tensor& s,
                                                     double tau);
 
 // Random Walk with Restart: returns R (rows of (1-c)(I - cE)^-1 renormalised) and the row sums
@@ -48,9 +48,6 @@ at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q);
 
 // dL/dp of sce_forward(p, q) from grad = dL/dS (batch, N, M); dL/dq is sce_side_grad(grad^T, q, p).
 at::Tensor sce_side_grad(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
-
-// Gradients of sce_forward w.r.t. p and q.
-std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
 
 // Ω of a batch: labels (batch, N, K) int64 with a tolerance, or a bool mask (batch, N, N); and the
 // optional groups (batch, N) int64: only pairs within one group count, on both sides.
@@ -104,9 +101,9 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, Scales s
 std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, const at::Tensor& scores, Scales scales,
                                                const at::Tensor& stats, const Pairs& pairs, Estimator estimator);
 
-// The estimator's steps on the CPU, with the members and signatures that the composite of
-// csrc/cs_mutual_information.cpp calls; csad::gpu::Primitives (csrc/cuda/cuda_common.h) has the
-// same ones. Tensors are batched (csad::as_batched); scalars (tau, alpha) are 0-d tensors, read
+// The ops' steps on the CPU, with the members and signatures that the composites of csrc/*.cpp
+// (the estimator, the masked loss and the four small ops) call; csad::gpu::Primitives
+// (csrc/cuda/cuda_common.h) has the same ones. Tensors are batched (csad::as_batched); scalars (tau, alpha) are 0-d tensors, read
 // on the host.
 struct Primitives {
   // What stays set while a composite runs: nothing on the CPU.

@@ -36,10 +36,6 @@ at::Tensor device_scalar(const at::Tensor& scalar, const at::Tensor& like) {
   return scalar.to(like.device(), like.scalar_type()).contiguous().reshape({1});
 }
 
-void check_cuda(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.is_cuda(), "csad (CUDA backend): ", name, " must be a CUDA tensor, got a tensor on ", t.device());
-}
-
 std::tuple<at::Tensor, at::Tensor> normalize_rows(const at::Tensor& t) {
   check_rows(t, "normalize_rows");
   auto out = at::empty_like(t);
@@ -140,10 +136,6 @@ at::Tensor sce_side_grad(const at::Tensor& g, const at::Tensor& p, const at::Ten
                                                  current_stream()));
   });
   return grad.baddbmm_(g, safe_log(q), /*beta=*/0.5, /*alpha=*/0.5);
-}
-
-std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q) {
-  return {sce_side_grad(grad, p, q), sce_side_grad(grad.transpose(1, 2), q, p)};
 }
 
 PairsInput::PairsInput(const c10::optional<at::Tensor>& labels_in, const c10::optional<at::Tensor>& mask_in,

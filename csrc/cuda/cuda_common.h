@@ -26,8 +26,6 @@ namespace csad::gpu {
 // A 0-d scalar tensor as a contiguous one-element tensor on like's device in like's dtype.
 at::Tensor device_scalar(const at::Tensor& scalar, const at::Tensor& like);
 
-void check_cuda(const at::Tensor& t, const char* name);
-
 // (t's rows scaled by 1 / max(|row|, eps), 1 / max(|row|, eps) (batch, rows)): F.normalize.
 std::tuple<at::Tensor, at::Tensor> normalize_rows(const at::Tensor& t);
 
@@ -56,9 +54,6 @@ at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q);
 // dL/dp of sce_forward(p, q) from grad = dL/dS (batch, N, M); dL/dq is sce_side_grad(grad^T, q, p).
 at::Tensor sce_side_grad(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
 
-// Gradients of sce_forward w.r.t. p and q.
-std::tuple<at::Tensor, at::Tensor> sce_backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
-
 // Keeps contiguous device copies of the Ω and groups inputs alive and exposes them to the kernels.
 struct PairsInput {
   at::Tensor labels, mask, groups;
@@ -84,8 +79,8 @@ std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, con
                                                const Scales& scales, const at::Tensor& stats,
                                                const kernels::PairsView& pairs, Estimator estimator);
 
-// The estimator's steps on CUDA, with the members and signatures of csad::cpu::Primitives
-// (csrc/cpu/common.h), which the composite of csrc/cs_mutual_information.cpp calls. Scalars (tau,
+// The ops' steps on CUDA, with the members and signatures of csad::cpu::Primitives
+// (csrc/cpu/common.h), which the composites of csrc/*.cpp call. Scalars (tau,
 // alpha) stay on the device.
 struct Primitives {
   // While a composite runs: the inputs' device is current and GEMMs are full float32 (no TF32).

@@ -1,0 +1,51 @@
+// Row softmax adjacency E = softmax_rows(tau * s), forward and backward (with the centred tau gradient),
+// written once over the per-device primitives (csad::cpu::Primitives, csad::gpu::Primitives; see
+// csrc/cs_mutual_information.cpp) and registered for CPU and (WITH_CUDA) CUDA. The CPU primitives read tau
+// on the host and use ATen's vectorised softmax; the CUDA ones keep tau on the device (no host
+// synchronisation) and run one block per row, in place. Both may overwrite the tensor they are handed, so
+// each gets a batched copy of its own (as_batched_copy), never a view of the op's input.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+#include "cpu/common.h"
+#ifdef WITH_CUDA
+#include "cuda/cuda_common.h"
+#endif
+
+namespace csad {
+namespace {
+
+template <typename Primitives>
+at::Tensor forward(const at::Tensor& s, const at::Tensor& tau) {
+  Primitives::check_devices(s, s, "softmax_adjacency");
+  const typename Primitives::Scope scope(s.device());
+  return Primitives::softmax_rows(as_batched_copy(s), tau).reshape(s.sizes()).to(s.scalar_type());
+}
+
+template <typename Primitives>
+std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Tensor& e, const at::Tensor& s,
+                                            const at::Tensor& tau) {
+  Primitives::check_devices(grad, e, "softmax_adjacency_backward");
+  Primitives::check_devices(s, e, "softmax_adjacency_backward");
+  const typename Primitives::Scope scope(s.device());
+  auto [grad_s, grad_tau] = Primitives::softmax_backward(as_batched_copy(grad), as_batched(e), as_batched(s), tau);
+  return {grad_s.reshape(s.sizes()).to(s.scalar_type()), grad_like(grad_tau, tau)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(csad, CPU, m) {
+  m.impl("softmax_adjacency", &forward<cpu::Primitives>);
+  m.impl("softmax_adjacency_backward", &backward<cpu::Primitives>);
+}
+
+#ifdef WITH_CUDA
+TORCH_LIBRARY_IMPL(csad, CUDA, m) {
+  m.impl("softmax_adjacency", &forward<gpu::Primitives>);
+  m.impl("softmax_adjacency_backward", &backward<gpu::Primitives>);
+}
+#endif
+
+}  // namespace csad

@@ -1,0 +1,50 @@
+// Inverse symmetric cross-entropy S = 1/2 (P log(Q)^T + log(P) Q^T), forward (two GEMMs) and backward (four
+// GEMMs), written once over the per-device primitives (csad::cpu::Primitives, csad::gpu::Primitives; see
+// csrc/cs_mutual_information.cpp) and registered for CPU and (WITH_CUDA) CUDA. The devices differ only in
+// the clamped-log gradient's division inside sce_side_grad (an at::parallel_for loop or a kernel).
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+#include "cpu/common.h"
+#ifdef WITH_CUDA
+#include "cuda/cuda_common.h"
+#endif
+
+namespace csad {
+namespace {
+
+template <typename Primitives>
+at::Tensor forward(const at::Tensor& p, const at::Tensor& q) {
+  Primitives::check_devices(p, q, "symmetric_cross_entropy");
+  const typename Primitives::Scope scope(p.device());
+  return Primitives::sce_forward(as_batched(p), as_batched(q)).reshape(pair_shape(p, q)).to(p.scalar_type());
+}
+
+template <typename Primitives>
+std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q) {
+  Primitives::check_devices(p, q, "symmetric_cross_entropy_backward");
+  Primitives::check_devices(grad, p, "symmetric_cross_entropy_backward");
+  const typename Primitives::Scope scope(p.device());
+  const auto g = as_batched(grad), pb = as_batched(p), qb = as_batched(q);
+  const auto grad_p = Primitives::sce_side_grad(g, pb, qb);
+  const auto grad_q = Primitives::sce_side_grad(g.transpose(1, 2), qb, pb);
+  return {grad_p.reshape(p.sizes()).to(p.scalar_type()), grad_q.reshape(q.sizes()).to(q.scalar_type())};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(csad, CPU, m) {
+  m.impl("symmetric_cross_entropy", &forward<cpu::Primitives>);
+  m.impl("symmetric_cross_entropy_backward", &backward<cpu::Primitives>);
+}
+
+#ifdef WITH_CUDA
+TORCH_LIBRARY_IMPL(csad, CUDA, m) {
+  m.impl("symmetric_cross_entropy", &forward<gpu::Primitives>);
+  m.impl("symmetric_cross_entropy_backward", &backward<gpu::Primitives>);
+}
+#endif
+
+}  // namespace csad
