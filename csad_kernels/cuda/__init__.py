@@ -2,7 +2,7 @@
 
 The C++/CUDA side registers a CUDA implementation for every ``csad::`` op of csrc/csad.cpp
 (``TORCH_LIBRARY_IMPL(csad, CUDA, m)``). The fake kernels and autograd formulas are registered per op,
-not per device, by :mod:`csad_kernels.cpu`, and its wrappers call ``torch.ops.csad.*``, which dispatch
+not per device, by :mod:`csad_kernels.extension`, and its wrappers call ``torch.ops.csad.*``, which dispatch
 on the tensors' device; so this package only offers those same wrappers for ``backend="cuda"``.
 Importing it is a no-op unless the extension was built with its CUDA sources
 (:func:`csad_kernels._extension.built_with_cuda`).
@@ -26,10 +26,10 @@ from csad_kernels._extension import built_with_cuda
 AVAILABLE = built_with_cuda()
 
 if AVAILABLE:
-    from csad_kernels import cpu as _cpu  # noqa: F401  (registers the ops' fake kernels and autograd)
+    from csad_kernels import extension as _extension_ops  # noqa: F401  (registers the ops' fake kernels and autograd)
     from csad_kernels._dispatch import register_kernel
 
-    # csad_kernels.cpu.<op> defines <op>, a thin wrapper over torch.ops.csad.<op> with the reference
+    # csad_kernels.extension.<op> defines <op>, a thin wrapper over torch.ops.csad.<op> with the reference
     # kernel's signature (csad_kernels.api); the dispatcher sends CUDA tensors to csrc/cuda/.
     for _op in OPS:
-        register_kernel(_op, "cuda", getattr(importlib.import_module(f"csad_kernels.cpu.{_op}"), _op))
+        register_kernel(_op, "cuda", getattr(importlib.import_module(f"csad_kernels.extension.{_op}"), _op))
