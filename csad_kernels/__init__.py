@@ -3,7 +3,8 @@
 Public API (DESIGN.md §2): :func:`cosine_similarity`, :func:`softmax_adjacency`, :func:`rwr`,
 :func:`symmetric_cross_entropy`, :func:`cross_sample_mi`, :func:`cs_mutual_information`,
 :class:`CrossSampleMI`, :func:`available_backends`, :func:`selected_backend`. :mod:`csad_kernels.reference` defines the
-semantics every backend matches.
+semantics every backend matches. In names, ``cs`` means cross-sample; the Eq. 2 estimator is the value
+``estimator="cs"`` only (DESIGN.md §2, naming rule).
 """
 
 import importlib
