@@ -7,8 +7,9 @@ on the tensors' device; so this package only offers those same wrappers for ``ba
 Importing it is a no-op unless the extension was built with its CUDA sources
 (:func:`csad_kernels._extension.built_with_cuda`).
 
-Status: the CUDA sources have been compiled (nvcc, sm_80/sm_90) but not yet run on a GPU; the GPU
-tests are tests/test_cuda_ops.py.
+Status: compile-checked only, never run on a GPU. ``csrc/cuda/check_compile.sh`` compiles the ``.cu`` kernels with
+nvcc (sm_80, sm_90) and syntax-checks the C++ launchers against torch's headers; the extension has not yet been built
+with its CUDA sources. The GPU tests are tests/test_cuda_ops.py and tests/test_ms_groups_backends.py.
 
 Numerics: float32 and float64 are computed in their own precision; float16/bfloat16 inputs are upcast
 to float32 inside and results returned in the input dtype. The GEMMs go through cuBLAS via ATen, so
