@@ -7,8 +7,8 @@ semantics every backend matches. In names, ``cs`` means cross-sample; the Eq. 2 
 ``estimator="cs"`` only (DESIGN.md §2, naming rule).
 """
 
-import importlib
-from types import ModuleType
+import importlib as _importlib
+from types import ModuleType as _ModuleType
 
 from csad_kernels import (
     cuda,  # noqa: F401  (registers the extension's wrappers as backend "cuda" when it was built with CUDA kernels)
@@ -35,10 +35,10 @@ from csad_kernels.module import CrossSampleMI
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> ModuleType:
+def __getattr__(name: str) -> _ModuleType:
     """``csad_kernels.cpu``, the deprecated name of :mod:`csad_kernels.extension`, imported on first use (it warns)."""
     if name == "cpu":
-        return importlib.import_module("csad_kernels.cpu")
+        return _importlib.import_module("csad_kernels.cpu")
     raise AttributeError(f"module 'csad_kernels' has no attribute {name!r}")
 
 
