@@ -151,7 +151,8 @@ def cross_sample_mi(
     *,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """Cross-sample MI lower bound from pair scores ``m (..., N, N)`` -> ``(...)``.
+    """Cross-sample MI lower bound from pair scores ``m (..., N, N)`` -> ``(...)``: the last step of
+    :func:`cs_mutual_information`, for a critic of your own.
 
     Positive pairs Ω come from ``bias`` labels ``(..., N)`` / ``(..., N, K)`` (``(i, j) ∈ Ω`` iff
     every label differs by at most ``tolerance``) or from a boolean ``mask (..., N, N)``.
@@ -197,6 +198,9 @@ def cs_mutual_information(
     backend: str = "auto",
 ) -> torch.Tensor:
     """The fused cross-sample MI estimator ``I(u, v)``, ``(..., N, d), (..., N, d) -> (...)``.
+
+    Its ``cs`` means cross-sample (DESIGN.md §2, naming rule), not the Eq. 2 estimator: it computes every estimator
+    kind, ``estimator="cs"`` (Eq. 2, the default), ``"jsd"`` or ``"ms"``.
 
     ``u`` are target-side embeddings ``My(h^y)``, ``v`` bias-side ``Mb(h^b)``. The critic is
     ``alpha * (content + structural)`` similarity (``similarity="joint"``, Eq. 9), or one of them

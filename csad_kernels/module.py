@@ -32,7 +32,9 @@ def _check_sizes(name: str, sizes: Sequence[int]) -> tuple[int, ...]:
 
 
 class CrossSampleMI(nn.Module):
-    """Cross-sample mutual-information estimator ``I(h^y; h^b)`` (CSAD, Eq. 2 with M of Eq. 3/8/9).
+    """Cross-sample mutual-information estimator ``I(h^y; h^b)`` (CSAD): the heads My, Mb and the learnable scalars
+    around :func:`csad_kernels.cs_mutual_information`, with the critic M of Eq. 3/8/9 (``similarity``) and any
+    estimator kind (``estimator``: ``"cs"``, Eq. 2, by default; ``"jsd"``, Eq. 1; ``"ms"``).
 
     Args:
         sizes_y: layer sizes of the target head My, input first (paper: e.g. ``(64, 64, 32, 32)``).

@@ -27,7 +27,7 @@
 namespace csad {
 namespace {
 
-// What the forward hands to the backward, in this order; csad_kernels/cpu/cs_mutual_information.py
+// What the forward hands to the backward, in this order; csad_kernels/extension/cs_mutual_information.py
 // EstimatorState names the same fields. The graph fields are empty for similarity="content". In the
 // backward a field that none of the requested gradients reads may be absent (undefined).
 struct EstimatorState {

@@ -38,7 +38,7 @@ TORCH_LIBRARY(csad, m) {
       "str estimator, Tensor? groups=None, Tensor? w_pos=None, Tensor? w_neg=None) -> (Tensor, Tensor, Tensor)");
   // The fused estimator (csrc/cs_mutual_information.cpp). The forward returns the value and the state
   // its backward reads: the 12 fields of EstimatorState there (named in Python by
-  // csad_kernels/cpu/cs_mutual_information.py EstimatorState). estimator="ms" scores the unscaled
+  // csad_kernels/extension/cs_mutual_information.py EstimatorState). estimator="ms" scores the unscaled
   // similarity with w₊ = alpha and w₋ = alpha_neg (None: alpha). The backward computes the gradients
   // (du, dv, dalpha, dtau_y, dtau_b, dalpha_neg) that output_mask asks for, returning None for the
   // others; the state fields it does not read may be None.

@@ -2,13 +2,14 @@
 
 The C++/CUDA side registers a CUDA implementation for every ``csad::`` op of csrc/csad.cpp
 (``TORCH_LIBRARY_IMPL(csad, CUDA, m)``). The fake kernels and autograd formulas are registered per op,
-not per device, by :mod:`csad_kernels.cpu`, and its wrappers call ``torch.ops.csad.*``, which dispatch
+not per device, by :mod:`csad_kernels.extension`, and its wrappers call ``torch.ops.csad.*``, which dispatch
 on the tensors' device; so this package only offers those same wrappers for ``backend="cuda"``.
 Importing it is a no-op unless the extension was built with its CUDA sources
 (:func:`csad_kernels._extension.built_with_cuda`).
 
-Status: the CUDA sources have been compiled (nvcc, sm_80/sm_90) but not yet run on a GPU; the GPU
-tests are tests/test_cuda_ops.py.
+Status: compile-checked only, never run on a GPU. ``csrc/cuda/check_compile.sh`` compiles the ``.cu`` kernels with
+nvcc (sm_80, sm_90) and syntax-checks the C++ launchers against torch's headers; the extension has not yet been built
+with its CUDA sources. The GPU tests are tests/test_cuda_ops.py and tests/test_ms_groups_backends.py.
 
 Numerics: float32 and float64 are computed in their own precision; float16/bfloat16 inputs are upcast
 to float32 inside and results returned in the input dtype. The GEMMs go through cuBLAS via ATen, so
@@ -26,10 +27,10 @@ from csad_kernels._extension import built_with_cuda
 AVAILABLE = built_with_cuda()
 
 if AVAILABLE:
-    from csad_kernels import cpu as _cpu  # noqa: F401  (registers the ops' fake kernels and autograd)
+    from csad_kernels import extension as _extension_ops  # noqa: F401  (registers the ops' fake kernels and autograd)
     from csad_kernels._dispatch import register_kernel
 
-    # csad_kernels.cpu.<op> defines <op>, a thin wrapper over torch.ops.csad.<op> with the reference
+    # csad_kernels.extension.<op> defines <op>, a thin wrapper over torch.ops.csad.<op> with the reference
     # kernel's signature (csad_kernels.api); the dispatcher sends CUDA tensors to csrc/cuda/.
     for _op in OPS:
-        register_kernel(_op, "cuda", getattr(importlib.import_module(f"csad_kernels.cpu.{_op}"), _op))
+        register_kernel(_op, "cuda", getattr(importlib.import_module(f"csad_kernels.extension.{_op}"), _op))

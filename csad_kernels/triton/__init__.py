@@ -4,6 +4,9 @@ Importing this package registers the Triton kernels with :mod:`csad_kernels._dis
 no-op when Triton is not installed. Without a GPU, Triton kernels only run in Triton's CPU
 interpreter, which needs ``TRITON_INTERPRET=1`` set before this package is imported.
 
+Status: tested in the interpreter and compiled ahead of time for sm_90 (tests/test_triton_offline.py,
+``python -m benchmarks.resources``); not yet run on a GPU.
+
 Numerics: every kernel computes in float32. float16/bfloat16 inputs are upcast inside and results
 returned in the input dtype; float64 inputs are also computed in float32 (and returned as float64),
 so use ``backend="reference"`` or ``"cpu"`` for float64 accuracy (gradcheck).

@@ -34,6 +34,7 @@ from csad_kernels.triton._common import log1p_small, softplus
 from csad_kernels.triton.launch_settings import loss_tiles, stats_launch
 
 OP = "csad_triton::cross_sample_mi"
+# the kernels' ESTIMATOR: 0 for estimator="cs" (Eq. 2), 1 for "jsd" (Eq. 1), 2 for "ms"
 ESTIMATOR_CODES = {"cs": 0, "jsd": 1, "ms": 2}
 # partials per program: max_in, sum_in, max_out, sum_out (cs, ms) | sum_in, -, sum_out, - (jsd); cnt_in, cnt_out;
 # spread_in, spread_out (ms only)
@@ -324,10 +325,10 @@ def _csmi_stats_kernel(
     tl.store(stats + 3, scale_out)
 
 
-def csmi_forward(m, labels, mask, tolerance, estimator, reduction, groups=None, w=None, out_dtype=torch.float64):
+def _launch_forward(m, labels, mask, tolerance, estimator, reduction, groups=None, w=None, out_dtype=torch.float64):
     """Launcher on float32 ``m (B, N, N)``: returns ``(I (B,) in out_dtype, stats (B, 4) float64)``.
 
-    ms: ``w`` is the float32 ``(2,)`` tensor ``[w₊, w₋]`` and stats are ``(B, 6)``: the four of cs, then
+    ms: ``w`` is the float32 ``(2,)`` tensor ``[w₊, w₋]`` and stats are ``(B, 6)``: the four of "cs", then
     ``dI/dw₊, dI/dw₋`` per problem. Two launches: the partials, then one program per problem combines them.
     """
     bsz, n, _ = m.shape
@@ -353,7 +354,7 @@ def csmi_forward(m, labels, mask, tolerance, estimator, reduction, groups=None, 
     return value, stats
 
 
-def csmi_backward(grad, m, labels, mask, stats, tolerance, estimator, groups=None, w=None):
+def _launch_backward(grad, m, labels, mask, stats, tolerance, estimator, groups=None, w=None):
     """``dI/dm`` (float32 ``(B, N, N)``) weighted by ``grad (B,)``."""
     bsz, n, _ = m.shape
     dm = torch.empty((bsz, n, n), dtype=torch.float32, device=m.device)
@@ -402,7 +403,7 @@ def cross_sample_mi_op(
     """
     mb, lab, msk, grp = _flat(m, labels, mask, groups)
     scales = _scales(w_pos, w_neg)
-    value, stats = csmi_forward(mb, lab, msk, tolerance, estimator, reduction, grp, scales, out_dtype=m.dtype)
+    value, stats = _launch_forward(mb, lab, msk, tolerance, estimator, reduction, grp, scales, out_dtype=m.dtype)
     return value.reshape(m.shape[:-2]), stats
 
 
@@ -427,7 +428,7 @@ def cross_sample_mi_backward_op(
 ) -> torch.Tensor:
     mb, lab, msk, grp = _flat(m, labels, mask, groups)
     g = grad.reshape(-1).float()
-    dm = csmi_backward(g, mb, lab, msk, stats.contiguous(), tolerance, estimator, grp, _scales(w_pos, w_neg))
+    dm = _launch_backward(g, mb, lab, msk, stats.contiguous(), tolerance, estimator, grp, _scales(w_pos, w_neg))
     return dm.reshape(m.shape).to(m.dtype)
 
 

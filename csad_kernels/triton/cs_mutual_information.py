@@ -42,6 +42,7 @@ from csad_kernels.triton.launch_settings import small_launch, small_path_fits
 
 OP = "csad_triton::cs_mutual_information"
 SIMILARITY_CODES = {"joint": 0, "content": 1, "structural": 2}
+# the kernels' ESTIMATOR: 0 for estimator="cs" (Eq. 2), 1 for "jsd" (Eq. 1), 2 for "ms"
 ESTIMATOR_CODES = {"cs": 0, "jsd": 1, "ms": 2}
 TINY: tl.constexpr = tl.constexpr(1.1754943508222875e-38)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import Batch, Method, Phase
+from .baseline import Baseline
 from .blind_eye import BlindEye
 from .csad import CSAD, AdversarialJSD, CSADContent, CSADMultiSimilarity, CSADStructural
 from .grad_reverse import GradientReversal
@@ -11,8 +12,8 @@ from .oracle import Oracle
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
-    for cls in (Method, CSAD, CSADMultiSimilarity, CSADContent, CSADStructural, AdversarialJSD, GradientReversal,
+    for cls in (Baseline, CSAD, CSADMultiSimilarity, CSADContent, CSADStructural, AdversarialJSD, GradientReversal,
                 MILabel, BlindEye, Oracle)
 }
 
-__all__ = ["METHODS", "Batch", "Method", "Phase"]
+__all__ = ["METHODS", "Baseline", "Batch", "Method", "Phase"]

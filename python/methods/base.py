@@ -15,9 +15,10 @@ trainer adds them up over ranks.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -86,11 +87,17 @@ def share_of_mean(mean: torch.Tensor, n: int, total: int | None) -> torch.Tensor
     return mean if total is None else mean * (n / total)
 
 
-class Method:
-    """Vanilla training of F, D_y and P_y on the target loss (``baseline``); subclasses add debiasing."""
+class Method(ABC):
+    """What a method is: a name, the modules and optimizers it adds, its phases, and one step per phase.
 
-    name = "baseline"
-    cross_sample_estimator = False  # whether it trains the cross-sample estimator M (then --conditional applies)
+    A subclass sets ``name`` (its ``--method`` value) and defines :meth:`phases` and :meth:`step`; it is not a
+    method itself until it does (``Method`` cannot be instantiated). Every method owns the target path F, D_y, P_y
+    and its optimizer ``"target"`` (Adam, ``--lr``), and has the shared steps and losses below;
+    :class:`~python.methods.baseline.Baseline` is the method that does nothing else.
+    """
+
+    name: ClassVar[str]  # the method's --method value and key in python.methods.METHODS
+    cross_sample_estimator: ClassVar[bool] = False  # whether it trains the cross-sample estimator M (--conditional)
 
     def __init__(self, net: BranchedNet, task: Task, config: TrainConfig) -> None:
         self.net, self.task, self.config = net, task, config
@@ -105,11 +112,15 @@ class Method:
         self.optimizers[name] = torch.optim.Adam(params, lr=self.config.lr if lr is None else lr,
                                                  weight_decay=self.config.weight_decay)
 
+    # ----- what each method defines
+    @abstractmethod
     def phases(self) -> list[Phase]:
-        return [Phase("train", self.config.pretrain_epochs + self.config.epochs)]
+        """The training phases, in order; the trainer runs each for its epochs (or until its plateau)."""
 
+    @abstractmethod
     def step(self, phase: str, batch: Batch) -> dict[str, float]:
-        return {"target": self.target_step(batch)}
+        """One minibatch of ``phase``: the method's updates (each through :meth:`update`); returns each loss by
+        name (this rank's contribution under torchrun)."""
 
     def sampling_weights(self, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor | None:
         """Probabilities ``(n,)`` of drawing each training row (``y (n,)``, ``bias (n, heads)``), or None for the

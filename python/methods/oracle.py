@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..models import BranchedNet
-from .base import Method, Task
+from .base import Task
+from .baseline import Baseline
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
@@ -55,7 +56,7 @@ def cell_codes(bias: torch.Tensor, bias_classes: tuple[int, ...]) -> torch.Tenso
     return code
 
 
-class Oracle(Method):
+class Oracle(Baseline):
     """The baseline on the bias-balanced training distribution (see the module docstring); a reference, not a
     debiasing method. Rows are drawn like the baseline's; each row's loss is weighted by its (bias cell, class)
     weight ≤ 1, normalised by the mean weight over the training split."""

@@ -1,10 +1,8 @@
-"""``csad::cosine_similarity``: fake kernel and autograd for the fused C++ op (csrc/cosine_similarity.cpp)."""
+"""``csad::cosine_similarity``: fake kernel, autograd and wrapper of the fused C++ op (csrc/cosine_similarity.cpp)."""
 
 from __future__ import annotations
 
 import torch
-
-from csad_kernels._dispatch import register_kernel
 
 
 @torch.library.register_fake("csad::cosine_similarity")
@@ -33,8 +31,5 @@ torch.library.register_autograd("csad::cosine_similarity", _backward, setup_cont
 
 
 def cosine_similarity(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Fused CPU cosine similarity, ``(..., N, d), (..., M, d) -> (..., N, M)``."""
+    """Fused cosine similarity (the extension's CPU or CUDA kernel), ``(..., N, d), (..., M, d) -> (..., N, M)``."""
     return torch.ops.csad.cosine_similarity(x, y)
-
-
-register_kernel("cosine_similarity", "cpu", cosine_similarity)

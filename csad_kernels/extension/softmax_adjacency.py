@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from csad_kernels._dispatch import register_kernel
-from csad_kernels.cpu._scalars import as_scalar_tensor
+from csad_kernels.extension._scalars import as_scalar_tensor
 
 
 @torch.library.register_fake("csad::softmax_adjacency")
@@ -32,8 +31,5 @@ torch.library.register_autograd("csad::softmax_adjacency", _backward, setup_cont
 
 
 def softmax_adjacency(s: torch.Tensor, tau: torch.Tensor | float) -> torch.Tensor:
-    """Fused CPU ``softmax_rows(tau * s)``, ``(..., N, N) -> (..., N, N)``."""
+    """Fused ``softmax_rows(tau * s)`` (the extension's CPU or CUDA kernel), ``(..., N, N) -> (..., N, N)``."""
     return torch.ops.csad.softmax_adjacency(s, as_scalar_tensor(tau, s))
-
-
-register_kernel("softmax_adjacency", "cpu", softmax_adjacency)

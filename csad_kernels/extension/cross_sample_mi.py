@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from csad_kernels._dispatch import register_kernel
-from csad_kernels.cpu._scalars import as_scalar_tensor
+from csad_kernels.extension._scalars import as_scalar_tensor
 
 STATS = 6  # numbers per problem handed from the forward to the backward (csrc/shared.h, kStats)
 
@@ -48,10 +47,21 @@ def _backward(ctx, grad, _grad_stats):
 torch.library.register_autograd("csad::cross_sample_mi", _backward, setup_context=_setup_context)
 
 
-def cross_sample_mi(m, labels, mask, tolerance, estimator, reduction, groups=None, w_pos=1.0, w_neg=None):
-    """Fused CPU estimator loss from pair scores; arguments as the public op after validation.
+def cross_sample_mi(
+    m: torch.Tensor,
+    labels: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    tolerance: int,
+    estimator: str,
+    reduction: str,
+    groups: torch.Tensor | None = None,
+    w_pos: torch.Tensor | float = 1.0,
+    w_neg: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """Fused estimator loss from pair scores (the extension's CPU or CUDA kernel); arguments as the public op
+    after validation.
 
-    ``w_pos``/``w_neg`` (numbers or 0-d tensors) are the scales of ``estimator="ms"``; cs/jsd ignore them.
+    ``w_pos``/``w_neg`` (numbers or 0-d tensors) are the scales of ``estimator="ms"``; "cs" and "jsd" ignore them.
     """
     if estimator == "ms":
         w_pos = as_scalar_tensor(w_pos, m)
@@ -59,6 +69,3 @@ def cross_sample_mi(m, labels, mask, tolerance, estimator, reduction, groups=Non
     else:
         w_pos = w_neg = None
     return torch.ops.csad.cross_sample_mi(m, labels, mask, tolerance, estimator, reduction, groups, w_pos, w_neg)[0]
-
-
-register_kernel("cross_sample_mi", "cpu", cross_sample_mi)

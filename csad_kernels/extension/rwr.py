@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from csad_kernels._dispatch import register_kernel
 from csad_kernels.reference import compute_dtype
 
 
@@ -32,8 +31,6 @@ torch.library.register_autograd("csad::rwr", _backward, setup_context=_setup_con
 
 
 def rwr(e: torch.Tensor, c: float = 0.5) -> torch.Tensor:
-    """Fused CPU Random Walk with Restart, ``(..., N, N) -> (..., N, N)`` (LU inverse)."""
+    """Fused Random Walk with Restart, ``(..., N, N) -> (..., N, N)`` (the extension's CPU or CUDA kernel; LU
+    inverse)."""
     return torch.ops.csad.rwr(e, c)[0]
-
-
-register_kernel("rwr", "cpu", rwr)

@@ -1,10 +1,9 @@
-"""``csad::symmetric_cross_entropy``: fake kernel and autograd of the C++ op."""
+"""``csad::symmetric_cross_entropy``: fake kernel, autograd and wrapper of the C++ op (csrc/cpu/, csrc/cuda/
+symmetric_cross_entropy.cpp)."""
 
 from __future__ import annotations
 
 import torch
-
-from csad_kernels._dispatch import register_kernel
 
 
 @torch.library.register_fake("csad::symmetric_cross_entropy")
@@ -30,8 +29,6 @@ torch.library.register_autograd("csad::symmetric_cross_entropy", _backward, setu
 
 
 def symmetric_cross_entropy(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Fused CPU inverse symmetric cross-entropy, ``(..., N, K), (..., M, K) -> (..., N, M)``."""
+    """Fused inverse symmetric cross-entropy (the extension's CPU or CUDA kernel),
+    ``(..., N, K), (..., M, K) -> (..., N, M)``."""
     return torch.ops.csad.symmetric_cross_entropy(p, q)
-
-
-register_kernel("symmetric_cross_entropy", "cpu", symmetric_cross_entropy)

@@ -11,9 +11,8 @@ from typing import NamedTuple
 
 import torch
 
-from csad_kernels._dispatch import register_kernel
-from csad_kernels.cpu._scalars import as_scalar_tensor
-from csad_kernels.cpu.cross_sample_mi import STATS
+from csad_kernels.extension._scalars import as_scalar_tensor
+from csad_kernels.extension.cross_sample_mi import STATS
 from csad_kernels.reference import compute_dtype
 
 
@@ -172,9 +171,23 @@ torch.library.register_autograd("csad::cs_mutual_information_forward", _backward
 
 
 def cs_mutual_information(
-    u, v, labels, mask, tolerance, alpha, tau_y, tau_b, c, similarity, estimator, reduction, groups=None, alpha_neg=None
-):
-    """Fused estimator; arguments as :func:`csad_kernels.cs_mutual_information` after validation.
+    u: torch.Tensor,
+    v: torch.Tensor,
+    labels: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    tolerance: int,
+    alpha: torch.Tensor | float,
+    tau_y: torch.Tensor | float,
+    tau_b: torch.Tensor | float,
+    c: float,
+    similarity: str,
+    estimator: str,
+    reduction: str,
+    groups: torch.Tensor | None = None,
+    alpha_neg: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """Fused estimator (the extension's CPU or CUDA kernels); arguments as
+    :func:`csad_kernels.cs_mutual_information` after validation.
 
     ``alpha_neg`` (ms only; None: ``alpha``) is w₋; ``groups (..., N)`` restricts both sides to same-group pairs.
     """
@@ -195,6 +208,3 @@ def cs_mutual_information(
         None if alpha_neg is None else as_scalar_tensor(alpha_neg, u),
     )
     return value
-
-
-register_kernel("cs_mutual_information", "cpu", cs_mutual_information)
