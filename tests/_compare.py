@@ -144,3 +144,8 @@ def custom_op(backend: str, op: str, cpp_name: str | None = None):
     if backend in ("cpu", "cuda"):
         return getattr(torch.ops.csad, cpp_name or op).default
     return getattr(importlib.import_module(f"csad_kernels.triton.{op}"), f"{op}_op")
+
+
+def most_precise_dtype(backend: str):
+    """The most precise dtype ``backend`` computes in: float64, or float32 for Triton."""
+    return DTYPES[backend][-1]
