@@ -22,8 +22,7 @@ gradient that the reference leaves None (an input that does not influence the re
 from __future__ import annotations
 
 import importlib
-
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import pytest
 import torch

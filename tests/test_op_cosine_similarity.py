@@ -83,7 +83,11 @@ def test_non_contiguous_inputs_and_stride_zero_gradient(backend, dtype):
     x, _ = clustered((3,), 20, 9, seed=1)
     device = device_of(backend)
     results = {}
-    for name, run_dtype, run_backend in (("got", dtype, backend), ("plain", dtype, "reference"), ("exact", None, "reference")):
+    for name, run_dtype, run_backend in (
+        ("got", dtype, backend),
+        ("plain", dtype, "reference"),
+        ("exact", None, "reference"),
+    ):
         xt = x.to(device, run_dtype or torch.float64).transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()
         assert not xt.is_contiguous()
         out = _cosine(xt, xt[:, ::2], run_backend)  # y: a strided view of x

@@ -83,7 +83,9 @@ def test_orientation_is_distinguishable_on_clustered_graphs():
 def test_matches_float64_reference(backend, dtype, batch, n, c):
     if n > 256:
         skip_unless_compiled(backend)
-    assert_matches_reference(lambda e, backend: ck.rwr(e, c, backend=backend), sample_inputs(batch, n, seed=n), backend, dtype, seed=n)
+    assert_matches_reference(
+        lambda e, backend: ck.rwr(e, c, backend=backend), sample_inputs(batch, n, seed=n), backend, dtype, seed=n
+    )
 
 
 @pytest.mark.parametrize("backend", backends_computing_in(torch.float64))

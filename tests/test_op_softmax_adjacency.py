@@ -57,7 +57,9 @@ def test_matches_float64_reference(backend, dtype, batch, n, d):
 @pytest.mark.parametrize("backend", backends())
 def test_tensor_and_number_tau_agree(backend):
     s = sample_inputs((), 9)["s"].to(device_of(backend), most_precise_dtype(backend))
-    torch.testing.assert_close(_softmax(s, torch.tensor(3.5, dtype=s.dtype, device=s.device), backend), _softmax(s, 3.5, backend))
+    torch.testing.assert_close(
+        _softmax(s, torch.tensor(3.5, dtype=s.dtype, device=s.device), backend), _softmax(s, 3.5, backend)
+    )
 
 
 @pytest.mark.parametrize("backend", backends_computing_in(torch.float64))
@@ -76,5 +78,7 @@ def test_large_tau_does_not_overflow(backend):
 
 @pytest.mark.parametrize("backend", backends(fused_only=True))
 def test_opcheck(backend):
-    s, tau = (t.to(device_of(backend), torch.float32).requires_grad_() for t in sample_inputs((2,), 9, tau=5.0).values())
+    s, tau = (
+        t.to(device_of(backend), torch.float32).requires_grad_() for t in sample_inputs((2,), 9, tau=5.0).values()
+    )
     torch.library.opcheck(custom_op(backend, "softmax_adjacency"), (s, tau))
