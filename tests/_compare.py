@@ -148,3 +148,9 @@ def custom_op(backend: str, op: str, cpp_name: str | None = None):
 def most_precise_dtype(backend: str):
     """The most precise dtype ``backend`` computes in: float64, or float32 for Triton."""
     return DTYPES[backend][-1]
+
+
+def skip_unless_on_gpu(backend: str) -> None:
+    """Skips a large-N case everywhere but on a GPU (the CPU backends and the interpreter are too slow for it)."""
+    if device_of(backend) == "cpu":
+        pytest.skip("large N needs a GPU")

@@ -21,6 +21,7 @@ from _compare import (
     most_precise_dtype,
     on,
     skip_unless_compiled,
+    skip_unless_on_gpu,
 )
 from _helpers import brute_force_mask, clustered, labels
 
@@ -237,6 +238,8 @@ CASES = [
     ((2,), 64, "jsd", "sum", "labels", True, None, None),
     ((1,), 130, "jsd", None, "labels", True, None, None),
     ((2, 3), 21, "cs", "mean", "tolerance", True, None, None),
+    ((2, 3), 21, "cs", "sum", "tolerance", True, None, None),
+    ((2, 3), 21, "jsd", "mean", "tolerance", True, None, None),
     ((2, 3), 21, "jsd", "sum", "tolerance", True, None, None),
 ]
 
@@ -398,10 +401,10 @@ def test_low_precision_is_computed_in_float32_and_returned_in_input_dtype(backen
     torch.testing.assert_close(out, expected.to(dtype), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("n", [512, 4096])
+@pytest.mark.parametrize("n", [512, 1024, 4096])
 @pytest.mark.parametrize("backend,dtype", backend_dtypes())
 def test_large_n(backend, dtype, n):
-    skip_unless_compiled(backend)
+    skip_unless_on_gpu(backend)
     for estimator, reduction in OPTIONS:
         fn = _loss(sample_pairs("tolerance", (2,), n), estimator=estimator, reduction=reduction)
         assert_matches_reference(fn, {"m": sample_scores((2,), n)}, backend, dtype)

@@ -22,6 +22,7 @@ from _compare import (
     most_precise_dtype,
     on,
     skip_unless_compiled,
+    skip_unless_on_gpu,
 )
 from _helpers import clustered, labels
 
@@ -225,6 +226,8 @@ CASES = [
     ((), 64, 1, "structural", "cs", "sum", "labels", False, None),
     ((3,), 100, 32, "joint", "jsd", "mean", "mask", False, None),
     ((1,), 1024, 32, "joint", "cs", "mean", "labels", False, None),
+    ((3,), 1024, 1, "content", "jsd", "sum", "tolerance", False, None),
+    ((1,), 1024, 33, "structural", "cs", "mean", "mask", False, None),
     ((2,), 37, 7, "joint", "ms", None, "labels", False, 0.6),
     ((), 64, 16, "content", "ms", "mean", "mask", True, None),
     ((3,), 37, 5, "structural", "ms", "sum", "tolerance", True, 2.0),
@@ -271,6 +274,17 @@ def test_every_option_at_every_shape_matches_float64_reference(
 def test_ms_reductions_and_alpha_neg_with_two_batch_dims(backend, dtype, reduction, alpha_neg):
     fn = _estimator(sample_pairs("mask", (2, 2), 24, groups=True), estimator="ms", reduction=reduction)
     assert_matches_reference(fn, sample_inputs((2, 2), 24, 5, alpha_neg=alpha_neg), backend, dtype)
+
+
+@pytest.mark.parametrize("similarity", ["joint", "content", "structural"])
+@pytest.mark.parametrize("source,groups", [("tolerance", False), ("mask", False), ("tolerance", True)])
+@pytest.mark.parametrize("backend,dtype", backend_dtypes())
+def test_ms_every_similarity_and_pair_source(backend, dtype, similarity, source, groups):
+    skip_unless_compiled(backend, "the product of the ms options")
+    fn = _estimator(sample_pairs(source, (3,), 37, groups=groups), similarity=similarity, estimator="ms")
+    inputs = sample_inputs((3,), 37, 7, alpha_neg=0.6, tau_y=8.0, tau_b=12.0)
+    _, grads = assert_matches_reference(fn, inputs, backend, dtype, seed=37)
+    assert float(grads[-1].abs()) > 0  # alpha_neg's gradient is exercised
 
 
 @pytest.mark.parametrize("estimator", ["cs", "jsd"])
@@ -374,10 +388,10 @@ def test_low_precision_is_computed_in_float32_and_returned_in_input_dtype(backen
     torch.testing.assert_close(out, expected.to(dtype))
 
 
-@pytest.mark.parametrize("n", [1024, 4096])
+@pytest.mark.parametrize("n", [512, 1024, 4096])
 @pytest.mark.parametrize("backend,dtype", backend_dtypes())
 def test_large_n(backend, dtype, n):
-    skip_unless_compiled(backend)
+    skip_unless_on_gpu(backend)
     fn = _estimator(sample_pairs("labels", (), n))
     assert_matches_reference(fn, sample_inputs((), n, 32), backend, dtype)
 

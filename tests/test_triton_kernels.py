@@ -152,18 +152,36 @@ def test_tiled_estimator_matches_float64_reference(
     assert_matches_reference(fn, inputs, "triton", torch.float32, seed=n)
 
 
-@pytest.mark.parametrize("estimator,reduction", [("cs", "mean"), ("jsd", "sum"), ("ms", "mean"), ("ms", "sum")])
-def test_tiled_estimator_with_an_empty_side(monkeypatch, estimator, reduction):
+def _empty_sides(kind):
+    """Ω specifications with an empty side in some problems of a (2, 20) batch."""
+    if kind == "¬Ω empty everywhere":
+        return {"bias": torch.zeros(2, 20, dtype=torch.int64)}
+    if kind == "¬Ω empty in problem 0, ¬Ω ∩ G in problem 1":
+        bias, groups = labels((2,), 20, classes=3, seed=2), labels((2,), 20, classes=2, seed=3)
+        bias[0] = 0
+        groups[1] = torch.arange(20)
+        return {"bias": bias, "groups": groups}
+    mask = ref.pair_mask(labels((2,), 20, classes=3, seed=4).unsqueeze(-1), 0)
+    mask[1] = False  # Ω empty in problem 1
+    return {"mask": mask}
+
+
+@pytest.mark.parametrize(
+    "kind", ["¬Ω empty everywhere", "¬Ω empty in problem 0, ¬Ω ∩ G in problem 1", "Ω empty in problem 1"]
+)
+@pytest.mark.parametrize(
+    "similarity,estimator,reduction",
+    [("joint", "cs", "mean"), ("structural", "jsd", "sum"), ("joint", "ms", "mean"), ("content", "ms", "sum")],
+)
+def test_tiled_estimator_with_empty_sides(monkeypatch, similarity, estimator, reduction, kind):
     monkeypatch.setattr(tmi, "SMALL_N_OVERRIDE", 0)
-    _, inputs = _estimator_case(
-        (2,), 20, 7, "joint", estimator, reduction, "labels", alpha_neg=0.6 if estimator == "ms" else None
-    )
-    bias = torch.zeros(2, 20, dtype=torch.int64)  # ¬Ω empty
+    alpha_neg = 0.6 if estimator == "ms" else None
+    _, inputs = _estimator_case((2,), 20, 7, similarity, estimator, reduction, "labels", alpha_neg=alpha_neg)
+    spec = _empty_sides(kind)
 
-    def empty(u, v, *scalars, backend):
+    def fn(u, v, *scalars, backend):
         kw = dict(zip(("alpha", "tau_y", "tau_b", "alpha_neg"), scalars, strict=False))
-        return ck.cs_mutual_information(
-            u, v, bias.to(u.device), **kw, estimator=estimator, reduction=reduction, backend=backend
-        )
+        kw |= dict(similarity=similarity, estimator=estimator, reduction=reduction, backend=backend)
+        return ck.cs_mutual_information(u, v, **{k: x.to(u.device) for k, x in spec.items()}, **kw)
 
-    assert_matches_reference(empty, inputs, "triton", torch.float32)
+    assert_matches_reference(fn, inputs, "triton", torch.float32)

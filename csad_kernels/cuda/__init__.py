@@ -8,7 +8,7 @@ Importing it is a no-op unless the extension was built with its CUDA sources
 (:func:`csad_kernels._extension.built_with_cuda`).
 
 Status: the CUDA sources have been compiled (nvcc, sm_80/sm_90) but not yet run on a GPU; the GPU
-tests are tests/test_cuda_ops.py.
+tests are the ``cuda`` cases of tests/test_op_*.py and tests/test_cuda_backend.py.
 
 Numerics: float32 and float64 are computed in their own precision; float16/bfloat16 inputs are upcast
 to float32 inside and results returned in the input dtype. The GEMMs go through cuBLAS via ATen, so
