@@ -65,8 +65,8 @@ def backends(*, fused_only: bool = False) -> list:
     return [pytest.param(b, id=b, marks=_skip_unavailable(b)) for b in names]
 
 
-def backend_dtypes(*, fused_only: bool = True) -> list:
-    """``(backend, dtype)`` pytest parameters: every backend × every dtype it computes in.
+def backend_dtypes(*, fused_only: bool = True, dtypes=(torch.float32, torch.float64)) -> list:
+    """``(backend, dtype)`` pytest parameters: every backend × every dtype it computes in (of ``dtypes``).
 
     ``fused_only`` leaves the reference out: compared with itself, it cannot fail the rule.
     """
@@ -75,6 +75,7 @@ def backend_dtypes(*, fused_only: bool = True) -> list:
         pytest.param(b, dtype, id=f"{b}-{str(dtype).removeprefix('torch.')}", marks=_skip_unavailable(b))
         for b in names
         for dtype in DTYPES[b]
+        if dtype in dtypes
     ]
 
 
