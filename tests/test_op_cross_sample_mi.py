@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 from _compare import (
+    CPU_ROUNDED_LSE,
     assert_close_to_exact,
     assert_matches_reference,
     backend_dtypes,
@@ -365,22 +366,11 @@ def test_huge_scores_stay_finite(backend, estimator, reduction):
     assert torch.isfinite(out) and all(torch.isfinite(g).all() for g in grads)
 
 
-# The C++ CPU backend in float64, estimator="ms", |m| ~ 1e4: dI/dw_pos and dI/dw_neg are off by ~6e-9 (the
-# reference: 3e-12, against a 60-digit mpmath evaluation). csrc/cpu/common.cpp mi_backward forms each weight as
-# exp(w·m − lse) with the side's log-sum-exp rounded to one double (lse ≈ 9e3, ulp ≈ 2e-12): every weight of a
-# side carries the same ~1e-12 relative error, and dI/dw = Σ_b g·softplus(level)/w² + Σ weight·m/w multiplies it
-# by |m| ~ 1e4 in two ~1e4 terms that cancel to ~7. Subtracting the side's maximum instead of its lse (and
-# dividing by the sum) would remove it. float32 is within the rule (plain float32 loses more there).
-CPU_MS_SCALE_GRADIENT_LIMIT = (
-    "cpu backend, float64, ms: dI/dw from exp(w·m − lse) with the rounded lse (~9e3) loses ~6e-9 at |m| ~ 1e4"
-)
-
-
 @pytest.mark.parametrize("estimator,reduction", [*OPTIONS, ("ms", "mean"), ("ms", "sum")])
 @pytest.mark.parametrize("backend,dtype", backend_dtypes())
 def test_huge_scores_match_float64_reference(request, backend, dtype, estimator, reduction):
     if (backend, dtype, estimator) == ("cpu", F64, "ms"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=CPU_MS_SCALE_GRADIENT_LIMIT))
+        request.applymarker(pytest.mark.xfail(strict=True, reason=CPU_ROUNDED_LSE))
     # |m| up to 1e4: log(1 + mean e^x) through the log-sum-exp, no overflow to inf
     m = (1e4 * torch.tanh(sample_scores((3,), 40, scale=1.0))).float().double()
     assert m.abs().max() > 5e3

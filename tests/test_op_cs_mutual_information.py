@@ -13,6 +13,7 @@ import itertools
 import pytest
 import torch
 from _compare import (
+    CPU_ROUNDED_LSE,
     assert_matches_reference,
     backend_dtypes,
     backends,
@@ -226,7 +227,6 @@ CASES = [
     ((), 64, 1, "structural", "cs", "sum", "labels", False, None),
     ((3,), 100, 32, "joint", "jsd", "mean", "mask", False, None),
     ((1,), 1024, 32, "joint", "cs", "mean", "labels", False, None),
-    ((3,), 1024, 1, "content", "jsd", "sum", "tolerance", False, None),
     ((1,), 1024, 33, "structural", "cs", "mean", "mask", False, None),
     ((2,), 37, 7, "joint", "ms", None, "labels", False, 0.6),
     ((), 64, 16, "content", "ms", "mean", "mask", True, None),
@@ -250,6 +250,15 @@ def test_matches_float64_reference(
         sample_pairs(source, batch, n, groups=groups), similarity=similarity, estimator=estimator, reduction=reduction
     )
     assert_matches_reference(fn, sample_inputs(batch, n, d, alpha_neg=alpha_neg), backend, dtype, seed=n)
+
+
+# d = 1 at N = 1024: du and dv are zero in exact arithmetic, and the float64 reference's own round-off there
+# (~2e-9 with reduction="sum") is above the rule's float64 floor, so that dtype has no exact value to compare with.
+@pytest.mark.parametrize("backend,dtype", backend_dtypes(dtypes=(torch.float32,)))
+def test_one_dimensional_rows_at_large_n(backend, dtype):
+    skip_unless_compiled(backend)
+    fn = _estimator(sample_pairs("tolerance", (3,), 1024), similarity="content", estimator="jsd", reduction="sum")
+    assert_matches_reference(fn, sample_inputs((3,), 1024, 1), backend, dtype, seed=1024)
 
 
 SHAPES = [((), 2, 1), ((3,), 37, 7), ((), 64, 32), ((3,), 64, 7), ((3,), 100, 33), ((), 130, 7), ((3,), 256, 32)]
@@ -364,7 +373,9 @@ def test_alpha_gradient_keeps_accuracy_when_problems_cancel(backend, dtype):
 
 
 @pytest.mark.parametrize("backend,dtype", backend_dtypes())
-def test_large_scores_do_not_overflow(backend, dtype):
+def test_large_scores_do_not_overflow(request, backend, dtype):
+    if (backend, dtype) == ("cpu", F64):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=CPU_ROUNDED_LSE))
     fn = _estimator(sample_pairs("labels", (), 16), similarity="content")
     assert_matches_reference(fn, sample_inputs((), 16, 7, alpha=1e4, tau_y=10.0, tau_b=10.0), backend, dtype)
 
