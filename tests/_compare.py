@@ -11,7 +11,7 @@ For the value and for the gradient of every differentiable input,
     ‖got − exact‖ <= 2 ‖plain − exact‖ + ROUNDINGS[dtype] eps(dtype) ‖exact‖ + ATOL[dtype]   (Frobenius norms)
 
 A backend may be at most twice as far from the truth as plain PyTorch in the same precision. The rest is a
-floor, like flash-attention's rounding floor (its ``(ref + 0.3 - 0.3 - ref)`` term):
+floor:
 
 - ``ATOL`` (1e-6 in float32, 1e-10 in float64), for results that are exactly zero in exact arithmetic (the
   gradients of a cosine similarity of 1-D vectors, a side of the estimator that is empty), where the plain run
