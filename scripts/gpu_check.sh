@@ -9,7 +9,7 @@
 #   build   (240)  TORCH_CUDA_ARCH_LIST=9.0 pip install --no-build-isolation --no-deps -e .   -> build.log
 #   warm    (240)  in parallel with build: compiles every Triton kernel configuration of the benchmark grid
 #                  into Triton's cache (TRITON_CACHE_DIR) and records their sm_90 resources (benchmarks.resources)
-#   tests   (120)  the GPU tests: tests/test_cuda_ops.py and tests/test_triton_*.py       -> tests.log, junit
+#   tests   (120)  the GPU tests: the cuda and triton cases of tests/test_op_*.py, the backend files -> tests.log, junit
 #   parity  (45)   every backend and Triton dot precision against float64 (benchmarks.parity) -> parity.json
 #   bench   (110)  DESIGN.md §9's subset: the fused estimator, forward + backward, d = 32 (benchmarks.report)
 # A stage that fails or runs out of time is recorded and the next stage still runs. stages.tsv (name, status,
@@ -77,9 +77,7 @@ warm_pid=$!
 stage build "$(limit build 240)" "$python_bin" -m pip install --no-build-isolation --no-deps -e .
 wait "$warm_pid"
 stage tests "$(limit tests 120)" "$python_bin" -m pytest -q -x --junitxml="$out/tests.xml" \
-  tests/test_cuda_ops.py tests/test_triton_cosine_similarity.py tests/test_triton_softmax_adjacency.py \
-  tests/test_triton_rwr.py tests/test_triton_symmetric_cross_entropy.py tests/test_triton_cross_sample_mi.py \
-  tests/test_triton_cs_mutual_information.py
+  -k "cuda or triton" tests/test_op_*.py tests/test_cuda_backend.py tests/test_triton_kernels.py
 stage parity "$(limit parity 45)" "$python_bin" -m benchmarks.parity --out "$out"
 stage bench "$(limit bench 110)" "$python_bin" -m benchmarks.report --ops cs_mutual_information --modes fwdbwd \
   --dims 32 --no-e2e --out "$out/bench"

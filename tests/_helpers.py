@@ -1,12 +1,11 @@
-"""Inputs for the tests: clustered embeddings (few centres + noise), labels, graphs."""
+"""Inputs for the tests: clustered embeddings (few centres + noise), labels, graphs. How a backend is compared
+with the reference, and over which backends and dtypes: tests/_compare.py."""
 
 from __future__ import annotations
 
 import torch
 
 import csad_kernels.reference as ref
-
-BACKENDS = ["reference", "cpu"]  # backends that run here on CPU tensors in float64
 
 
 def clustered(
@@ -68,27 +67,3 @@ def brute_force_mask(bias: torch.Tensor, tolerance: int) -> torch.Tensor:
         for j in range(n):
             out[i, j] = max(abs(a - b) for a, b in zip(rows[i], rows[j], strict=True)) <= tolerance
     return out
-
-
-def rel_err(out: torch.Tensor, expected: torch.Tensor, floor: float = 1e-300) -> float:
-    """``|out - expected| / max(|expected|, floor)`` in float64 (Frobenius norms).
-
-    ``floor`` makes the error absolute where the expected value is (mathematically) zero, e.g. the
-    gradient of a cosine similarity of 1-D vectors.
-    """
-    out, expected = out.detach().double(), expected.detach().double()
-    return float((out - expected).norm() / expected.norm().clamp_min(floor))
-
-
-def assert_matches(got: torch.Tensor, exact: torch.Tensor, plain: torch.Tensor, tol: float = 1e-4, name: str = ""):
-    """``got`` (a fused kernel in low precision) against ``exact`` (the float64 reference).
-
-    Passes when ``|got - exact| <= tol |exact|`` (DESIGN.md §2), or, where the plain PyTorch
-    reference run in the same precision (``plain``) cannot reach that either (values that are zero
-    in exact arithmetic, gradients of saturated softmax rows), when the error is at most twice the
-    plain reference's: flash-attention's rule for tolerances.
-    """
-    got, exact, plain = got.detach().double(), exact.detach().double(), plain.detach().double()
-    error = float((got - exact).norm())
-    allowed = max(tol * float(exact.norm()), 2 * float((plain - exact).norm()))
-    assert error <= allowed, f"{name}: error {error:.3g} > allowed {allowed:.3g} (|exact| = {float(exact.norm()):.3g})"

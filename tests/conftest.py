@@ -13,3 +13,12 @@ if not torch.cuda.is_available():
 def _seed_and_clean_env(monkeypatch):
     torch.manual_seed(0)
     monkeypatch.delenv("CSAD_BACKEND", raising=False)
+
+
+@pytest.fixture
+def ieee_float32_matmul():
+    """Full float32 GEMMs (no TF32) for the float32 reference runs on a GPU, whatever the session's setting."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.set_float32_matmul_precision(previous)

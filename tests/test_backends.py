@@ -1,5 +1,6 @@
 import pytest
 import torch
+from _helpers import clustered, labels
 
 import csad_kernels as ck
 from csad_kernels import _dispatch
@@ -90,3 +91,13 @@ def test_one_op_list_registered_by_every_backend():
     assert set(_dispatch._KERNELS["cpu"]) == set(_dispatch.OPS)
     assert cuda.OPS == triton.OPS == _dispatch.OPS
     assert set(ck.__all__) >= set(_dispatch.OPS)
+
+
+def test_auto_picks_the_cpu_backend_for_ms_and_groups():
+    u, _ = clustered((), 12, 4, seed=0)
+    v, _ = clustered((), 12, 4, seed=1)
+    bias, groups = labels((), 12), labels((), 12, classes=2, seed=1)
+    kw = dict(alpha=1.2, alpha_neg=0.8, tau_y=8.0, tau_b=12.0, groups=groups, estimator="ms")
+    auto = ck.cs_mutual_information(u, v, bias, **kw)
+    cpu = ck.cs_mutual_information(u, v, bias, **kw, backend="cpu")
+    assert torch.equal(auto, cpu)  # (the cpu backend against the reference: tests/test_op_cs_mutual_information.py)

@@ -41,7 +41,7 @@ def test_every_stage_runs_warm_beside_build_and_the_real_commands_are_the_docume
     assert [r[0] for r in rows if r[0] not in ("warm", "build")] == ["env", "tests", "parity", "bench"]
     assert all(r[1:3] == ["ok", "0"] for r in rows)
     tests = (tmp_path / "tests.log").read_text()
-    assert "pytest" in tests and "tests/test_cuda_ops.py" in tests
+    assert "pytest" in tests and "tests/test_cuda_backend.py" in tests
     assert (
         "benchmarks.report --ops cs_mutual_information --modes fwdbwd --dims 32" in (tmp_path / "bench.log").read_text()
     )

@@ -76,3 +76,29 @@ def test_inputs_of_the_wrong_width_are_rejected():
     module = ck.CrossSampleMI((6, 4))
     with pytest.raises(ValueError, match=r"hb must have shape \(\.\.\., N, 6\)"):
         module(torch.randn(5, 6), torch.randn(5, 7), torch.zeros(5, dtype=torch.long))
+
+
+def test_module_learns_positive_ms_scales_and_takes_groups():
+    torch.manual_seed(0)
+    module = ck.CrossSampleMI((4, 8, 4), estimator="ms", alpha=2.0, alpha_neg=0.5, backend="reference").double()
+    w_pos, w_neg = module.scales()
+    assert float(w_pos) == pytest.approx(2.0) and float(w_neg) == pytest.approx(0.5)
+    hy, hb = torch.randn(10, 4, dtype=torch.float64), torch.randn(10, 4, dtype=torch.float64)
+    bias, groups = labels((), 10), labels((), 10, classes=2, seed=1)
+    value = module(hy, hb, bias, groups=groups)
+    u, v = module.head_y(hy), module.head_b(hb)
+    expected = ck.cs_mutual_information(
+        u, v, bias, alpha=2.0, alpha_neg=0.5, tau_y=10.0, tau_b=10.0, groups=groups, estimator="ms", backend="reference"
+    )
+    assert torch.allclose(value, expected)
+    optimiser = torch.optim.SGD(module.parameters(), lr=0.5)
+    for _ in range(20):
+        optimiser.zero_grad()
+        (-module(hy, hb, bias, groups=groups)).backward()
+        assert module.log_alpha.grad.abs() > 0 and module.log_alpha_neg.grad.abs() > 0
+        optimiser.step()
+        assert all(float(w) > 0 for w in module.scales())
+    with pytest.raises(ValueError, match="alpha_neg applies to estimator='ms'"):
+        ck.CrossSampleMI((4, 4), alpha_neg=1.0)
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        ck.CrossSampleMI((4, 4), estimator="ms", alpha=0.0)

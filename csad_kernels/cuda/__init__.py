@@ -9,7 +9,7 @@ Importing it is a no-op unless the extension was built with its CUDA sources
 
 Status: compile-checked only, never run on a GPU. ``csrc/cuda/check_compile.sh`` compiles the ``.cu`` kernels with
 nvcc (sm_80, sm_90) and syntax-checks the C++ launchers against torch's headers; the extension has not yet been built
-with its CUDA sources. The GPU tests are tests/test_cuda_ops.py and tests/test_ms_groups_backends.py.
+with its CUDA sources. The GPU tests are the ``cuda`` cases of tests/test_op_*.py and tests/test_cuda_backend.py.
 
 Numerics: float32 and float64 are computed in their own precision; float16/bfloat16 inputs are upcast
 to float32 inside and results returned in the input dtype. The GEMMs go through cuBLAS via ATen, so

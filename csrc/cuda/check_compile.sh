@@ -9,7 +9,7 @@
 #    syntax-checked with the host C++ compiler against the installed torch's headers (a CPU wheel ships the c10/cuda headers they use) and the
 #    CUDA runtime headers. Skipped, with a line saying so, when torch, the CUDA headers or a C++
 #    compiler is missing, or when CSAD_CHECK_CPP=0.
-# Neither step links or runs anything: the backend's behaviour is tested by tests/test_cuda_ops.py
+# Neither step links or runs anything: the backend's behaviour is tested by the cuda cases of tests/test_op_*.py and tests/test_cuda_backend.py
 # on a GPU machine. Exits non-zero when any compilation fails.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -3,7 +3,7 @@
 //
 // STATUS: syntax-checked against torch 2.13's headers (CPU wheel) and the CUDA 13.0 runtime
 // headers, but NOT yet compiled into the extension (that needs a CUDA build of torch) nor run on
-// a GPU: tests/test_cuda_ops.py has to pass on a GPU machine before this backend is trusted.
+// a GPU: the cuda cases of tests/test_op_*.py and tests/test_cuda_backend.py have to pass on a GPU machine before this backend is trusted.
 #include "cuda_common.h"
 
 #include <ATen/Dispatch.h>

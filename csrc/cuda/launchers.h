@@ -1,7 +1,7 @@
 // Host launchers of the plain CUDA kernels of csrc/cuda/*_kernels.cu.
 //
 // STATUS: the .cu files behind these declarations have been compiled (nvcc 13.0, sm_80 and sm_90,
-// csrc/cuda/check_compile.sh) but NOT yet run on a GPU. tests/test_cuda_ops.py is the check that
+// csrc/cuda/check_compile.sh) but NOT yet run on a GPU. the cuda cases of tests/test_op_*.py are the check that
 // has to pass on a GPU machine before this backend is trusted.
 //
 // This header includes no torch/ATen header: the .cu files compile on their own (`nvcc -c`), and

@@ -2,7 +2,7 @@
 // mi_backward of csrc/cpu/common.cpp.
 //
 // STATUS: compiled with nvcc for sm_80 and sm_90 (csrc/cuda/check_compile.sh), but NOT yet run on
-// a GPU: tests/test_cuda_ops.py and tests/test_ms_groups_backends.py have to pass on a GPU machine
+// a GPU: the cuda cases of tests/test_op_*.py and tests/test_cuda_backend.py have to pass on a GPU machine
 // before this is trusted.
 //
 // Plain CUDA (no torch/ATen headers): `nvcc -std=c++17 -c mi_kernels.cu` works on its own.

@@ -4,7 +4,7 @@
 // cross-entropy backward.
 //
 // STATUS: compiled with nvcc 13.0 for sm_80 and sm_90 (csrc/cuda/check_compile.sh), but NOT yet
-// run on a GPU: tests/test_cuda_ops.py has to pass on a GPU machine before this is trusted.
+// run on a GPU: the cuda cases of tests/test_op_*.py and tests/test_cuda_backend.py have to pass on a GPU machine before this is trusted.
 //
 // Plain CUDA (no torch/ATen headers): `nvcc -std=c++17 -c row_kernels.cu` works on its own.
 // One thread block per row (grid-stride over rows), threads stride over the row's columns; block
