@@ -99,7 +99,7 @@ def test_backward_runs_no_gemm_for_inputs_that_do_not_require_grad(similarity):
 
 @pytest.mark.parametrize("similarity", ["joint", "content", "structural"])
 def test_forward_keeps_only_the_state_the_requested_gradients_read(similarity):
-    from csad_kernels.cpu.cs_mutual_information import EstimatorState
+    from csad_kernels.extension.cs_mutual_information import EstimatorState
 
     def kept(requiring):
         _, args = _fused_inputs(requiring, similarity)

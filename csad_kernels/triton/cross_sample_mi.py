@@ -318,7 +318,8 @@ def _csmi_stats_kernel(
         if ESTIMATOR == 2:
             tl.store(stats + 4, dw_pos)
             tl.store(stats + 5, dw_neg)
-    tl.store(out_ptr + b, (-v_in - v_out).to(out_ptr.dtype.element_ty))
+    # through float32: the interpreter turns a float64 -> bfloat16 cast into NaN
+    tl.store(out_ptr + b, (-v_in - v_out).to(tl.float32).to(out_ptr.dtype.element_ty))
     tl.store(stats, shift_in)
     tl.store(stats + 1, shift_out)
     tl.store(stats + 2, scale_in)

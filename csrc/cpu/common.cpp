@@ -313,17 +313,18 @@ std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, con
           out[j] = scalar_t(0);
           continue;
         }
-        // D; the log-sum-exp is subtracted in double (it can be large, and its float rounding
-        // would shift every weight of its side alike), the exponential taken in the input precision.
+        // D; the log-sum-exp is subtracted and the exponential taken in double (the lse can be large, and
+        // its float rounding would shift every weight of its side alike; a float32 exponential put the
+        // scale gradient of ms past twice plain PyTorch's error, tests/test_op_cs_mutual_information.py).
         double d;
         if (pairs(b, i, j)) {
           const scalar_t m = a_in * row[j];
-          d = lse_form ? s[1] * std::exp(static_cast<scalar_t>(-static_cast<double>(m) - s[0])) : s[1] * sigmoid(-m);
+          d = lse_form ? s[1] * std::exp(-static_cast<double>(m) - s[0]) : s[1] * sigmoid(-m);
           d *= gv[b];
           sum_in += d * row[j];
         } else {
           const scalar_t m = a_out * row[j];
-          d = lse_form ? -s[3] * std::exp(static_cast<scalar_t>(static_cast<double>(m) - s[2]))
+          d = lse_form ? -s[3] * std::exp(static_cast<double>(m) - s[2])
                        : -s[3] * sigmoid(m);
           d *= gv[b];
           sum_out += d * row[j];
