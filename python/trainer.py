@@ -126,32 +126,44 @@ class Trainer:
         self.net.train()
         return {k: distributed.gather_rows(torch.cat(v), n) for k, v in parts.items()}
 
-    def evaluate(self, name: str) -> dict[str, float]:
+    def evaluate(self, name: str, outputs: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """Metrics of split ``name``: the target's, ``within_bin_auc`` and the dataset's ``extra_metrics``, from one
+        forward pass over the split (and one over each counterfactual copy the dataset declares). ``outputs``: the
+        split's :meth:`outputs` when already computed."""
         split = self.splits[name]
-        logits = self.outputs(split.inputs)["logits"]
+        logits = (self.outputs(split.inputs) if outputs is None else outputs)["logits"]
         metrics = target_metrics(logits, split.y.cpu())
         head = self.bundle.within_bin_head
         if head is not None:
             metrics["within_bin_auc"] = within_bin_auc(logits, split.y.cpu(), split.bias[:, head].cpu())
         if self.bundle.extra_metrics is not None:
-            metrics.update(self.bundle.extra_metrics(self.predict, split))
+            metrics.update(self.bundle.extra_metrics(self.with_counterfactual_logits(split, logits), split))
         return metrics
 
-    def predict(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Predicted classes ``(m,)`` of ``inputs`` (any rows shaped like a split's inputs), in eval mode."""
-        logits = self.outputs(inputs)["logits"]
-        return (logits > 0).long() if logits.dim() == 1 else logits.argmax(-1)
+    def with_counterfactual_logits(self, split: Split, logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``logits`` (``(n,)`` or ``(n, classes)``, those of ``split.inputs``) followed by the logits of each copy
+        in the dataset's ``counterfactuals(split)``: what ``DataBundle.extra_metrics`` takes."""
+        copies = self.bundle.counterfactuals(split) if self.bundle.counterfactuals is not None else []
+        return (logits, *(self.outputs(copy)["logits"] for copy in copies))
 
-    def leakage(self) -> dict[str, dict[str, dict[str, float]]]:
-        """Bias leakage on the test split, per bias attribute, of F's features and of the target features."""
+    def leakage(self, outputs: dict[str, torch.Tensor] | None = None) -> dict[str, dict[str, dict[str, float]]]:
+        """Bias leakage on the test split, per bias attribute, of F's features and of the target features.
+        ``outputs``: the test split's :meth:`outputs` when already computed."""
         split = self.splits["test"]
-        out = self.outputs(split.inputs)
+        out = self.outputs(split.inputs) if outputs is None else outputs
         bias = split.bias.cpu()
         return {
             name: {kind: bias_leakage(out[kind], bias[:, k], seed=self.config.seed)
                    for kind in ("features", "target_features")}
             for k, name in enumerate(self.bundle.bias_names)
         }
+
+    def final_evaluation(self) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
+        """Metrics of val and test (:meth:`evaluate`) and the bias leakage on test (:meth:`leakage`), from one
+        forward pass over each split."""
+        outputs = {name: self.outputs(self.splits[name].inputs) for name in ("val", "test")}
+        metrics = {name: self.evaluate(name, outputs[name]) for name in ("val", "test")}
+        return metrics, self.leakage(outputs["test"])
 
     # ----- checkpoints
     def state(self, phase: int, epoch: int, history: list, wall: float, result: dict | None) -> dict[str, Any]:
@@ -217,8 +229,7 @@ class Trainer:
                 if done:
                     break
             bar.close()
-        metrics = {name: self.evaluate(name) for name in ("val", "test")}
-        leakage = self.leakage()
+        metrics, leakage = self.final_evaluation()
         wall += time.perf_counter() - start
         result = {"metrics": metrics, "bias_leakage": leakage}
         self.save(self.state(len(phases), 0, history, wall, result))

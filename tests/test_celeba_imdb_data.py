@@ -54,6 +54,11 @@ def image_ids(images: torch.Tensor) -> list[int]:
     return (32 * levels[:, 0] + levels[:, 1]).tolist()
 
 
+def logits_of(predicted: torch.Tensor) -> torch.Tensor:
+    """Binary target logits ``(n,)`` that predict the 0/1 classes ``predicted (n,)``: -1 for class 0, +1 for 1."""
+    return predicted.float() * 2 - 1
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # CelebA
 
@@ -152,7 +157,7 @@ def test_celeba_extra_metrics(tmp_path):
         "always 0": (torch.zeros_like(test.y), 0.5, 0.5),
     }
     for what, (pred, unbiased, conflicting) in cases.items():
-        out = bundle.extra_metrics(lambda inputs, pred=pred: pred, test)
+        out = bundle.extra_metrics((logits_of(pred),), test)
         assert out["unbiased_accuracy"] == pytest.approx(unbiased), what
         assert out["bias_conflicting_accuracy"] == pytest.approx(conflicting), what
 
@@ -373,8 +378,8 @@ def test_imdb_metrics_hand_case_and_extra_metrics(tmp_path):
     write_imdb(tmp_path)
     bundle = load_imdb(tmp_path, image_size=SIZE)
     test = bundle.splits["test"]
-    assert bundle.extra_metrics(lambda inputs: test.y, test)["accuracy"] == 1.0
-    assert bundle.extra_metrics(lambda inputs: 1 - test.y, test)["accuracy"] == 0.0
+    assert bundle.extra_metrics((logits_of(test.y),), test)["accuracy"] == 1.0
+    assert bundle.extra_metrics((logits_of(1 - test.y),), test)["accuracy"] == 0.0
 
 
 def test_imdb_clean_ids(tmp_path):

@@ -78,6 +78,12 @@ class Split:
         return out
 
 
+ExtraMetrics = Callable[[tuple[torch.Tensor, ...], Split], dict[str, float]]
+"""``extra_metrics(logits, split) -> {name: value}`` (:class:`DataBundle`)."""
+Counterfactuals = Callable[[Split], list[tuple[torch.Tensor, ...]]]
+"""``counterfactuals(split) -> [inputs shaped like split.inputs, ...]`` (:class:`DataBundle`)."""
+
+
 @dataclass
 class DataBundle:
     """A loaded dataset.
@@ -88,10 +94,14 @@ class DataBundle:
     bias_names: a name per bias head. tolerance: Ω tolerance on the bias labels (DESIGN §2).
     test_is_bias_free: whether the test split decorrelates bias and target. log: what the loader
     dropped or changed and how many, shown on the console and stored in metrics.json. extra_metrics: dataset
-    metrics beyond the target's, ``extra_metrics(predict, split) -> {name: value}`` where ``predict(inputs)``
-    gives the predicted class ``(m,)`` of any inputs shaped like ``split.inputs``. within_bin_head: a bias head
-    whose bins give the metric ``within_bin_auc`` (the score centred within each bin, then AUC; mPower: age), or
-    None.
+    metrics beyond the target's, ``extra_metrics(logits, split) -> {name: value}``: the trainer computes the
+    target logits once per evaluated split and passes them, ``logits[0]`` those of ``split.inputs`` (``(n,)`` for
+    two classes, else ``(n, classes)``) and ``logits[1 + i]`` those of ``counterfactuals(split)[i]``; the metrics
+    come from these logits alone (``python.metrics.predicted_classes`` gives the predicted classes), the data
+    layer never runs the model. counterfactuals: ``counterfactuals(split) -> [inputs, ...]``, copies of
+    ``split.inputs`` (each a tuple shaped like it, the same ``n`` rows) whose logits ``extra_metrics`` also needs,
+    e.g. Adult's spouse and gender/race copies; None: none. within_bin_head: a bias head whose bins give the metric
+    ``within_bin_auc`` (the score centred within each bin, then AUC; mPower: age), or None.
     """
 
     name: str
@@ -104,9 +114,8 @@ class DataBundle:
     tolerance: int = 0
     test_is_bias_free: bool = True
     log: list[str] = field(default_factory=list)
-    extra_metrics: Callable[[Callable[[tuple[torch.Tensor, ...]], torch.Tensor], Split], dict[str, float]] | None = (
-        None
-    )
+    extra_metrics: ExtraMetrics | None = None
+    counterfactuals: Counterfactuals | None = None
     within_bin_head: int | None = None
 
     def __post_init__(self) -> None:

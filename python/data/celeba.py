@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,8 +42,9 @@ import numpy as np
 import torch
 
 from ..flags import Flag, Setting
+from ..metrics import predicted_classes
 from ..models import ModelSpec, resnet_features
-from .base import DataBundle, Split, Tally
+from .base import DataBundle, ExtraMetrics, Split, Tally
 from .spec import DatasetSpec
 
 if TYPE_CHECKING:
@@ -63,8 +64,6 @@ LAYOUT = (
     f"<data_root>/celeba/{IMAGE_DIR}/*.jpg, <data_root>/celeba/{ATTR_FILE} and <data_root>/celeba/{PARTITION_FILE} "
     "(the original CelebA distribution files)"
 )
-
-Predict = Callable[[tuple[torch.Tensor, ...]], torch.Tensor]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -263,11 +262,12 @@ def group_accuracies(predicted: torch.Tensor, y: torch.Tensor, bias: torch.Tenso
     return out
 
 
-def celeba_metrics(conflicting: Sequence[tuple[int, int]]) -> Callable[[Predict, Split], dict[str, float]]:
-    """``extra_metrics`` for :class:`DataBundle`: :func:`group_accuracies` of ``predict(split.inputs)``."""
+def celeba_metrics(conflicting: Sequence[tuple[int, int]]) -> ExtraMetrics:
+    """``extra_metrics`` for :class:`DataBundle`: :func:`group_accuracies` of the classes predicted by the split's
+    target logits ``logits[0] (n,)``."""
 
-    def metrics(predict: Predict, split: Split) -> dict[str, float]:
-        return group_accuracies(predict(split.inputs), split.y, split.bias[:, 0], conflicting)
+    def metrics(logits: tuple[torch.Tensor, ...], split: Split) -> dict[str, float]:
+        return group_accuracies(predicted_classes(logits[0]), split.y, split.bias[:, 0], conflicting)
 
     return metrics
 

@@ -41,9 +41,10 @@ import numpy as np
 import torch
 
 from ..flags import Flag, Setting
+from ..metrics import predicted_classes
 from ..models import ModelSpec, resnet_features
 from .base import DataBundle, Split, Tally
-from .celeba import IMAGE_SETTINGS, Predict, check_image_args, read_images, subsample
+from .celeba import IMAGE_SETTINGS, check_image_args, read_images, subsample
 from .spec import DatasetSpec
 
 if TYPE_CHECKING:
@@ -260,9 +261,10 @@ def imdb_metrics(predicted: torch.Tensor, y: torch.Tensor, bins: torch.Tensor) -
     return out
 
 
-def imdb_extra_metrics(predict: Predict, split: Split) -> dict[str, float]:
-    """``DataBundle.extra_metrics``: :func:`imdb_metrics` of ``predict(split.inputs)``."""
-    return imdb_metrics(predict(split.inputs), split.y, split.bias[:, 0])
+def imdb_extra_metrics(logits: tuple[torch.Tensor, ...], split: Split) -> dict[str, float]:
+    """``DataBundle.extra_metrics``: :func:`imdb_metrics` of the classes predicted by the split's target logits
+    ``logits[0] (n,)``."""
+    return imdb_metrics(predicted_classes(logits[0]), split.y, split.bias[:, 0])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
