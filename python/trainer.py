@@ -67,7 +67,8 @@ class Trainer:
         distributed.check_batch_size(config.batch_size)
         # a last minibatch smaller than this joins the one before: each rank's shard needs two samples
         self.least_batch = 2 * world
-        self.splits = {name: _to_device(split, device) for name, split in bundle.splits.items()}
+        # the splits stay where the loader put them (the CPU); only minibatches go to the device (to_model_input)
+        self.splits = bundle.splits
         torch.manual_seed(config.seed)
         train_inputs = bundle.splits["train"].inputs
         self.net = DebiasNet(config.dataset, train_inputs, bundle.n_classes, bundle.bias_classes,
@@ -87,39 +88,43 @@ class Trainer:
         class-balanced draws when ``balanced_batches``, else a permutation."""
         y, size = self.splits["train"].y, self.config.batch_size
         n = len(y)
-        weights = self.method.sampling_weights(y.cpu(), self.splits["train"].bias.cpu())
+        weights = self.method.sampling_weights(y, self.splits["train"].bias)
         if weights is not None:
             order = torch.multinomial(weights, n, replacement=True, generator=generator)
         elif self.config.balanced_batches:
-            order = class_balanced_order(y.cpu(), self.bundle.n_classes, generator)
+            order = class_balanced_order(y, self.bundle.n_classes, generator)
         else:
             order = torch.randperm(n, generator=generator)
-        return [c.to(self.device) for c in split_into_batches(order, size, self.least_batch)]
+        return split_into_batches(order, size, self.least_batch)
 
     def batches_per_epoch(self) -> int:
         return len(split_into_batches(torch.arange(len(self.splits["train"])), self.config.batch_size,
                                       self.least_batch))
 
     def batch(self, index: torch.Tensor) -> Batch:
-        """The minibatch of train rows ``index``; under torchrun this rank's shard of it, knowing the total."""
+        """The minibatch of train rows ``index (b,)`` on the device, its inputs made what F takes by the bundle's
+        ``to_model_input``; under torchrun this rank's shard of it, knowing the total."""
         split = self.splits["train"]
         total = len(index) if distributed.is_distributed() else None
         index = distributed.shard(index)
-        return Batch(tuple(x[index] for x in split.inputs), split.y[index], split.bias[index], total=total)
+        inputs = self.bundle.to_model_input(tuple(x[index] for x in split.inputs), self.device)
+        return Batch(inputs, split.y[index].to(self.device), split.bias[index].to(self.device), total=total)
 
     # ----- evaluation
     @torch.no_grad()
     def outputs(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         """Target logits, features z = F(x) and target features h^y of ``inputs`` (rows shaped like a split's
-        inputs, on any device), on the CPU, computed in eval mode. Under torchrun each rank computes its shard of
-        the rows and every rank gets all of them."""
+        stored inputs, on the CPU), on the CPU, computed in eval mode, EVAL_BATCH rows at a time: each chunk goes
+        through the bundle's ``to_model_input`` to the device. Under torchrun each rank computes its shard of the
+        rows and every rank gets all of them."""
         self.net.eval()
         n = len(inputs[0])
         rows = distributed.shard(torch.arange(n))
         lo, hi = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
         parts: dict[str, list[torch.Tensor]] = {"logits": [], "features": [], "target_features": []}
         for start in range(lo, hi, EVAL_BATCH) or [lo]:
-            z = self.net.features(*(x[start:min(start + EVAL_BATCH, hi)].to(self.device) for x in inputs))
+            chunk = tuple(x[start:min(start + EVAL_BATCH, hi)] for x in inputs)
+            z = self.net.features(*self.bundle.to_model_input(chunk, self.device))
             hy = self.net.target_branch(z)
             for key, value in (("logits", self.net.target_logits(hy)), ("features", z), ("target_features", hy)):
                 parts[key].append(value.float().cpu())
@@ -296,6 +301,3 @@ def split_into_batches(order: torch.Tensor, size: int, least: int = 2) -> list[t
         chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
     return chunks
 
-
-def _to_device(split: Split, device: torch.device) -> Split:
-    return Split(tuple(x.to(device) for x in split.inputs), split.y.to(device), split.bias.to(device))
