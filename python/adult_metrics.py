@@ -78,27 +78,72 @@ def _with_columns(x: torch.Tensor, zero: Sequence[int], one: Sequence[int]) -> t
     return out
 
 
+def spouse_copies(x: torch.Tensor, feature_names: Sequence[str] = ADULT_FEATURES) -> list[torch.Tensor]:
+    """S-Con's two copies of ``x (n, F)``: every ``relationship_*`` column zeroed, then ``relationship_Husband = 1``
+    in the first copy and ``relationship_Wife = 1`` in the second."""
+    relationship = [i for i, name in enumerate(feature_names) if name.startswith("relationship_")]
+    husband, wife = _column(feature_names, "relationship_Husband"), _column(feature_names, "relationship_Wife")
+    return [_with_columns(x, relationship, [husband]), _with_columns(x, relationship, [wife])]
+
+
+def gender_race_copies(x: torch.Tensor, feature_names: Sequence[str] = ADULT_FEATURES) -> list[torch.Tensor]:
+    """GR-Con's four copies of ``x (n, F)``: (sex_Male, race_White) set to (0, 0), (1, 0), (0, 1), (1, 1)."""
+    sex, race = _column(feature_names, "sex_Male"), _column(feature_names, "race_White")
+    return [_with_columns(x, [sex, race], one) for one in ([], [sex], [race], [sex, race])]
+
+
+def counterfactual_copies(x: torch.Tensor, feature_names: Sequence[str] = ADULT_FEATURES) -> list[torch.Tensor]:
+    """The six copies of ``x (n, F)`` whose predictions the consistencies compare: :func:`spouse_copies`, then
+    :func:`gender_race_copies`."""
+    return [*spouse_copies(x, feature_names), *gender_race_copies(x, feature_names)]
+
+
+def agreement(predicted: Sequence[torch.Tensor]) -> float:
+    """Share of samples predicted alike in every one of ``predicted`` (each ``(n,)``)."""
+    same = torch.ones_like(predicted[0], dtype=torch.bool)
+    for p in predicted[1:]:
+        same &= p == predicted[0]
+    return float(same.double().mean())
+
+
 def spouse_consistency(
     predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, feature_names: Sequence[str] = ADULT_FEATURES
 ) -> float:
     """S-Con of ``predict`` on ``x (n, F)``: share of samples predicted alike as Husband and as Wife (see module)."""
-    relationship = [i for i, name in enumerate(feature_names) if name.startswith("relationship_")]
-    husband, wife = _column(feature_names, "relationship_Husband"), _column(feature_names, "relationship_Wife")
-    as_husband = _predict(predict, _with_columns(x, relationship, [husband]))
-    as_wife = _predict(predict, _with_columns(x, relationship, [wife]))
-    return float((as_husband == as_wife).double().mean())
+    return agreement([_predict(predict, copy) for copy in spouse_copies(x, feature_names)])
 
 
 def gender_race_consistency(
     predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, feature_names: Sequence[str] = ADULT_FEATURES
 ) -> float:
     """GR-Con of ``predict`` on ``x (n, F)``: share of samples with one prediction for all four (sex, race)."""
-    sex, race = _column(feature_names, "sex_Male"), _column(feature_names, "race_White")
-    preds = [_predict(predict, _with_columns(x, [sex, race], one)) for one in ([], [sex], [race], [sex, race])]
-    same = torch.ones_like(preds[0], dtype=torch.bool)
-    for p in preds[1:]:
-        same &= p == preds[0]
-    return float(same.double().mean())
+    return agreement([_predict(predict, copy) for copy in gender_race_copies(x, feature_names)])
+
+
+def _check_shapes(x: torch.Tensor, y: torch.Tensor, feature_names: Sequence[str]) -> None:
+    if x.dim() != 2 or x.shape[1] != len(feature_names):
+        raise ValueError(f"x must be (n, {len(feature_names)}) to match feature_names, got {tuple(x.shape)}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y must be ({x.shape[0]},) to match x, got {tuple(y.shape)}")
+
+
+def metrics_from_predictions(
+    predicted: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor, feature_names: Sequence[str] = ADULT_FEATURES
+) -> dict[str, float]:
+    """The Adult metrics (:data:`METRIC_KEYS`) from 0/1 predictions, seven ``(n,)`` tensors: of ``x (n, F)`` itself,
+    then of its :func:`counterfactual_copies` in their order. y: ``(n,)`` 0/1 labels."""
+    _check_shapes(x, y, feature_names)
+    if len(predicted) != 7:
+        raise ValueError(f"need the predictions of x and of its 6 counterfactual copies, got {len(predicted)}")
+    predicted = [p.detach().cpu().long() for p in predicted]
+    y = y.detach().cpu().long()
+    tpr, tnr = _rates(predicted[0], y)
+    out = {"balanced_accuracy": 0.5 * (tpr + tnr), "s_con": agreement(predicted[1:3]),
+           "gr_con": agreement(predicted[3:7])}
+    for attribute, column in (("gender", "sex_Male"), ("race", "race_White")):
+        group = x[:, _column(feature_names, column)].detach().cpu().round().long()
+        out[f"gap_rms_{attribute}"], out[f"gap_max_{attribute}"] = group_gaps(predicted[0], y, group)
+    return {k: out[k] for k in METRIC_KEYS}
 
 
 def adult_metrics(
@@ -113,17 +158,6 @@ def adult_metrics(
     gender/race copies). x: ``(n, F)`` features, one-hot columns 0/1, named by ``feature_names`` (needs
     relationship_Husband, relationship_Wife, sex_Male, race_White). y: ``(n,)`` 0/1 labels.
     """
-    if x.dim() != 2 or x.shape[1] != len(feature_names):
-        raise ValueError(f"x must be (n, {len(feature_names)}) to match feature_names, got {tuple(x.shape)}")
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"y must be ({x.shape[0]},) to match x, got {tuple(y.shape)}")
-    y = y.detach().cpu().long()
-    predicted = _predict(predict, x)
-    tpr, tnr = _rates(predicted, y)
-    out = {"balanced_accuracy": 0.5 * (tpr + tnr)}
-    out["s_con"] = spouse_consistency(predict, x, feature_names)
-    out["gr_con"] = gender_race_consistency(predict, x, feature_names)
-    for attribute, column in (("gender", "sex_Male"), ("race", "race_White")):
-        group = x[:, _column(feature_names, column)].detach().cpu().round().long()
-        out[f"gap_rms_{attribute}"], out[f"gap_max_{attribute}"] = group_gaps(predicted, y, group)
-    return {k: out[k] for k in METRIC_KEYS}
+    _check_shapes(x, y, feature_names)
+    views = [x, *counterfactual_copies(x, feature_names)]
+    return metrics_from_predictions([_predict(predict, v) for v in views], x, y, feature_names)

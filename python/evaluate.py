@@ -38,8 +38,8 @@ def evaluate_checkpoint(config: cfg.TrainConfig, bundle: DataBundle, method: str
     if result is None:
         raise ValueError(f"{path} is the checkpoint of an unfinished run; finish it with python -m python.train "
                          f"--out {config.run_dir} --resume")
-    metrics = {name: trainer.evaluate(name) for name in ("val", "test")}
-    return RunResult(method, metrics, trainer.leakage(), history, wall)
+    metrics, leakage = trainer.final_evaluation()
+    return RunResult(method, metrics, leakage, history, wall)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, RunResult]:

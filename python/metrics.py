@@ -64,14 +64,20 @@ def balanced_accuracy(predicted: torch.Tensor, y: torch.Tensor) -> float:
                                              predicted.detach().cpu().flatten().numpy()))
 
 
+def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
+    """Predicted classes ``(n,)`` int64 of target logits: ``(n,)`` for two classes (class 1 where the logit is
+    positive), else ``(n, classes)`` (the argmax)."""
+    return (logits > 0).long() if logits.dim() == 1 else logits.argmax(-1)
+
+
 def target_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """Metrics of target predictions. ``logits``: ``(n,)`` for two classes (AUC, AP, F1 at p = 0.5, accuracy,
     balanced accuracy), else ``(n, classes)`` (accuracy, balanced accuracy)."""
+    predicted = predicted_classes(logits)
     if logits.dim() == 1:
-        predicted = (logits > 0).long()
         out = {"auc": roc_auc(logits, y), "ap": average_precision(logits, y), "f1": f1_score(predicted, y)}
     else:
-        predicted, out = logits.argmax(-1), {}
+        out = {}
     out["accuracy"] = float((predicted == y).double().mean())
     out["balanced_accuracy"] = balanced_accuracy(predicted, y)
     return out

@@ -129,11 +129,6 @@ def dense_features(train_inputs: Sequence[torch.Tensor], resnet_weights: str | N
     return DenseFeatures(train_inputs[0].shape[1], 64)
 
 
-def conv_features(train_inputs: Sequence[torch.Tensor], resnet_weights: str | None = None) -> ConvFeatures:
-    """Colored MNIST's F on ``images (n, 3, 28, 28)``."""
-    return ConvFeatures(train_inputs[0].shape[1])
-
-
 def resnet_features(train_inputs: Sequence[torch.Tensor], resnet_weights: str | None = None, *,
                     freeze_bn_when_pretrained: bool = False) -> nn.Module:
     """CelebA's and IMDB's F: the project's ResNet-18 with fc 512→256, from ``resnet_weights`` (a local

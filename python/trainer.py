@@ -67,7 +67,8 @@ class Trainer:
         distributed.check_batch_size(config.batch_size)
         # a last minibatch smaller than this joins the one before: each rank's shard needs two samples
         self.least_batch = 2 * world
-        self.splits = {name: _to_device(split, device) for name, split in bundle.splits.items()}
+        # the splits stay where the loader put them (the CPU); only minibatches go to the device (to_model_input)
+        self.splits = bundle.splits
         torch.manual_seed(config.seed)
         train_inputs = bundle.splits["train"].inputs
         self.net = DebiasNet(config.dataset, train_inputs, bundle.n_classes, bundle.bias_classes,
@@ -87,71 +88,87 @@ class Trainer:
         class-balanced draws when ``balanced_batches``, else a permutation."""
         y, size = self.splits["train"].y, self.config.batch_size
         n = len(y)
-        weights = self.method.sampling_weights(y.cpu(), self.splits["train"].bias.cpu())
+        weights = self.method.sampling_weights(y, self.splits["train"].bias)
         if weights is not None:
             order = torch.multinomial(weights, n, replacement=True, generator=generator)
         elif self.config.balanced_batches:
-            order = class_balanced_order(y.cpu(), self.bundle.n_classes, generator)
+            order = class_balanced_order(y, self.bundle.n_classes, generator)
         else:
             order = torch.randperm(n, generator=generator)
-        return [c.to(self.device) for c in split_into_batches(order, size, self.least_batch)]
+        return split_into_batches(order, size, self.least_batch)
 
     def batches_per_epoch(self) -> int:
         return len(split_into_batches(torch.arange(len(self.splits["train"])), self.config.batch_size,
                                       self.least_batch))
 
     def batch(self, index: torch.Tensor) -> Batch:
-        """The minibatch of train rows ``index``; under torchrun this rank's shard of it, knowing the total."""
+        """The minibatch of train rows ``index (b,)`` on the device, its inputs made what F takes by the bundle's
+        ``to_model_input``; under torchrun this rank's shard of it, knowing the total."""
         split = self.splits["train"]
         total = len(index) if distributed.is_distributed() else None
         index = distributed.shard(index)
-        return Batch(tuple(x[index] for x in split.inputs), split.y[index], split.bias[index], total=total)
+        inputs = self.bundle.to_model_input(tuple(x[index] for x in split.inputs), self.device)
+        return Batch(inputs, split.y[index].to(self.device), split.bias[index].to(self.device), total=total)
 
     # ----- evaluation
     @torch.no_grad()
     def outputs(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         """Target logits, features z = F(x) and target features h^y of ``inputs`` (rows shaped like a split's
-        inputs, on any device), on the CPU, computed in eval mode. Under torchrun each rank computes its shard of
-        the rows and every rank gets all of them."""
+        stored inputs, on the CPU), on the CPU, computed in eval mode, EVAL_BATCH rows at a time: each chunk goes
+        through the bundle's ``to_model_input`` to the device. Under torchrun each rank computes its shard of the
+        rows and every rank gets all of them."""
         self.net.eval()
         n = len(inputs[0])
         rows = distributed.shard(torch.arange(n))
         lo, hi = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
         parts: dict[str, list[torch.Tensor]] = {"logits": [], "features": [], "target_features": []}
         for start in range(lo, hi, EVAL_BATCH) or [lo]:
-            z = self.net.features(*(x[start:min(start + EVAL_BATCH, hi)].to(self.device) for x in inputs))
+            chunk = tuple(x[start:min(start + EVAL_BATCH, hi)] for x in inputs)
+            z = self.net.features(*self.bundle.to_model_input(chunk, self.device))
             hy = self.net.target_branch(z)
             for key, value in (("logits", self.net.target_logits(hy)), ("features", z), ("target_features", hy)):
                 parts[key].append(value.float().cpu())
         self.net.train()
         return {k: distributed.gather_rows(torch.cat(v), n) for k, v in parts.items()}
 
-    def evaluate(self, name: str) -> dict[str, float]:
+    def evaluate(self, name: str, outputs: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """Metrics of split ``name``: the target's, ``within_bin_auc`` and the dataset's ``extra_metrics``, from one
+        forward pass over the split (and one over each counterfactual copy the dataset declares). ``outputs``: the
+        split's :meth:`outputs` when already computed."""
         split = self.splits[name]
-        logits = self.outputs(split.inputs)["logits"]
+        logits = (self.outputs(split.inputs) if outputs is None else outputs)["logits"]
         metrics = target_metrics(logits, split.y.cpu())
         head = self.bundle.within_bin_head
         if head is not None:
             metrics["within_bin_auc"] = within_bin_auc(logits, split.y.cpu(), split.bias[:, head].cpu())
         if self.bundle.extra_metrics is not None:
-            metrics.update(self.bundle.extra_metrics(self.predict, split))
+            metrics.update(self.bundle.extra_metrics(self.with_counterfactual_logits(split, logits), split))
         return metrics
 
-    def predict(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Predicted classes ``(m,)`` of ``inputs`` (any rows shaped like a split's inputs), in eval mode."""
-        logits = self.outputs(inputs)["logits"]
-        return (logits > 0).long() if logits.dim() == 1 else logits.argmax(-1)
+    def with_counterfactual_logits(self, split: Split, logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``logits`` (``(n,)`` or ``(n, classes)``, those of ``split.inputs``) followed by the logits of each copy
+        in the dataset's ``counterfactuals(split)``: what ``DataBundle.extra_metrics`` takes."""
+        copies = self.bundle.counterfactuals(split) if self.bundle.counterfactuals is not None else []
+        return (logits, *(self.outputs(copy)["logits"] for copy in copies))
 
-    def leakage(self) -> dict[str, dict[str, dict[str, float]]]:
-        """Bias leakage on the test split, per bias attribute, of F's features and of the target features."""
+    def leakage(self, outputs: dict[str, torch.Tensor] | None = None) -> dict[str, dict[str, dict[str, float]]]:
+        """Bias leakage on the test split, per bias attribute, of F's features and of the target features.
+        ``outputs``: the test split's :meth:`outputs` when already computed."""
         split = self.splits["test"]
-        out = self.outputs(split.inputs)
+        out = self.outputs(split.inputs) if outputs is None else outputs
         bias = split.bias.cpu()
         return {
             name: {kind: bias_leakage(out[kind], bias[:, k], seed=self.config.seed)
                    for kind in ("features", "target_features")}
             for k, name in enumerate(self.bundle.bias_names)
         }
+
+    def final_evaluation(self) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
+        """Metrics of val and test (:meth:`evaluate`) and the bias leakage on test (:meth:`leakage`), from one
+        forward pass over each split."""
+        outputs = {name: self.outputs(self.splits[name].inputs) for name in ("val", "test")}
+        metrics = {name: self.evaluate(name, outputs[name]) for name in ("val", "test")}
+        return metrics, self.leakage(outputs["test"])
 
     # ----- checkpoints
     def state(self, phase: int, epoch: int, history: list, wall: float, result: dict | None) -> dict[str, Any]:
@@ -217,8 +234,7 @@ class Trainer:
                 if done:
                     break
             bar.close()
-        metrics = {name: self.evaluate(name) for name in ("val", "test")}
-        leakage = self.leakage()
+        metrics, leakage = self.final_evaluation()
         wall += time.perf_counter() - start
         result = {"metrics": metrics, "bias_leakage": leakage}
         self.save(self.state(len(phases), 0, history, wall, result))
@@ -285,6 +301,3 @@ def split_into_batches(order: torch.Tensor, size: int, least: int = 2) -> list[t
         chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
     return chunks
 
-
-def _to_device(split: Split, device: torch.device) -> Split:
-    return Split(tuple(x.to(device) for x in split.inputs), split.y.to(device), split.bias.to(device))

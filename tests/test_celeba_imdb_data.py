@@ -17,8 +17,6 @@ from PIL import Image
 
 from python.data import imdb as imdb_mod
 from python.data.celeba import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     conflicting_groups,
     decode_image,
     group_accuracies,
@@ -47,11 +45,15 @@ def write_id_image(path: Path, record: int, size: tuple[int, int] = (8, 8)) -> N
 
 
 def image_ids(images: torch.Tensor) -> list[int]:
-    """Record numbers of normalised images ``(n, 3, S, S)`` written by :func:`write_id_image`."""
-    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-    rgb = (images.mean((2, 3)) * std + mean) * 255
+    """Record numbers of uint8 images ``(n, 3, S, S)`` written by :func:`write_id_image`."""
+    rgb = images.double().mean((2, 3))
     levels = torch.round((rgb[:, :2] - 4) / 8).long()
     return (32 * levels[:, 0] + levels[:, 1]).tolist()
+
+
+def logits_of(predicted: torch.Tensor) -> torch.Tensor:
+    """Binary target logits ``(n,)`` that predict the 0/1 classes ``predicted (n,)``: -1 for class 0, +1 for 1."""
+    return predicted.float() * 2 - 1
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -95,7 +97,7 @@ def test_celeba_splits_follow_the_partition_list(tmp_path):
         split = bundle.splits[name]
         ids = image_ids(split.inputs[0])
         assert ids == [i for i, r in enumerate(CELEBA_RECORDS) if r[3] == part]
-        assert split.inputs[0].shape == (len(ids), 3, SIZE, SIZE) and split.inputs[0].dtype == torch.float32
+        assert split.inputs[0].shape == (len(ids), 3, SIZE, SIZE) and split.inputs[0].dtype == torch.uint8
         assert split.y.tolist() == [CELEBA_RECORDS[i][0] for i in ids]
         assert split.bias[:, 0].tolist() == [CELEBA_RECORDS[i][1] for i in ids]
     assert not any("skipped" in line for line in bundle.log)
@@ -152,7 +154,7 @@ def test_celeba_extra_metrics(tmp_path):
         "always 0": (torch.zeros_like(test.y), 0.5, 0.5),
     }
     for what, (pred, unbiased, conflicting) in cases.items():
-        out = bundle.extra_metrics(lambda inputs, pred=pred: pred, test)
+        out = bundle.extra_metrics((logits_of(pred),), test)
         assert out["unbiased_accuracy"] == pytest.approx(unbiased), what
         assert out["bias_conflicting_accuracy"] == pytest.approx(conflicting), what
 
@@ -373,8 +375,8 @@ def test_imdb_metrics_hand_case_and_extra_metrics(tmp_path):
     write_imdb(tmp_path)
     bundle = load_imdb(tmp_path, image_size=SIZE)
     test = bundle.splits["test"]
-    assert bundle.extra_metrics(lambda inputs: test.y, test)["accuracy"] == 1.0
-    assert bundle.extra_metrics(lambda inputs: 1 - test.y, test)["accuracy"] == 0.0
+    assert bundle.extra_metrics((logits_of(test.y),), test)["accuracy"] == 1.0
+    assert bundle.extra_metrics((logits_of(1 - test.y),), test)["accuracy"] == 0.0
 
 
 def test_imdb_clean_ids(tmp_path):

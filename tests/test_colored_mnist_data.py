@@ -17,6 +17,7 @@ from python.data.colored_mnist import (
     PALETTE,
     colour_bins,
     load_colored_mnist,
+    painted_images,
     palette_accuracy,
     read_idx,
     read_mnist_split,
@@ -135,8 +136,10 @@ def test_painting_is_intensity_times_colour(tmp_path):
     """Background stays black; each channel is intensity / 255 x the stroke colour; bias = binned colour."""
     data = write_mnist(tmp_path, n_test=20)
     split = load_colored_mnist(tmp_path, sigma2=0.05).splits["test"]
-    images, gray = split.inputs[0], torch.from_numpy(data["test"][0]).float() / 255
+    images, gray = painted_images(split), torch.from_numpy(data["test"][0]).float() / 255
     assert images.shape == (200, 3, 28, 28) and images.dtype == torch.float32
+    grey = torch.from_numpy(data["test"][0])
+    assert split.inputs[0].dtype == torch.uint8 and torch.equal(split.inputs[0][:, 0], grey)
     colour = stroke_colours(images)  # exact here: every fake digit has a pixel at 255
     assert torch.allclose(images, gray[:, None] * colour[:, :, None, None], atol=1e-6)
     assert (images[(gray == 0)[:, None].expand_as(images)] == 0).all()
@@ -193,7 +196,8 @@ def test_embedded_split_counts(embedded):
     assert "4,000 train / 1,000 test" in bundle.description
     assert any("into 4000 train / 1000 test" in line for line in bundle.log)
     for split in sp.values():
-        assert split.inputs[0].shape[1:] == (3, 28, 28) and split.bias.shape == (len(split), 3)
+        assert split.inputs[0].shape[1:] == (1, 28, 28) and split.inputs[0].dtype == torch.uint8
+        assert split.inputs[1].shape == (len(split), 3) and split.bias.shape == (len(split), 3)
         assert split.bias.dtype == torch.int64 and 0 <= split.bias.min() and split.bias.max() <= 7
 
 
@@ -205,32 +209,32 @@ def test_embedded_colour_shortcut(embedded):
 
 def _deviation(split) -> torch.Tensor:
     """Stroke colour minus the palette colour of the digit, ``(n, 3)``."""
-    return stroke_colours(split.inputs[0]).double() - torch.from_numpy(PALETTE)[split.y]
+    return stroke_colours(painted_images(split)).double() - torch.from_numpy(PALETTE)[split.y]
 
 
 def test_embedded_colour_near_digit_mean(embedded):
     for sigma2, bundle in embedded.items():
         train = bundle.splits["train"]
         assert _deviation(train).abs().max() < 5 * math.sqrt(sigma2) + 0.01
-        assert torch.all((train.inputs[0] >= 0) & (train.inputs[0] <= 1))
+        assert torch.all((train.inputs[1] >= 0) & (train.inputs[1] <= 1))  # the colours
     spread = {s2: _deviation(b.splits["train"]).norm(dim=1).mean() for s2, b in embedded.items()}
     assert spread[0.05] > 1.3 * spread[0.02]
 
 
 def test_embedded_bias_bins_match_colours(embedded):
     split = embedded[0.02].splits["train"]
-    bins = torch.from_numpy(colour_bins(stroke_colours(split.inputs[0]).double().numpy()))
+    bins = torch.from_numpy(colour_bins(stroke_colours(painted_images(split)).double().numpy()))
     assert (bins == split.bias).all(1).double().mean() > 0.99  # a few digits peak at 254 (colour 0.4% low)
 
 
 def test_embedded_determinism(embedded):
     a, b = embedded[0.02], load_colored_mnist(None, sigma2=0.02)
     for s in a.splits:
-        assert torch.equal(a.splits[s].inputs[0], b.splits[s].inputs[0])
+        assert all(torch.equal(x, y) for x, y in zip(a.splits[s].inputs, b.splits[s].inputs, strict=True))
         assert torch.equal(a.splits[s].bias, b.splits[s].bias) and torch.equal(a.splits[s].y, b.splits[s].y)
     c = load_colored_mnist(None, sigma2=0.02, seed=1)
     assert torch.equal(a.splits["test"].y, c.splits["test"].y)  # the embedded test digits are fixed (seed 0)
-    assert not torch.equal(a.splits["test"].inputs[0], c.splits["test"].inputs[0])
+    assert not torch.equal(a.splits["test"].inputs[1], c.splits["test"].inputs[1])  # the colours
     assert not torch.equal(a.splits["val"].bias, c.splits["val"].bias)
 
 

@@ -50,6 +50,7 @@ import torch
 
 from ..checkpoint import write_atomic
 from ..flags import Flag, Setting
+from ..metrics import predicted_classes
 from ..models import ModelSpec, dense_features
 from .base import DataBundle, Split, Tally
 from .spec import DatasetSpec
@@ -428,11 +429,25 @@ def _check_bias(config: TrainConfig) -> None:
         raise ValueError(f"bias must be gender, race or both (Adult), got {config.bias!r}")
 
 
-def _load(config: TrainConfig) -> DataBundle:
-    from ..adult_metrics import adult_metrics  # it imports this module
+def counterfactual_inputs(split: Split) -> list[tuple[torch.Tensor, ...]]:
+    """``DataBundle.counterfactuals``: the six copies of ``split``'s ``x (n, 41)`` that S-Con and GR-Con compare
+    (:func:`python.adult_metrics.counterfactual_copies`), each as inputs ``(x,)``."""
+    from ..adult_metrics import counterfactual_copies  # it imports this module
 
+    return [(copy,) for copy in counterfactual_copies(split.inputs[0])]
+
+
+def extra_metrics(logits: tuple[torch.Tensor, ...], split: Split) -> dict[str, float]:
+    """``DataBundle.extra_metrics``: the SenSR metrics from the target logits ``(n,)`` of ``split`` and of its
+    :func:`counterfactual_inputs` (seven in all)."""
+    from ..adult_metrics import metrics_from_predictions
+
+    return metrics_from_predictions([predicted_classes(v) for v in logits], split.inputs[0], split.y)
+
+
+def _load(config: TrainConfig) -> DataBundle:
     bundle = load_adult(config.data_root, split=config.split, bias=config.bias, download=config.download)
-    bundle.extra_metrics = lambda predict, split: adult_metrics(lambda x: predict((x,)), split.inputs[0], split.y)
+    bundle.extra_metrics, bundle.counterfactuals = extra_metrics, counterfactual_inputs
     return bundle
 
 

@@ -38,8 +38,11 @@ class Tally:
 class Split:
     """One split of a dataset, all tensors on the CPU with the same first dim ``n``.
 
-    inputs: what the feature extractor F takes, e.g. ``(x (n, 41),)`` for Adult or
-        ``(taps (n, C, T), mask (n, T))`` for mPower.
+    inputs: the stored inputs, from which the bundle's ``to_model_input`` makes what the feature extractor F takes,
+        one minibatch at a time: e.g. ``(x (n, 41),)`` for Adult or ``(taps (n, C, T), mask (n, T))`` for mPower
+        (F takes them as they are); ``(images (n, 3, S, S) uint8,)`` for CelebA and IMDB (F takes them normalised
+        to float32) and ``(grey (n, 1, 28, 28) uint8, colours (n, 3) float32)`` for Colored MNIST (F takes the
+        painted images ``(n, 3, 28, 28)`` float32).
     y: ``(n,)`` int64 target labels. bias: ``(n, K)`` int64 bias labels, one column per bias head.
     """
 
@@ -78,6 +81,20 @@ class Split:
         return out
 
 
+ToModelInput = Callable[[tuple[torch.Tensor, ...], torch.device], tuple[torch.Tensor, ...]]
+"""``to_model_input(inputs, device) -> what F takes`` (:class:`DataBundle`)."""
+ExtraMetrics = Callable[[tuple[torch.Tensor, ...], Split], dict[str, float]]
+"""``extra_metrics(logits, split) -> {name: value}`` (:class:`DataBundle`)."""
+Counterfactuals = Callable[[Split], list[tuple[torch.Tensor, ...]]]
+"""``counterfactuals(split) -> [inputs shaped like split.inputs, ...]`` (:class:`DataBundle`)."""
+
+
+def inputs_to_device(inputs: tuple[torch.Tensor, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The default ``DataBundle.to_model_input``: stored rows that are what F takes already (tables, taps), each
+    ``(b, ...)`` moved to ``device``."""
+    return tuple(x.to(device) for x in inputs)
+
+
 @dataclass
 class DataBundle:
     """A loaded dataset.
@@ -88,10 +105,18 @@ class DataBundle:
     bias_names: a name per bias head. tolerance: Ω tolerance on the bias labels (DESIGN §2).
     test_is_bias_free: whether the test split decorrelates bias and target. log: what the loader
     dropped or changed and how many, shown on the console and stored in metrics.json. extra_metrics: dataset
-    metrics beyond the target's, ``extra_metrics(predict, split) -> {name: value}`` where ``predict(inputs)``
-    gives the predicted class ``(m,)`` of any inputs shaped like ``split.inputs``. within_bin_head: a bias head
-    whose bins give the metric ``within_bin_auc`` (the score centred within each bin, then AUC; mPower: age), or
-    None.
+    metrics beyond the target's, ``extra_metrics(logits, split) -> {name: value}``: the trainer computes the
+    target logits once per evaluated split and passes them, ``logits[0]`` those of ``split.inputs`` (``(n,)`` for
+    two classes, else ``(n, classes)``) and ``logits[1 + i]`` those of ``counterfactuals(split)[i]``; the metrics
+    come from these logits alone (``python.metrics.predicted_classes`` gives the predicted classes), the data
+    layer never runs the model. counterfactuals: ``counterfactuals(split) -> [inputs, ...]``, copies of
+    ``split.inputs`` (each a tuple shaped like it, the same ``n`` rows) whose logits ``extra_metrics`` also needs,
+    e.g. Adult's spouse and gender/race copies; None: none. to_model_input: ``to_model_input(inputs, device)``
+    turns rows of a split's stored ``inputs`` (a minibatch, each tensor ``(b, ...)`` on the CPU) into what F takes,
+    on ``device``; the one place where stored data becomes the model's (images: uint8 -> normalised float32, see
+    :mod:`python.data.images`). The trainer calls it on every minibatch it trains or evaluates on, so whole splits
+    stay on the CPU; default :func:`inputs_to_device`. within_bin_head: a bias head whose bins give the metric
+    ``within_bin_auc`` (the score centred within each bin, then AUC; mPower: age), or None.
     """
 
     name: str
@@ -104,9 +129,9 @@ class DataBundle:
     tolerance: int = 0
     test_is_bias_free: bool = True
     log: list[str] = field(default_factory=list)
-    extra_metrics: Callable[[Callable[[tuple[torch.Tensor, ...]], torch.Tensor], Split], dict[str, float]] | None = (
-        None
-    )
+    extra_metrics: ExtraMetrics | None = None
+    counterfactuals: Counterfactuals | None = None
+    to_model_input: ToModelInput = inputs_to_device
     within_bin_head: int | None = None
 
     def __post_init__(self) -> None:

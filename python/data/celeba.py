@@ -12,11 +12,12 @@ validation set, where the paper reports unbiased and bias-conflicting accuracy);
 test set, used here only to monitor training). All three keep CelebA's natural correlation of target and gender.
 
 Images: centre-cropped to a square (178 x 178 for the aligned images), resized to ``image_size`` (bilinear,
-antialiased; JPEG decoding already downscaled by PIL's draft mode), scaled to [0, 1] and normalised with the
-ImageNet mean/std -> float32 ``(n, 3, image_size, image_size)``. Everything is held in memory:
-``n * 3 * image_size^2 * 4`` bytes, i.e. for all 202,599 images 10 GB at 64 px, 40 GB at 128 px and 122 GB at
-224 px (the trainer also copies the splits to the device). Use ``max_images`` (a seeded random subset of the listed
-images, every partition in proportion) and/or a small ``image_size`` to fit. Decoding takes about 0.6 ms per image
+antialiased; JPEG decoding already downscaled by PIL's draft mode) and held in memory as uint8 ``(n, 3,
+image_size, image_size)`` on the CPU: ``n * 3 * image_size^2`` bytes, i.e. for all 202,599 images 2.5 GB at 64 px,
+10 GB at 128 px and 30 GB at 224 px. Each minibatch is scaled to [0, 1] and normalised with the ImageNet mean/std
+into float32 on the device by the bundle's ``to_model_input`` (:func:`imagenet_batch`); only minibatches reach the
+device. Use ``max_images`` (a seeded random subset of the listed images, every partition in proportion) and/or a
+small ``image_size`` to fit. Decoding takes about 0.6 ms per image
 at 64 px on one core (about 2 minutes for all of CelebA), ~10 ms at 224 px.
 
 y: the target attribute (1 = present); bias ``(n, 1)``: Male (1 = male). Metrics (``extra_metrics``):
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,8 +43,10 @@ import numpy as np
 import torch
 
 from ..flags import Flag, Setting
+from ..metrics import predicted_classes
 from ..models import ModelSpec, resnet_features
-from .base import DataBundle, Split, Tally
+from .base import DataBundle, ExtraMetrics, Split, Tally
+from .images import byte_table, bytes_to_float
 from .spec import DatasetSpec
 
 if TYPE_CHECKING:
@@ -63,8 +66,6 @@ LAYOUT = (
     f"<data_root>/celeba/{IMAGE_DIR}/*.jpg, <data_root>/celeba/{ATTR_FILE} and <data_root>/celeba/{PARTITION_FILE} "
     "(the original CelebA distribution files)"
 )
-
-Predict = Callable[[tuple[torch.Tensor, ...]], torch.Tensor]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -96,18 +97,23 @@ def decode_image(path: Path, image_size: int) -> np.ndarray:
         return np.array(img, dtype=np.uint8)
 
 
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(n, S, S, 3)`` -> float32 ``(n, 3, S, S)``: ``(x / 255 - mean) / std`` with ImageNet's mean/std."""
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (images.permute(0, 3, 1, 2).float().div_(255.0) - mean).div_(std)
+IMAGENET_TABLE = byte_table(IMAGENET_MEAN, IMAGENET_STD)  # (3, 256): byte v of channel c -> (v/255 - mean) / std
+
+
+def imagenet_batch(inputs: tuple[torch.Tensor, ...], device: torch.device) -> tuple[torch.Tensor]:
+    """``DataBundle.to_model_input`` of CelebA and IMDB: ``(images (b, 3, S, S) uint8,)`` -> ``(images (b, 3, S, S)
+    float32,)`` on ``device``, ``(x / 255 - mean) / std`` with ImageNet's mean/std (bitwise as the old up-front
+    conversion: :mod:`python.data.images`)."""
+    (images,) = inputs
+    return (bytes_to_float(images.to(device), IMAGENET_TABLE),)
 
 
 def read_images(paths: Sequence[Path], image_size: int, tally: Tally) -> tuple[torch.Tensor, np.ndarray]:
-    """Reads ``paths`` into normalised float32 ``(m, 3, S, S)`` (see :func:`decode_image`, :func:`normalise`).
+    """Reads ``paths`` into uint8 ``(m, 3, S, S)`` (see :func:`decode_image`; :func:`imagenet_batch` normalises a
+    minibatch of them for the model).
 
     Missing and undecodable files are skipped and counted in ``tally`` (examples name the file). Returns the
-    images and the indices ``(m,)`` into ``paths`` of those read. Memory: the result plus 1/4 of it as uint8.
+    images and the indices ``(m,)`` into ``paths`` of those read. Memory: twice the result while reading.
     """
     present = []
     for i, path in enumerate(paths):
@@ -124,10 +130,7 @@ def read_images(paths: Sequence[Path], image_size: int, tally: Tally) -> tuple[t
             tally.add("images skipped: cannot be decoded", f"{paths[i]} ({type(e).__name__}: {e})")
             continue
         kept.append(i)
-    out = torch.empty((len(kept), 3, image_size, image_size), dtype=torch.float32)
-    for start in range(0, len(kept), 4096):
-        out[start:start + 4096] = normalise(raw[start:min(start + 4096, len(kept))])
-    return out, np.asarray(kept, dtype=np.int64)
+    return raw[:len(kept)].permute(0, 3, 1, 2).contiguous(), np.asarray(kept, dtype=np.int64)
 
 
 def check_image_args(image_size: int, max_images: int | None) -> None:
@@ -263,11 +266,12 @@ def group_accuracies(predicted: torch.Tensor, y: torch.Tensor, bias: torch.Tenso
     return out
 
 
-def celeba_metrics(conflicting: Sequence[tuple[int, int]]) -> Callable[[Predict, Split], dict[str, float]]:
-    """``extra_metrics`` for :class:`DataBundle`: :func:`group_accuracies` of ``predict(split.inputs)``."""
+def celeba_metrics(conflicting: Sequence[tuple[int, int]]) -> ExtraMetrics:
+    """``extra_metrics`` for :class:`DataBundle`: :func:`group_accuracies` of the classes predicted by the split's
+    target logits ``logits[0] (n,)``."""
 
-    def metrics(predict: Predict, split: Split) -> dict[str, float]:
-        return group_accuracies(predict(split.inputs), split.y, split.bias[:, 0], conflicting)
+    def metrics(logits: tuple[torch.Tensor, ...], split: Split) -> dict[str, float]:
+        return group_accuracies(predicted_classes(logits[0]), split.y, split.bias[:, 0], conflicting)
 
     return metrics
 
@@ -313,10 +317,11 @@ def load_celeba(
     """Loads CelebA from ``<data_root>/celeba/`` (module docstring): ``target`` vs the bias Male.
 
     target: an attribute of list_attr_celeba.txt, spelled either way (``Blond_Hair``/``BlondHair``,
-    ``Heavy_Makeup``/``HeavyMakeup``; the paper's two). image_size: side of the square images. max_images: read
-    at most this many images, a random subset (``seed``) of the listed ones. Returns a DataBundle with inputs
-    ``(images (n, 3, S, S) float32,)``, ``y (n,)`` int64 0/1 and ``bias (n, 1)`` int64 Male 0/1, and
-    ``extra_metrics`` giving ``unbiased_accuracy`` and ``bias_conflicting_accuracy``.
+    ``Heavy_Makeup``/``HeavyMakeup``; the paper's two). image_size: side of the square images. max_images: read at
+    most this many images, a random subset (``seed``) of the listed ones. Returns a DataBundle with inputs ``(images
+    (n, 3, S, S) uint8,)`` (normalised per minibatch by its ``to_model_input``, :func:`imagenet_batch`), ``y (n,)``
+    int64 0/1 and ``bias (n, 1)`` int64 Male 0/1, and ``extra_metrics`` giving ``unbiased_accuracy`` and
+    ``bias_conflicting_accuracy``.
 
     Raises FileNotFoundError (a missing file or folder, or not one listed image found), ValueError (a malformed
     list line, naming the file and line; an unknown attribute; bad arguments), ImportError (no Pillow).
@@ -368,6 +373,7 @@ def load_celeba(
         test_is_bias_free=False,
         log=log,
         extra_metrics=celeba_metrics(conflicting),
+        to_model_input=imagenet_batch,
     )
 
 

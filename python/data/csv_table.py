@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..flags import Flag, Setting
-from ..metrics import demographic_parity_difference, equalized_odds_difference
+from ..metrics import demographic_parity_difference, equalized_odds_difference, predicted_classes
 from ..models import ModelSpec, dense_features
 from .base import DataBundle, Split, Tally
 from .spec import DatasetSpec
@@ -189,9 +189,10 @@ def split_rows(n: int, seed: int) -> dict[str, np.ndarray]:
             "test": order[n - n_test:]}
 
 
-def fairness_metrics(predict: Any, split: Split, bias_names: tuple[str, ...]) -> dict[str, float]:
-    """Per bias column, the demographic parity and equalized odds differences of the predictions on ``split``."""
-    y, predicted = split.y.cpu().numpy(), predict(split.inputs).cpu().numpy()
+def fairness_metrics(logits: tuple[torch.Tensor, ...], split: Split, bias_names: tuple[str, ...]) -> dict[str, float]:
+    """Per bias column, the demographic parity and equalized odds differences of the predictions on ``split``, from
+    its target logits ``logits[0]`` (``(n,)``; ``DataBundle.extra_metrics``)."""
+    y, predicted = split.y.cpu().numpy(), predicted_classes(logits[0]).cpu().numpy()
     out = {}
     for k, name in enumerate(bias_names):
         groups = split.bias[:, k].cpu().numpy()
@@ -250,7 +251,7 @@ def load_csv_table(path: str | Path, *, target: str, bias: str, bias_bins: int =
     bundle = DataBundle(name="csv", data_source="real", description=description, splits=splits, n_classes=2,
                         bias_classes=tuple(int(b[:, k].max()) + 1 for k in range(b.shape[1])), bias_names=bias_names,
                         tolerance=0, test_is_bias_free=False, log=log)
-    bundle.extra_metrics = lambda predict, split: fairness_metrics(predict, split, bias_names)
+    bundle.extra_metrics = lambda logits, split: fairness_metrics(logits, split, bias_names)
     return bundle
 
 

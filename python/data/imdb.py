@@ -18,9 +18,11 @@ belong to no split and are counted as such. Age = photo_taken - birth year, the 
 Splits, drawn from the records aged 0-29 or 40+ (``seed``): ``test`` = a random 20% of them, drawn first (the same
 for EB1 and EB2, so their results compare); from the rest, EB1 = women 0-29 + men 40+ and EB2 = women 40+ + men
 0-29; ``train_on`` picks one, and a random 10% of it is ``val`` (as biased as train). Images of the unused set are not
-read. Images are centre-cropped to a square, resized to ``image_size`` and ImageNet-normalised as for CelebA
-(:func:`python.data.celeba.read_images`): memory ``n * 3 * image_size^2 * 4`` bytes (49 KB per image at 64 px,
-602 KB at 224 px); ``max_images`` caps the records (a random subset, ``seed``, taken before the splits).
+read. Images are centre-cropped to a square, resized to ``image_size`` and held as uint8 on the CPU as for CelebA
+(:func:`python.data.celeba.read_images`): memory ``n * 3 * image_size^2`` bytes (12 KB per image at 64 px, 150 KB
+at 224 px); each minibatch is ImageNet-normalised into float32 on the device
+(:func:`python.data.celeba.imagenet_batch`); ``max_images`` caps the records (a random subset, ``seed``, taken
+before the splits).
 
 y: gender (1 = male). bias ``(n, 1)``: age in 12 bins, :data:`AGE_BIN_EDGES`: <15, 15-19, 20-24, 25-29, 30-34,
 35-39, 40-44, 45-49, 50-54, 55-59, 60-64, 65+. (Kim et al. do not publish their bin edges; these are 5-year bins
@@ -41,9 +43,10 @@ import numpy as np
 import torch
 
 from ..flags import Flag, Setting
+from ..metrics import predicted_classes
 from ..models import ModelSpec, resnet_features
 from .base import DataBundle, Split, Tally
-from .celeba import IMAGE_SETTINGS, Predict, check_image_args, read_images, subsample
+from .celeba import IMAGE_SETTINGS, check_image_args, imagenet_batch, read_images, subsample
 from .spec import DatasetSpec
 
 if TYPE_CHECKING:
@@ -260,9 +263,10 @@ def imdb_metrics(predicted: torch.Tensor, y: torch.Tensor, bins: torch.Tensor) -
     return out
 
 
-def imdb_extra_metrics(predict: Predict, split: Split) -> dict[str, float]:
-    """``DataBundle.extra_metrics``: :func:`imdb_metrics` of ``predict(split.inputs)``."""
-    return imdb_metrics(predict(split.inputs), split.y, split.bias[:, 0])
+def imdb_extra_metrics(logits: tuple[torch.Tensor, ...], split: Split) -> dict[str, float]:
+    """``DataBundle.extra_metrics``: :func:`imdb_metrics` of the classes predicted by the split's target logits
+    ``logits[0] (n,)``."""
+    return imdb_metrics(predicted_classes(logits[0]), split.y, split.bias[:, 0])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -290,8 +294,9 @@ def load_imdb(
 
     clean_ids: optional text file of the image ids to keep (:func:`read_clean_ids`). max_images: at most this many
     of the records aged 0-29 or 40+ (a random subset, ``seed``). seed: the test, val and subset draws. Returns a
-    DataBundle with inputs ``(images (n, 3, S, S) float32,)``, ``y (n,)`` int64 gender (1 male), ``bias (n, 1)``
-    int64 age bin 0..11, and ``extra_metrics`` (``accuracy`` and per-group accuracies).
+    DataBundle with inputs ``(images (n, 3, S, S) uint8,)`` (normalised per minibatch by its ``to_model_input``),
+    ``y (n,)`` int64 gender (1 male), ``bias (n, 1)`` int64 age bin 0..11, and ``extra_metrics`` (``accuracy`` and
+    per-group accuracies).
 
     Raises FileNotFoundError (imdb.mat, imdb_crop/ or clean_ids missing; no image readable), ValueError (corrupt
     imdb.mat naming the file, no usable record, an empty split, bad arguments), ImportError (no Pillow).
@@ -351,6 +356,7 @@ def load_imdb(
         test_is_bias_free=True,
         log=log,
         extra_metrics=imdb_extra_metrics,
+        to_model_input=imagenet_batch,
     )
 
 

@@ -22,15 +22,15 @@ if TYPE_CHECKING:
 class DatasetSpec:
     """One dataset.
 
-    name: the ``--dataset`` value. summary: what ``--dataset``'s help says about it. load(config) -> DataBundle:
-    the loader called with the config's settings (the bundle's ``extra_metrics`` included). model: DESIGN §3's sizes
-    of the branches, predictors and estimator. features(train_inputs, resnet_weights) -> F, sized from the train
-    split's inputs (a tuple of tensors with first dim n); ``resnet_weights``: the --resnet-weights file or None.
-    defaults: settings that differ from :class:`TrainConfig`'s defaults for this dataset (the schedule: ``lambda_``
-    and the epoch counts). quick_train_rows: --quick trains on at most this many random rows of the train split
-    (None: the loader shrinks the data itself, or not at all). settings: the config fields (and flags) this dataset
-    adds. check(config): raises ValueError when the config cannot work for this dataset (run only for this
-    dataset's configs).
+    name: the ``--dataset`` value. summary: what ``--dataset``'s help says about it. load(config) -> DataBundle: the
+    loader called with the config's settings (the bundle's ``extra_metrics`` included). model: DESIGN §3's sizes of
+    the branches, predictors and estimator. features(train_inputs, resnet_weights) -> F, sized from the train
+    split's stored inputs (a tuple of tensors with first dim n, before ``to_model_input``); ``resnet_weights``: the
+    --resnet-weights file or None. defaults: settings that differ from :class:`TrainConfig`'s defaults for this
+    dataset (the schedule: ``lambda_`` and the epoch counts). quick_train_rows: --quick trains on at most this many
+    random rows of the train split (None: the loader shrinks the data itself, or not at all). settings: the config
+    fields (and flags) this dataset adds. check(config): raises ValueError when the config cannot work for this
+    dataset (run only for this dataset's configs).
     """
 
     name: str
