@@ -140,6 +140,18 @@ def check_image_args(image_size: int, max_images: int | None) -> None:
         raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
 
 
+def image_dataset_folders(data_root: str | Path | None, name: str, image_dir: str, layout: str) -> tuple[Path, Path]:
+    """``(data_root/<name lowercased>, its image folder)`` of an image dataset that cannot ship with the package;
+    FileNotFoundError naming the expected ``layout`` when either is missing."""
+    if data_root is None:
+        raise FileNotFoundError(f"{name} cannot ship with this package: pass --data-root, a folder holding {layout}")
+    folder = Path(data_root) / name.lower()
+    images = folder / image_dir
+    if not images.is_dir():
+        raise FileNotFoundError(f"{name}: folder {images} not found; expected {layout}")
+    return folder, images
+
+
 def subsample(n: int, max_images: int | None, seed: int | tuple[int, ...]) -> np.ndarray:
     """Ascending indices of at most ``max_images`` of ``n`` records (all of them when ``max_images`` is None or not
     below ``n``): a draw without replacement by ``np.random.default_rng(seed)``. CelebA passes its ``seed``, IMDB
@@ -327,12 +339,7 @@ def load_celeba(
     list line, naming the file and line; an unknown attribute; bad arguments), ImportError (no Pillow).
     """
     check_image_args(image_size, max_images)
-    if data_root is None:
-        raise FileNotFoundError(f"CelebA cannot ship with this package: pass --data-root, a folder holding {LAYOUT}")
-    folder = Path(data_root) / "celeba"
-    image_dir = folder / IMAGE_DIR
-    if not image_dir.is_dir():
-        raise FileNotFoundError(f"CelebA: folder {image_dir} not found; expected {LAYOUT}")
+    folder, image_dir = image_dataset_folders(data_root, "CelebA", IMAGE_DIR, LAYOUT)
     tally = Tally()
     files, parts, y, male, target_name = _records(folder, target, tally)
     pick = subsample(len(files), max_images, seed)

@@ -46,7 +46,7 @@ from ..flags import Flag, Setting
 from ..metrics import predicted_classes
 from ..models import ModelSpec, resnet_features
 from .base import DataBundle, Split, Tally
-from .celeba import IMAGE_SETTINGS, check_image_args, imagenet_batch, read_images, subsample
+from .celeba import IMAGE_SETTINGS, check_image_args, image_dataset_folders, imagenet_batch, read_images, subsample
 from .spec import DatasetSpec
 
 if TYPE_CHECKING:
@@ -304,12 +304,7 @@ def load_imdb(
     check_image_args(image_size, max_images)
     if train_on not in TRAIN_SETS:
         raise ValueError(f"train_on must be one of {list(TRAIN_SETS)}, got {train_on!r}")
-    if data_root is None:
-        raise FileNotFoundError(f"IMDB cannot ship with this package: pass --data-root, a folder holding {LAYOUT}")
-    folder = Path(data_root) / "imdb"
-    image_dir = folder / IMAGE_DIR
-    if not image_dir.is_dir():
-        raise FileNotFoundError(f"IMDB: folder {image_dir} not found; expected {LAYOUT}")
+    folder, image_dir = image_dataset_folders(data_root, "IMDB", IMAGE_DIR, LAYOUT)
     mat_path = _find_mat(folder)
     fields = read_imdb_mat(mat_path)
     clean = read_clean_ids(clean_ids) if clean_ids is not None else None
