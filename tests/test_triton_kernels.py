@@ -7,6 +7,7 @@ import pytest
 import torch
 from _compare import assert_matches_reference
 from _helpers import clustered, labels
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import csad_kernels as ck
 import csad_kernels.reference as ref
@@ -185,3 +186,39 @@ def test_tiled_estimator_with_empty_sides(monkeypatch, similarity, estimator, re
         return ck.cs_mutual_information(u, v, **{k: x.to(u.device) for k, x in spec.items()}, **kw)
 
     assert_matches_reference(fn, inputs, "triton", torch.float32)
+
+
+class _CountCustomOps(TorchDispatchMode):
+    """Records the csad_triton ops that run, with their arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, tuple]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "csad_triton":
+            self.calls.append((func._opname, args))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("op", ["cosine_similarity", "symmetric_cross_entropy"])
+@pytest.mark.parametrize("wanted", [(True, False), (False, True)], ids=["x-only", "y-only"])
+def test_pair_ops_compute_only_the_gradients_asked_for(op, wanted):
+    # the backward launches the row-gradient kernel once per input that requires a gradient, and that
+    # gradient is bitwise the one computed when both are asked for
+    x, y = torch.rand(2, 9, 5) + 0.1, torch.rand(2, 7, 5) + 0.1
+    if op == "symmetric_cross_entropy":
+        x, y = x / x.sum(-1, keepdim=True), y / y.sum(-1, keepdim=True)
+    grad = torch.randn(2, 9, 7)
+    both = [t.clone().requires_grad_() for t in (x, y)]
+    getattr(ck, op)(*both, backend="triton").backward(grad)
+    one = [t.clone().requires_grad_(w) for t, w in zip((x, y), wanted, strict=True)]
+    out = getattr(ck, op)(*one, backend="triton")
+    with _CountCustomOps() as counted:
+        out.backward(grad)
+    row_grads = [args[3] for name, args in counted.calls if name == f"{op}_row_grad"]
+    assert row_grads == [wanted[1]]  # transpose_g is True for y's gradient only
+    for full, partial, w in zip(both, one, wanted, strict=True):
+        assert (partial.grad is not None) == w
+        if w:
+            assert torch.equal(partial.grad, full.grad)

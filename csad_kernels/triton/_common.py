@@ -122,3 +122,27 @@ def normalize_rows_backward(xn, den, dxn, EPS: tl.constexpr):
 @triton.jit
 def safe_log(p):
     return tl.log(tl.maximum(p, 1.1754943508222875e-38))
+
+
+@triton.jit
+def tile_mask(rows, cols, n_rows, n_cols):
+    """Which entries of the ``rows x cols`` tile lie inside an ``n_rows x n_cols`` matrix."""
+    return (rows < n_rows)[:, None] & (cols < n_cols)[None, :]
+
+
+@triton.jit
+def tile_ptrs(ptr, rows, cols, s_row, s_col):
+    """Pointers to the ``rows x cols`` tile of the matrix at ``ptr`` (its row and column strides)."""
+    return ptr + rows[:, None] * s_row + cols[None, :] * s_col
+
+
+@triton.jit
+def load_tile(ptr, rows, cols, n_rows, n_cols, s_row, s_col):
+    """The ``rows x cols`` tile of the ``n_rows x n_cols`` matrix at ``ptr``, 0 outside it."""
+    return tl.load(tile_ptrs(ptr, rows, cols, s_row, s_col), mask=tile_mask(rows, cols, n_rows, n_cols), other=0.0)
+
+
+@triton.jit
+def store_tile(ptr, value, rows, cols, n_rows, n_cols, s_row, s_col):
+    """Writes the entries of ``value`` (a ``rows x cols`` tile) that lie inside the matrix at ``ptr``."""
+    tl.store(tile_ptrs(ptr, rows, cols, s_row, s_col), value, mask=tile_mask(rows, cols, n_rows, n_cols))

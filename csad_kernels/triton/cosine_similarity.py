@@ -1,4 +1,5 @@
-"""Triton batched cosine similarity ``(..., N, d), (..., M, d) -> (..., N, M)``: kernels, launchers, autograd.
+"""Triton batched cosine similarity ``(..., N, d), (..., M, d) -> (..., N, M)``: kernels and launchers (autograd:
+:mod:`csad_kernels.triton._pairwise`).
 
 Forward: one program per (problem, N-block, M-block); rows are normalised in registers (no normalised
 copy of x or y is written). Backward: one program per (problem, row block) accumulates ``G @ yn`` over
@@ -14,20 +15,18 @@ import triton.language as tl
 
 from csad_kernels.triton._common import (
     NORM_EPS,
-    dot_precision,
+    load_tile,
     normalize_rows,
     normalize_rows_backward,
+    store_tile,
 )
+from csad_kernels.triton._pairwise import launch_pair_forward, launch_row_gradient, register_pair_op
 from csad_kernels.triton.launch_settings import cosine_tiles
-
-OP = "csad_triton::cosine_similarity"
 
 
 @triton.jit
 def _load_rows(ptr, b, rows, D, s_b, s_n, s_d, BLOCK_D: tl.constexpr, n_rows):
-    rd = tl.arange(0, BLOCK_D)
-    mask = (rows < n_rows)[:, None] & (rd < D)[None, :]
-    return tl.load(ptr + b * s_b + rows[:, None] * s_n + rd[None, :] * s_d, mask=mask, other=0.0)
+    return load_tile(ptr + b * s_b, rows, tl.arange(0, BLOCK_D), n_rows, D, s_n, s_d)
 
 
 @triton.jit
@@ -43,8 +42,7 @@ def _cosine_forward_kernel(
     xn, _ = normalize_rows(_load_rows(x_ptr, b, rn, D, sxb, sxn, sxd, BLOCK_D, N), EPS)
     yn, _ = normalize_rows(_load_rows(y_ptr, b, rm, D, syb, sym, syd, BLOCK_D, M), EPS)
     out = tl.dot(xn, tl.trans(yn), input_precision=PRECISION)
-    mask = (rn < N)[:, None] & (rm < M)[None, :]
-    tl.store(out_ptr + b * sob + rn[:, None] * son + rm[None, :] * som, out, mask=mask)
+    store_tile(out_ptr + b * sob, out, rn, rm, N, M, son, som)
 
 
 @triton.jit
@@ -61,88 +59,25 @@ def _cosine_backward_kernel(
     for start in range(0, M, BLOCK_M):
         rm = start + tl.arange(0, BLOCK_M)
         yn, _ = normalize_rows(_load_rows(y_ptr, b, rm, D, syb, sym, syd, BLOCK_D, M), EPS)
-        gmask = (rn < N)[:, None] & (rm < M)[None, :]
-        g = tl.load(g_ptr + b * sgb + rn[:, None] * sgn + rm[None, :] * sgm, mask=gmask, other=0.0)
-        acc = tl.dot(g, yn, acc, input_precision=PRECISION)
+        acc = tl.dot(load_tile(g_ptr + b * sgb, rn, rm, N, M, sgn, sgm), yn, acc, input_precision=PRECISION)
     xn, den = normalize_rows(_load_rows(x_ptr, b, rn, D, sxb, sxn, sxd, BLOCK_D, N), EPS)
     dx = normalize_rows_backward(xn, den, acc, EPS)
-    rd = tl.arange(0, BLOCK_D)
-    mask = (rn < N)[:, None] & (rd < D)[None, :]
-    tl.store(dx_ptr + b * sdb + rn[:, None] * sdn + rd[None, :] * sdd, dx, mask=mask)
+    store_tile(dx_ptr + b * sdb, dx, rn, tl.arange(0, BLOCK_D), N, D, sdn, sdd)
 
 
 def cosine_forward(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Launcher on float32 ``(B, N, d)``, ``(B, M, d)`` -> ``(B, N, M)`` float32."""
-    bsz, n, d = x.shape
-    m = y.shape[1]
-    out = torch.empty((bsz, n, m), dtype=torch.float32, device=x.device)
-    block_n, block_d = cosine_tiles(max(n, m), d)
-    grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_n), bsz)
-    _cosine_forward_kernel[grid](
-        x, y, out, n, m, d, *x.stride(), *y.stride(), *out.stride(),
-        BLOCK_N=block_n, BLOCK_M=block_n, BLOCK_D=block_d, EPS=NORM_EPS, PRECISION=dot_precision(),
-    )  # fmt: skip
-    return out
+    block_n, block_d = cosine_tiles(max(x.shape[1], y.shape[1]), x.shape[2])
+    return launch_pair_forward(_cosine_forward_kernel, x, y, block_n, BLOCK_D=block_d, EPS=NORM_EPS)
 
 
 def cosine_backward_rows(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, transpose_g: bool) -> torch.Tensor:
     """``d/dx`` of ``sum(G * cos(x, y))`` (``G`` is ``(B, N, M)``, or ``(B, M, N)`` read transposed)."""
-    bsz, n, d = x.shape
-    m = y.shape[1]
-    dx = torch.empty((bsz, n, d), dtype=torch.float32, device=x.device)
-    sgb, sgn, sgm = g.stride()
-    if transpose_g:
-        sgn, sgm = sgm, sgn
-    block_n, block_d = cosine_tiles(max(n, m), d)
-    grid = (triton.cdiv(n, block_n), bsz)
-    _cosine_backward_kernel[grid](
-        x, y, g, dx, n, m, d, *x.stride(), *y.stride(), sgb, sgn, sgm, *dx.stride(),
-        BLOCK_N=block_n, BLOCK_M=block_n, BLOCK_D=block_d, EPS=NORM_EPS, PRECISION=dot_precision(),
-    )  # fmt: skip
-    return dx
+    block_n, block_d = cosine_tiles(max(x.shape[1], y.shape[1]), x.shape[2])
+    return launch_row_gradient(_cosine_backward_kernel, x, y, g, transpose_g, block_n, BLOCK_D=block_d, EPS=NORM_EPS)
 
 
-@torch.library.custom_op(OP, mutates_args=())
-def cosine_similarity_op(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    n, d = x.shape[-2:]
-    m = y.shape[-2]
-    out = cosine_forward(x.reshape(-1, n, d).float(), y.reshape(-1, m, d).float())
-    return out.reshape(*x.shape[:-2], n, m).to(x.dtype)
-
-
-@cosine_similarity_op.register_fake
-def _(x, y):
-    return x.new_empty((*x.shape[:-1], y.shape[-2]))
-
-
-@torch.library.custom_op(OP + "_backward", mutates_args=())
-def cosine_similarity_backward_op(
-    grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    n, d = x.shape[-2:]
-    m = y.shape[-2]
-    xb, yb = x.reshape(-1, n, d).float(), y.reshape(-1, m, d).float()
-    g = grad.reshape(-1, n, m).float()
-    dx = cosine_backward_rows(xb, yb, g, transpose_g=False)
-    dy = cosine_backward_rows(yb, xb, g, transpose_g=True)
-    return dx.reshape(x.shape).to(x.dtype), dy.reshape(y.shape).to(y.dtype)
-
-
-@cosine_similarity_backward_op.register_fake
-def _(grad, x, y):
-    return torch.empty_like(x), torch.empty_like(y)
-
-
-def _setup_context(ctx, inputs, output) -> None:
-    ctx.save_for_backward(*inputs)
-
-
-def _backward(ctx, grad):
-    x, y = ctx.saved_tensors
-    return cosine_similarity_backward_op(grad, x, y)
-
-
-cosine_similarity_op.register_autograd(_backward, setup_context=_setup_context)
+cosine_similarity_op = register_pair_op("cosine_similarity", cosine_forward, cosine_backward_rows)
 
 
 def cosine_similarity(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from csad_kernels.triton._common import log1p_small, softplus
+from csad_kernels.triton._common import load_tile, log1p_small, softplus, store_tile, tile_mask
 from csad_kernels.triton.launch_settings import loss_tiles, stats_launch
 
 OP = "csad_triton::cross_sample_mi"
@@ -48,7 +48,7 @@ def omega_tile(
 ):  # fmt: skip
     """``(inside, outside)`` of a rows × cols tile: Ω and ¬Ω restricted to valid entries (and, with groups, to
     the pairs within one group)."""
-    valid = (rows < N)[:, None] & (cols < N)[None, :]
+    valid = tile_mask(rows, cols, N, N)
     if HAS_GROUPS:
         ga = tl.load(grp_ptr + b * sgb + rows * sgn, mask=rows < N, other=0)
         gc = tl.load(grp_ptr + b * sgb + cols * sgn, mask=cols < N, other=0)
@@ -63,6 +63,30 @@ def omega_tile(
             diff = tl.maximum(diff, tl.abs(a[:, None] - c[None, :]))
         om = diff <= tol
     return om & valid, (om == 0) & valid
+
+
+@triton.jit
+def _scored_tile(
+    m_ptr, lab_ptr, mask_ptr, grp_ptr, b, rows, cols, N, K, tol, smb, smn, smm, slb, sln, slk, sqb, sqn, sqm,
+    sgb, sgn, HAS_MASK: tl.constexpr, HAS_GROUPS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """``(inside, outside, x)`` of a rows × cols tile: :func:`omega_tile` and the scores (0 outside the matrix)."""
+    inside, outside = omega_tile(
+        lab_ptr, mask_ptr, grp_ptr, b, rows, cols, N, K, tol, slb, sln, slk, sqb, sqn, sqm, sgb, sgn,
+        HAS_MASK, HAS_GROUPS, BLOCK_R, BLOCK_C,
+    )  # fmt: skip
+    return inside, outside, load_tile(m_ptr + b * smb, rows, cols, N, N, smn, smm)
+
+
+@triton.jit
+def _loss_scales(w_ptr, ESTIMATOR: tl.constexpr):
+    """``(w₊, w₋)`` of estimator="ms" (1, 1 for the others)."""
+    w_pos = 1.0
+    w_neg = 1.0
+    if ESTIMATOR == 2:
+        w_pos = tl.load(w_ptr)
+        w_neg = tl.load(w_ptr + 1)
+    return w_pos, w_neg
 
 
 @triton.jit
@@ -122,11 +146,7 @@ def _csmi_forward_kernel(
 ):  # fmt: skip
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
-    w_pos = 1.0
-    w_neg = 1.0
-    if ESTIMATOR == 2:
-        w_pos = tl.load(w_ptr)
-        w_neg = tl.load(w_ptr + 1)
+    w_pos, w_neg = _loss_scales(w_ptr, ESTIMATOR)
     spread_in = tl.zeros((BLOCK_R,), dtype=tl.float32)
     spread_out = tl.zeros((BLOCK_R,), dtype=tl.float32)
     max_in = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
@@ -137,12 +157,10 @@ def _csmi_forward_kernel(
     cnt_out = tl.zeros((BLOCK_R,), dtype=tl.int32)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        inside, outside = omega_tile(
-            lab_ptr, mask_ptr, grp_ptr, b, rows, cols, N, K, tol, slb, sln, slk, sqb, sqn, sqm, sgb, sgn,
-            HAS_MASK, HAS_GROUPS, BLOCK_R, BLOCK_C,
+        inside, outside, x = _scored_tile(
+            m_ptr, lab_ptr, mask_ptr, grp_ptr, b, rows, cols, N, K, tol, smb, smn, smm, slb, sln, slk, sqb, sqn, sqm,
+            sgb, sgn, HAS_MASK, HAS_GROUPS, BLOCK_R, BLOCK_C,
         )  # fmt: skip
-        valid = (rows < N)[:, None] & (cols < N)[None, :]
-        x = tl.load(m_ptr + b * smb + rows[:, None] * smn + cols[None, :] * smm, mask=valid, other=0.0)
         cnt_in += tl.sum(inside.to(tl.int32), axis=1)
         cnt_out += tl.sum(outside.to(tl.int32), axis=1)
         if ESTIMATOR == 0:
@@ -188,19 +206,13 @@ def _csmi_backward_kernel(
     g = tl.load(g_ptr + b * sggb).to(tl.float64)
     coef_in = (g * tl.load(stats_ptr + b * sstb + 2)).to(tl.float32)
     coef_out = (g * tl.load(stats_ptr + b * sstb + 3)).to(tl.float32)
-    w_pos = 1.0
-    w_neg = 1.0
-    if ESTIMATOR == 2:
-        w_pos = tl.load(w_ptr)
-        w_neg = tl.load(w_ptr + 1)
+    w_pos, w_neg = _loss_scales(w_ptr, ESTIMATOR)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        inside, outside = omega_tile(
-            lab_ptr, mask_ptr, grp_ptr, b, rows, cols, N, K, tol, slb, sln, slk, sqb, sqn, sqm, sgb, sgn,
-            HAS_MASK, HAS_GROUPS, BLOCK_R, BLOCK_C,
+        inside, outside, x = _scored_tile(
+            m_ptr, lab_ptr, mask_ptr, grp_ptr, b, rows, cols, N, K, tol, smb, smn, smm, slb, sln, slk, sqb, sqn, sqm,
+            sgb, sgn, HAS_MASK, HAS_GROUPS, BLOCK_R, BLOCK_C,
         )  # fmt: skip
-        valid = (rows < N)[:, None] & (cols < N)[None, :]
-        x = tl.load(m_ptr + b * smb + rows[:, None] * smn + cols[None, :] * smm, mask=valid, other=0.0)
         if ESTIMATOR == 0:
             # e^{x - lse}, the difference formed in float64: members have x <= lse, non-members get e^-inf = 0
             x64 = x.to(tl.float64)
@@ -216,7 +228,7 @@ def _csmi_backward_kernel(
             w_in = _sigmoid(-x)
             w_out = _sigmoid(x)
         dm = tl.where(inside, coef_in * w_in, 0.0) - tl.where(outside, coef_out * w_out, 0.0)
-        tl.store(dm_ptr + b * sdb + rows[:, None] * sdn + cols[None, :] * sdm, dm, mask=valid)
+        store_tile(dm_ptr + b * sdb, dm, rows, cols, N, N, sdn, sdm)
 
 
 def _pairs_args(labels, mask, groups, device):

@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from csad_kernels.triton._common import dot_precision, num_factors
+from csad_kernels.triton._common import dot_precision, load_tile, num_factors, store_tile
 from csad_kernels.triton.launch_settings import gemm_tiles, row_blocks
 
 OP = "csad_triton::rwr"
@@ -35,20 +35,9 @@ def _gemm_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_P), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
-        a = tl.load(
-            a_ptr + bb * sab + rm[:, None] * sam + rk[None, :] * sak,
-            mask=(rm < M)[:, None] & (rk < K)[None, :],
-            other=0.0,
-        )
-        b = tl.load(
-            b_ptr + bb * sbb + rk[:, None] * sbk + rp[None, :] * sbp,
-            mask=(rk < K)[:, None] & (rp < P)[None, :],
-            other=0.0,
-        )
-        acc = tl.dot(a, b, acc, input_precision=PRECISION)
-    acc = acc * scale
-    mask = (rm < M)[:, None] & (rp < P)[None, :]
-    tl.store(out_ptr + bb * sob + rm[:, None] * som + rp[None, :] * sop, acc, mask=mask)
+        a = load_tile(a_ptr + bb * sab, rm, rk, M, K, sam, sak)
+        acc = tl.dot(a, load_tile(b_ptr + bb * sbb, rk, rp, K, P, sbk, sbp), acc, input_precision=PRECISION)
+    store_tile(out_ptr + bb * sob, acc * scale, rm, rp, M, P, som, sop)
 
 
 def gemm(a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
@@ -137,19 +126,17 @@ def _rownorm_kernel(
 ):  # fmt: skip
     """``R = scale * W / rowsum(scale * W)`` for a block of rows."""
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    w_ptr += b * swb
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     total = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        mask = (rows < N)[:, None] & (cols < N)[None, :]
-        w = tl.load(w_ptr + b * swb + rows[:, None] * swn + cols[None, :] * swm, mask=mask, other=0.0)
-        total += tl.sum(scale * w, axis=1)
+        total += tl.sum(scale * load_tile(w_ptr, rows, cols, N, N, swn, swm), axis=1)
     total = tl.where(rows < N, total, 1.0)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        mask = (rows < N)[:, None] & (cols < N)[None, :]
-        w = tl.load(w_ptr + b * swb + rows[:, None] * swn + cols[None, :] * swm, mask=mask, other=0.0)
-        tl.store(r_ptr + b * srb + rows[:, None] * srn + cols[None, :] * srm, scale * w / total[:, None], mask=mask)
+        r = scale * load_tile(w_ptr, rows, cols, N, N, swn, swm) / total[:, None]
+        store_tile(r_ptr + b * srb, r, rows, cols, N, N, srn, srm)
 
 
 @triton.jit
@@ -160,24 +147,20 @@ def _rownorm_backward_kernel(
 ):  # fmt: skip
     """``dW = scale * (dR - rowsum(dR * R)) / rowsum(scale * W)``."""
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    g_ptr += b * sgb
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     total = tl.zeros((BLOCK_R,), dtype=tl.float32)
     dot = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        mask = (rows < N)[:, None] & (cols < N)[None, :]
-        w = tl.load(w_ptr + b * swb + rows[:, None] * swn + cols[None, :] * swm, mask=mask, other=0.0)
-        r = tl.load(r_ptr + b * srb + rows[:, None] * srn + cols[None, :] * srm, mask=mask, other=0.0)
-        g = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
-        total += tl.sum(scale * w, axis=1)
-        dot += tl.sum(g * r, axis=1)
+        total += tl.sum(scale * load_tile(w_ptr + b * swb, rows, cols, N, N, swn, swm), axis=1)
+        r = load_tile(r_ptr + b * srb, rows, cols, N, N, srn, srm)
+        dot += tl.sum(load_tile(g_ptr, rows, cols, N, N, sgn, sgm) * r, axis=1)
     total = tl.where(rows < N, total, 1.0)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        mask = (rows < N)[:, None] & (cols < N)[None, :]
-        g = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
-        dw = scale * (g - dot[:, None]) / total[:, None]
-        tl.store(dw_ptr + b * sdb + rows[:, None] * sdn + cols[None, :] * sdm, dw, mask=mask)
+        dw = scale * (load_tile(g_ptr, rows, cols, N, N, sgn, sgm) - dot[:, None]) / total[:, None]
+        store_tile(dw_ptr + b * sdb, dw, rows, cols, N, N, sdn, sdm)
 
 
 def rwr_forward(e: torch.Tensor, c: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,8 +18,10 @@ import triton.language as tl
 from csad_kernels.triton._common import (
     NORM_EPS,
     dot_precision,
+    load_tile,
     normalize_rows,
     normalize_rows_backward,
+    store_tile,
 )
 from csad_kernels.triton.launch_settings import gram_launch, row_blocks
 
@@ -31,24 +33,22 @@ def _softmax_forward_kernel(
     s_ptr, tau_ptr, e_ptr, N, ssb, ssn, ssm, seb, sen, sem, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr
 ):  # fmt: skip
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    s_ptr += b * ssb
     tau = tl.load(tau_ptr)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     run_max = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
     run_sum = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        mask = (rows < N)[:, None] & (cols < N)[None, :]
-        s = tl.load(s_ptr + b * ssb + rows[:, None] * ssn + cols[None, :] * ssm, mask=mask, other=0.0)
+        s = load_tile(s_ptr, rows, cols, N, N, ssn, ssm)
         z = tl.where((cols < N)[None, :], tau * s, float("-inf"))
         new_max = tl.maximum(run_max, tl.max(z, axis=1))  # finite: every block holds a valid column
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(z - new_max[:, None]), axis=1)
         run_max = new_max
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        mask = (rows < N)[:, None] & (cols < N)[None, :]
-        s = tl.load(s_ptr + b * ssb + rows[:, None] * ssn + cols[None, :] * ssm, mask=mask, other=0.0)
-        e = tl.exp(tau * s - run_max[:, None]) / run_sum[:, None]
-        tl.store(e_ptr + b * seb + rows[:, None] * sen + cols[None, :] * sem, e, mask=mask)
+        e = tl.exp(tau * load_tile(s_ptr, rows, cols, N, N, ssn, ssm) - run_max[:, None]) / run_sum[:, None]
+        store_tile(e_ptr + b * seb, e, rows, cols, N, N, sen, sem)
 
 
 @triton.jit
@@ -58,29 +58,26 @@ def _softmax_backward_kernel(
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    s_ptr += b * ssb
+    e_ptr += b * seb
+    g_ptr += b * sgb
     tau = tl.load(tau_ptr)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     dot = tl.zeros((BLOCK_R,), dtype=tl.float32)
     mean_s = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        mask = (rows < N)[:, None] & (cols < N)[None, :]
-        e = tl.load(e_ptr + b * seb + rows[:, None] * sen + cols[None, :] * sem, mask=mask, other=0.0)
-        g = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
-        s = tl.load(s_ptr + b * ssb + rows[:, None] * ssn + cols[None, :] * ssm, mask=mask, other=0.0)
-        dot += tl.sum(e * g, axis=1)
-        mean_s += tl.sum(e * s, axis=1)
+        e = load_tile(e_ptr, rows, cols, N, N, sen, sem)
+        dot += tl.sum(e * load_tile(g_ptr, rows, cols, N, N, sgn, sgm), axis=1)
+        mean_s += tl.sum(e * load_tile(s_ptr, rows, cols, N, N, ssn, ssm), axis=1)
     dtau = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        mask = (rows < N)[:, None] & (cols < N)[None, :]
-        e = tl.load(e_ptr + b * seb + rows[:, None] * sen + cols[None, :] * sem, mask=mask, other=0.0)
-        g = tl.load(g_ptr + b * sgb + rows[:, None] * sgn + cols[None, :] * sgm, mask=mask, other=0.0)
-        s = tl.load(s_ptr + b * ssb + rows[:, None] * ssn + cols[None, :] * ssm, mask=mask, other=0.0)
-        dz = e * (g - dot[:, None])
+        e = load_tile(e_ptr, rows, cols, N, N, sen, sem)
+        g = load_tile(g_ptr, rows, cols, N, N, sgn, sgm)
         # sum_j dz_ij = 0, so dtau = sum E g (S - rowmean_E(S)): no cancellation of g against rowsum(E g)
-        dtau += tl.sum(e * g * (s - mean_s[:, None]), axis=1)
-        tl.store(ds_ptr + b * sdb + rows[:, None] * sdn + cols[None, :] * sdm, tau * dz, mask=mask)
+        dtau += tl.sum(e * g * (load_tile(s_ptr, rows, cols, N, N, ssn, ssm) - mean_s[:, None]), axis=1)
+        store_tile(ds_ptr + b * sdb, tau * (e * (g - dot[:, None])), rows, cols, N, N, sdn, sdm)
     tl.store(dtau_ptr + b * tl.num_programs(0) + pr, tl.sum(dtau, axis=0))
 
 
