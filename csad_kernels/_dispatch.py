@@ -16,8 +16,11 @@ import torch
 from csad_kernels import _extension
 
 BACKENDS = ("reference", "cpu", "cuda", "triton")
-# The public ops, in DESIGN.md order: the one list every backend registers (csad_kernels/triton/__init__.py keeps a
-# copy, tested equal in tests/test_backends.py). A new op is added here first (CONTRIBUTING.md).
+# The backends whose kernels a CUDA graph can capture (no host reads of tensor values, device-side launches).
+CUDA_GRAPH_BACKENDS = ("cuda", "triton")
+# The public ops, in DESIGN.md order: the one list every backend registers (each backend package imports it and a
+# module per op; tests/test_backends.py checks each available backend registers exactly these). A new op is added
+# here first (CONTRIBUTING.md).
 OPS = (
     "cosine_similarity",
     "softmax_adjacency",

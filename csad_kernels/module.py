@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from csad_kernels import _validation as check
+from csad_kernels._dispatch import CUDA_GRAPH_BACKENDS
 from csad_kernels.api import cs_mutual_information
 
 
@@ -195,10 +196,10 @@ class CrossSampleMI(nn.Module):
 def _check_cuda_graph(cuda_graph: object, backend: str) -> None:
     if not isinstance(cuda_graph, bool):
         raise TypeError(f"cuda_graph must be a bool, got {type(cuda_graph).__name__}")
-    if cuda_graph and backend in ("reference", "cpu"):
+    if cuda_graph and backend not in ("auto", *CUDA_GRAPH_BACKENDS):
         raise ValueError(
-            f"cuda_graph=True needs a GPU backend ('auto', 'triton' or 'cuda'), got backend={backend!r}: "
-            "'reference' reads tensor values on the host (not capturable) and 'cpu' runs on the CPU"
+            f"cuda_graph=True needs a backend whose kernels a CUDA graph can capture ('auto', "
+            f"{', '.join(repr(b) for b in CUDA_GRAPH_BACKENDS)}), got backend={backend!r}"
         )
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from csad_kernels import BACKENDS
+
 from .data.registry import DATASETS as DATASET_SPECS
 from .flags import FLAG, Setting, flag_field
 from .methods import METHODS as METHOD_CLASSES
@@ -29,6 +31,15 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(spec.defaults) for nam
 def _dataset_help() -> str:
     summaries = "; ".join(f"{name}: {spec.summary}" for name, spec in DATASET_SPECS.items())
     return f"dataset to train on (default mpower). {summaries}"
+
+
+def _data_root_help() -> str:
+    layouts = "; ".join(f"{name}: {spec.data_root}" for name, spec in DATASET_SPECS.items() if spec.data_root)
+    return f"folder holding the real data. {layouts}"
+
+
+def _backend_help() -> str:
+    return f"csad_kernels backend of the estimator: {', '.join(('auto', *BACKENDS))} (default auto)"
 
 
 def _lambda_help() -> str:
@@ -49,10 +60,7 @@ class RunSettings:
         "not a debiasing method: the baseline with each row's loss weighted so that the training split becomes its "
         "bias-balanced resample (the target independent of the bias, classes equally likely in each cell)",
         choices=METHODS)
-    data_root: str | None = flag_field(
-        None, "folder holding the real data (mPower: DATA_ROOT/mpower/tapping.csv, demographics.csv, "
-        "tapping_samples/; Adult: DIR/adult/adult.data|adult.test); without it mpower generates and uses a simulated "
-        "cohort in the same format, adult reads the copy shipped with csad", metavar="DIR")
+    data_root: str | None = flag_field(None, _data_root_help(), metavar="DIR")
     pretrain_epochs: int = flag_field(
         15, "epochs of Algorithm 2 step 1 (F, D_y, P_y on the target loss) (mpower default 15)")
     bias_epochs: int = flag_field(
@@ -77,8 +85,7 @@ class RunSettings:
     c: float = flag_field(0.5, "restart constant c of the random walk, in (0, 1) (default 0.5)")
     balanced_batches: bool = flag_field(
         True, "draw minibatches balanced over the target classes (default on)", switch="both")
-    backend: str = flag_field(
-        "auto", "csad_kernels backend of the estimator: auto, reference, cpu, cuda, triton (default auto)")
+    backend: str = flag_field("auto", _backend_help())
     device: str = flag_field("auto", "auto, cpu, cuda or cuda:N (default auto: cuda when available)")
     seed: int = flag_field(0, "seed of initialisation and minibatch order (default 0)")
     out: str | None = flag_field(

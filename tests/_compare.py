@@ -46,7 +46,7 @@ FUSED_BACKENDS = ("cpu", "triton", "cuda")
 CPU_ROUNDED_LSE = "cpu backend, float64, |scores| ~ 1e4: backward weights exp(m − lse) use the rounded lse (~1e4)"
 # The dtypes in which each backend computes, from the backends' docstrings:
 # - reference: any floating dtype, in that dtype (plain PyTorch);
-# - cpu (csad_kernels/cpu): float32 and float64 in their own precision; float16/bfloat16 upcast to float32;
+# - cpu (csad_kernels/extension): float32 and float64 in their own precision; float16/bfloat16 upcast to float32;
 # - cuda (csad_kernels/cuda/__init__.py): float32 and float64 in their own precision; float16/bfloat16 upcast;
 # - triton (csad_kernels/triton/__init__.py): float32 only; float64 inputs are computed in float32, float16 and
 #   bfloat16 upcast to float32.
@@ -154,7 +154,9 @@ def custom_op(backend: str, op: str, cpp_name: str | None = None):
     """The torch.library custom op behind ``backend``'s kernel of ``op``, for ``torch.library.opcheck``."""
     if backend in ("cpu", "cuda"):
         return getattr(torch.ops.csad, cpp_name or op).default
-    return getattr(importlib.import_module(f"csad_kernels.triton.{op}"), f"{op}_op")
+    if backend == "triton":
+        return getattr(importlib.import_module(f"csad_kernels.triton.{op}"), f"{op}_op")
+    raise ValueError(f"no custom-op lookup for backend {backend!r}: add one here (CONTRIBUTING.md, a backend)")
 
 
 def most_precise_dtype(backend: str):

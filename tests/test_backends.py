@@ -83,13 +83,11 @@ def test_reference_runs_any_floating_dtype():
 
 
 def test_one_op_list_registered_by_every_backend():
-    """_dispatch.OPS is the op list: the reference and cpu backends register exactly it, and the copies of
-    csad_kernels.cuda and csad_kernels.triton equal it."""
-    from csad_kernels import cuda, triton
-
+    """_dispatch.OPS is the op list: every backend that can run here registers exactly it (the reference in its
+    order)."""
     assert tuple(_dispatch._KERNELS["reference"]) == _dispatch.OPS
-    assert set(_dispatch._KERNELS["cpu"]) == set(_dispatch.OPS)
-    assert cuda.OPS == triton.OPS == _dispatch.OPS
+    for backend in ck.available_backends():
+        assert set(_dispatch._KERNELS[backend]) == set(_dispatch.OPS), backend
     assert set(ck.__all__) >= set(_dispatch.OPS)
 
 

@@ -87,6 +87,17 @@ def test_every_dataset_setting_is_a_config_field_with_a_documented_flag():
         assert f"{spec.name}: {spec.summary}" in " ".join(help_text.split())
 
 
+def test_data_root_and_backend_help_come_from_the_registries():
+    import csad_kernels
+
+    help_text = " ".join(train_cli.parser().format_help().split())
+    with_root = [spec for spec in DATASETS.values() if spec.data_root]
+    assert {spec.name for spec in with_root} == {"mpower", "adult", "colored_mnist", "celeba", "imdb"}
+    for spec in with_root:
+        assert f"{spec.name}: {spec.data_root}" in help_text
+    assert ", ".join(("auto", *csad_kernels.BACKENDS)) in help_text
+
+
 def test_a_setting_several_datasets_read_has_one_flag_with_each_datasets_help():
     merged = cfg.dataset_settings()
     assert merged["split"].flag.help == ("Adult: which of the 10 random 80/20 splits (0-9, default 0); csv: the "

@@ -7,6 +7,7 @@ import torch
 from _helpers import clustered, graph, labels, probabilities
 
 import csad_kernels as ck
+from csad_kernels import _dispatch
 
 N = 8
 
@@ -44,6 +45,10 @@ def _leaves(tensors, dtype):
 
 
 OPS = list(_inputs())
+
+
+def test_every_public_op_has_second_derivative_inputs():
+    assert tuple(OPS) == _dispatch.OPS
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -458,6 +458,7 @@ BIAS = Setting("bias", str | None, "gender",
                     metavar="BIAS"), check=_check_bias)
 SPEC = DatasetSpec(
     name="adult",
+    data_root="DIR/adult/adult.data, adult.test (default: the copy shipped with csad)",
     summary="UCI Adult, the files shipped in python/data/adult_files/ without --data-root",
     load=_load,
     model=ModelSpec(branch=32, target=(32,), bias=(32,), estimator=(32, 32, 32)),

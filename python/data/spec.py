@@ -30,7 +30,8 @@ class DatasetSpec:
     dataset (the schedule: ``lambda_`` and the epoch counts). quick_train_rows: --quick trains on at most this many
     random rows of the train split (None: the loader shrinks the data itself, or not at all). settings: the config
     fields (and flags) this dataset adds. check(config): raises ValueError when the config cannot work for this
-    dataset (run only for this dataset's configs).
+    dataset (run only for this dataset's configs). data_root: what ``--data-root DIR`` holds for this dataset, for
+    the flag's help ("" where the dataset takes no data root).
     """
 
     name: str
@@ -42,3 +43,4 @@ class DatasetSpec:
     quick_train_rows: int | None = None
     settings: tuple[Setting, ...] = field(default=())
     check: Callable[[TrainConfig], None] | None = None
+    data_root: str = ""

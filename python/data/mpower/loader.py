@@ -156,6 +156,7 @@ def _load(config: TrainConfig) -> DataBundle:
 
 SPEC = DatasetSpec(
     name="mpower",
+    data_root="DIR/mpower/tapping.csv, demographics.csv, tapping_samples/ (default: a simulated cohort in that format)",
     summary="mPower finger tapping, a simulated cohort in the Synapse export's format without --data-root",
     load=_load,
     model=ModelSpec(branch=64, target=(64,), bias=(64,), estimator=(64, 64, 32, 32)),
