@@ -33,21 +33,20 @@ def _softmax_forward_kernel(
     s_ptr, tau_ptr, e_ptr, N, ssb, ssn, ssm, seb, sen, sem, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr
 ):  # fmt: skip
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
-    s_ptr += b * ssb
     tau = tl.load(tau_ptr)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     run_max = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
     run_sum = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        s = load_tile(s_ptr, rows, cols, N, N, ssn, ssm)
+        s = load_tile(s_ptr + b * ssb, rows, cols, N, N, ssn, ssm)
         z = tl.where((cols < N)[None, :], tau * s, float("-inf"))
         new_max = tl.maximum(run_max, tl.max(z, axis=1))  # finite: every block holds a valid column
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(z - new_max[:, None]), axis=1)
         run_max = new_max
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        e = tl.exp(tau * load_tile(s_ptr, rows, cols, N, N, ssn, ssm) - run_max[:, None]) / run_sum[:, None]
+        e = tl.exp(tau * load_tile(s_ptr + b * ssb, rows, cols, N, N, ssn, ssm) - run_max[:, None]) / run_sum[:, None]
         store_tile(e_ptr + b * seb, e, rows, cols, N, N, sen, sem)
 
 
@@ -58,27 +57,33 @@ def _softmax_backward_kernel(
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
-    s_ptr += b * ssb
-    e_ptr += b * seb
-    g_ptr += b * sgb
     tau = tl.load(tau_ptr)
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     dot = tl.zeros((BLOCK_R,), dtype=tl.float32)
     mean_s = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
-        cols = c0 + tl.arange(0, BLOCK_C)
-        e = load_tile(e_ptr, rows, cols, N, N, sen, sem)
-        dot += tl.sum(e * load_tile(g_ptr, rows, cols, N, N, sgn, sgm), axis=1)
-        mean_s += tl.sum(e * load_tile(s_ptr, rows, cols, N, N, ssn, ssm), axis=1)
+        e, g, s = _backward_tiles(s_ptr, e_ptr, g_ptr, b, rows, c0 + tl.arange(0, BLOCK_C), N,
+                                  ssb, ssn, ssm, seb, sen, sem, sgb, sgn, sgm)  # fmt: skip
+        dot += tl.sum(e * g, axis=1)
+        mean_s += tl.sum(e * s, axis=1)
     dtau = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
-        e = load_tile(e_ptr, rows, cols, N, N, sen, sem)
-        g = load_tile(g_ptr, rows, cols, N, N, sgn, sgm)
+        e, g, s = _backward_tiles(s_ptr, e_ptr, g_ptr, b, rows, cols, N,
+                                  ssb, ssn, ssm, seb, sen, sem, sgb, sgn, sgm)  # fmt: skip
+        dz = e * (g - dot[:, None])
         # sum_j dz_ij = 0, so dtau = sum E g (S - rowmean_E(S)): no cancellation of g against rowsum(E g)
-        dtau += tl.sum(e * g * (load_tile(s_ptr, rows, cols, N, N, ssn, ssm) - mean_s[:, None]), axis=1)
-        store_tile(ds_ptr + b * sdb, tau * (e * (g - dot[:, None])), rows, cols, N, N, sdn, sdm)
+        dtau += tl.sum(e * g * (s - mean_s[:, None]), axis=1)
+        store_tile(ds_ptr + b * sdb, tau * dz, rows, cols, N, N, sdn, sdm)
     tl.store(dtau_ptr + b * tl.num_programs(0) + pr, tl.sum(dtau, axis=0))
+
+
+@triton.jit
+def _backward_tiles(s_ptr, e_ptr, g_ptr, b, rows, cols, N, ssb, ssn, ssm, seb, sen, sem, sgb, sgn, sgm):
+    """The ``rows x cols`` tiles of E, dL/dE and S of problem ``b``."""
+    e = load_tile(e_ptr + b * seb, rows, cols, N, N, sen, sem)
+    g = load_tile(g_ptr + b * sgb, rows, cols, N, N, sgn, sgm)
+    return e, g, load_tile(s_ptr + b * ssb, rows, cols, N, N, ssn, ssm)
 
 
 @torch.library.custom_op(OP, mutates_args=())
