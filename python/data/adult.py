@@ -52,7 +52,7 @@ from ..checkpoint import write_atomic
 from ..flags import Flag, Setting
 from ..metrics import predicted_classes
 from ..models import ModelSpec, dense_features
-from .base import DataBundle, Split, Tally
+from .base import SPLITS, DataBundle, Split, Tally, log_report, split_sizes
 from .spec import DatasetSpec
 
 if TYPE_CHECKING:
@@ -393,10 +393,9 @@ def load_adult(
     x, note = _standardise(x, index["train"])
     log.append(note)
     splits = {name: _make_split(x, y, idx, bias) for name, idx in index.items()}
-    log += [_summary(name, splits[name]) for name in ("train", "val", "test")]
-    for line in log:
-        (logger.warning if line.startswith("rows kept with") or "differs" in line else logger.info)(line)
-    sizes = "/".join(str(len(splits[s])) for s in ("train", "val", "test"))
+    log += [_summary(name, splits[name]) for name in SPLITS]
+    log_report(log, logger, warn=lambda line: line.startswith("rows kept with") or "differs" in line)
+    sizes = split_sizes(splits)
     description = (
         f"UCI Adult ({which} {folder}): {len(y)} rows, {len(ADULT_FEATURES)} features (SenSR preprocessing), "
         f"income >50K, bias {' + '.join(BIASES[bias])}; split {split} of {N_SPLITS}, train/val/test {sizes}"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 
 import torch
@@ -10,6 +11,23 @@ import torch
 SPLITS = ("train", "val", "test")
 EXAMPLES_PER_LINE = 3
 FINITE_CHECK_ROWS = 4096  # rows per chunk when checking inputs for non-finite values (bounds the temporaries)
+
+
+def split_sizes(splits: Mapping[str, Sized]) -> str:
+    """``"<train>/<val>/<test>"``: the number of rows of each split."""
+    return "/".join(str(len(splits[name])) for name in SPLITS)
+
+
+def loses_rows(line: str) -> bool:
+    """Whether a load-report line says input was lost: its label (before the first ':') says skipped or dropped."""
+    label = line.split(":")[0]
+    return "skipped" in label or "dropped" in label
+
+
+def log_report(lines: Sequence[str], logger: logging.Logger, warn: Callable[[str], bool] = loses_rows) -> None:
+    """Logs a loader's report, each line where ``warn`` says so as a warning, the others as info."""
+    for line in lines:
+        (logger.warning if warn(line) else logger.info)(line)
 
 
 class Tally:

@@ -45,7 +45,7 @@ import torch
 from ..flags import Flag, Setting
 from ..metrics import predicted_classes
 from ..models import ModelSpec, resnet_features
-from .base import DataBundle, ExtraMetrics, Split, Tally
+from .base import SPLITS, DataBundle, ExtraMetrics, Split, Tally, log_report, split_sizes
 from .images import byte_table, bytes_to_float
 from .spec import DatasetSpec
 
@@ -361,12 +361,11 @@ def load_celeba(
                          + (f" with max_images={max_images}" if max_images is not None else ""))
     conflicting = conflicting_groups(splits["train"].y, splits["train"].bias[:, 0])
     log += tally.lines()
-    log += [_describe(name, splits[name], target_name) for name in ("train", "val", "test")]
+    log += [_describe(name, splits[name], target_name) for name in SPLITS]
     log.append(f"splits: train = partition 0, val = partition 2 (CelebA's test set), test = partition 1 (CelebA's "
                f"validation set); bias-conflicting groups ({target_name}, Male) from train's counts: {conflicting}")
-    for line in log:
-        (logger.warning if "skipped" in line.split(":")[0] else logger.info)(line)
-    sizes = "/".join(str(len(splits[s])) for s in ("train", "val", "test"))
+    log_report(log, logger)
+    sizes = split_sizes(splits)
     return DataBundle(
         name="celeba",
         data_source="real",

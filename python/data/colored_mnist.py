@@ -45,7 +45,7 @@ import torch
 
 from ..flags import Flag, Setting
 from ..models import ConvFeatures, ModelSpec
-from .base import DataBundle, Split
+from .base import DataBundle, Split, split_sizes
 from .images import byte_table, bytes_to_float
 from .spec import DatasetSpec
 
@@ -357,7 +357,7 @@ def load_colored_mnist(
         note = f"note: sigma2={sigma2} is outside the paper's range {PAPER_SIGMA2[0]}-{PAPER_SIGMA2[1]}"
         logger.warning(note)
         log.append(note)
-    sizes = "/".join(str(len(splits[s])) for s in ("train", "val", "test"))
+    sizes = split_sizes(splits)
     return DataBundle(
         name="colored_mnist",
         data_source=source,

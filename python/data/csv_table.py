@@ -30,7 +30,7 @@ import torch
 from ..flags import Flag, Setting
 from ..metrics import demographic_parity_difference, equalized_odds_difference, predicted_classes
 from ..models import ModelSpec, dense_features
-from .base import DataBundle, Split, Tally
+from .base import DataBundle, Split, Tally, split_sizes
 from .spec import DatasetSpec
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ def load_csv_table(path: str | Path, *, target: str, bias: str, bias_bins: int =
     b = np.stack([codes for codes, _ in biases], 1)
     splits = {name: Split((torch.from_numpy(x[rows]),), torch.from_numpy(y[rows]), torch.from_numpy(b[rows]))
               for name, rows in index.items()}
-    sizes = "/".join(str(len(index[s])) for s in ("train", "val", "test"))
+    sizes = split_sizes(index)
     log = [f"read {rows_read} rows, {frame.shape[1]} columns", *tally.lines(), target_note,
            *(note for _, note in biases), *feature_log,
            *(f"{name}: {len(rows)} rows, class-1 share {y[rows].mean():.3f}" for name, rows in index.items())]

@@ -45,7 +45,7 @@ import torch
 from ..flags import Flag, Setting
 from ..metrics import predicted_classes
 from ..models import ModelSpec, resnet_features
-from .base import DataBundle, Split, Tally
+from .base import SPLITS, DataBundle, Split, Tally, log_report, split_sizes
 from .celeba import IMAGE_SETTINGS, check_image_args, image_dataset_folders, imagenet_batch, read_images, subsample
 from .spec import DatasetSpec
 
@@ -321,7 +321,7 @@ def load_imdb(
         log.append(f"max_images={max_images}: a random subset (seed {seed}) of {len(pick)} of {len(records)} records")
     index = split_indices(age[pick], gender[pick], train_on, seed)
     splits = {}
-    for name in ("train", "val", "test"):
+    for name in SPLITS:
         rows = pick[index[name]]
         images, read = read_images([image_dir / p for p in fields["full_path"][records[rows]]], image_size, tally)
         rows = rows[read]
@@ -331,13 +331,12 @@ def load_imdb(
     if empty:
         raise ValueError(f"IMDB: no image left in split(s) {empty} ({train_on}) of {folder}; {' '.join(tally.lines())}")
     log += tally.lines()
-    log += [_describe(name, splits[name]) for name in ("train", "val", "test")]
+    log += [_describe(name, splits[name]) for name in SPLITS]
     log.append(f"splits (seed {seed}): test = {TEST_FRACTION:.0%} of the records aged 0-29 or 40+, drawn first; "
                f"train/val = {train_on} ({'women 0-29 + men 40+' if train_on == 'EB1' else 'women 40+ + men 0-29'}) "
                f"of the rest, val {VAL_FRACTION:.0%}; bias: age in {N_AGE_BINS} bins, edges {list(AGE_BIN_EDGES)}")
-    for line in log:
-        (logger.warning if "dropped" in line.split(":")[0] or "skipped" in line.split(":")[0] else logger.info)(line)
-    sizes = "/".join(str(len(splits[s])) for s in ("train", "val", "test"))
+    log_report(log, logger)
+    sizes = split_sizes(splits)
     return DataBundle(
         name="imdb",
         data_source="real",

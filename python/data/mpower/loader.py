@@ -11,7 +11,7 @@ import numpy as np
 
 from ...flags import Flag, Setting
 from ...models import ModelSpec, tap_features
-from ..base import DataBundle, Split, Tally
+from ..base import SPLITS, DataBundle, Split, Tally, log_report, loses_rows
 from ..spec import DatasetSpec
 from .cache import prepare_simulated_cohort
 from .reader import _read_records, _Records
@@ -48,9 +48,8 @@ def _load_root(
     if replace_train is not None:
         log.append(replaced)
     codes = {"train": train_codes} | {n: [rec.codes[i] for i in index[n]] for n in ("val", "test")}
-    log += [_split_summary(n, splits[n], codes[n]) for n in ("train", "val", "test")]
-    for line in log:
-        (logger.warning if "skipped" in line.split(":")[0] or "dropped" in line else logger.info)(line)
+    log += [_split_summary(n, splits[n], codes[n]) for n in SPLITS]
+    log_report(log, logger, warn=lambda line: loses_rows(line) or "dropped" in line)
     description = (
         f"mPower tapping, {label}: {len(rec.codes)} records of {len(set(rec.codes))} subjects, "
         f"PD vs control, bias age (8 bins); test = {per_cell} PD + {per_cell} controls per age interval "
