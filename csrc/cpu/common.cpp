@@ -81,21 +81,26 @@ at::Tensor softmax_rows(at::Tensor s, double tau) {
 std::tuple<at::Tensor, at::Tensor> softmax_backward(at::Tensor grad, const at::Tensor& e, const at::Tensor& s,
                                                     double tau) {
   auto grad_s = grad.contiguous();  // grad's own storage when contiguous: the caller hands it over
-  auto tau_rows = at::empty({grad_s.numel() / grad_s.size(-1)}, grad_s.options());
+  const bool with_tau = s.defined();
+  auto tau_rows = at::empty({with_tau ? grad_s.numel() / grad_s.size(-1) : 0}, grad_s.options());
   AT_DISPATCH_FLOATING_TYPES(grad_s.scalar_type(), "csad_softmax_backward", [&] {
     const scalar_t* edata = e.data_ptr<scalar_t>();
-    const scalar_t* sdata = s.data_ptr<scalar_t>();
+    const scalar_t* sdata = with_tau ? s.data_ptr<scalar_t>() : nullptr;
     scalar_t* tau_out = tau_rows.data_ptr<scalar_t>();
     const scalar_t t = static_cast<scalar_t>(tau);
     for_each_row<scalar_t>(grad_s, [&](int64_t r, scalar_t* g, int64_t n) {
       const scalar_t* erow = edata + r * n;
-      const scalar_t* srow = sdata + r * n;
-      acc_t<scalar_t> dot = 0, mean_s = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        dot += acc_t<scalar_t>(g[j]) * erow[j];
-        mean_s += acc_t<scalar_t>(srow[j]) * erow[j];
+      acc_t<scalar_t> dot = 0;
+      for (int64_t j = 0; j < n; ++j) dot += acc_t<scalar_t>(g[j]) * erow[j];
+      const auto dot_t = static_cast<scalar_t>(dot);
+      if (!with_tau) {
+        for (int64_t j = 0; j < n; ++j) g[j] = t * (erow[j] * (g[j] - dot_t));
+        return;
       }
-      const auto dot_t = static_cast<scalar_t>(dot), mean_t = static_cast<scalar_t>(mean_s);
+      const scalar_t* srow = sdata + r * n;
+      acc_t<scalar_t> mean_s = 0;
+      for (int64_t j = 0; j < n; ++j) mean_s += acc_t<scalar_t>(srow[j]) * erow[j];
+      const auto mean_t = static_cast<scalar_t>(mean_s);
       acc_t<scalar_t> tau_sum = 0;
       for (int64_t j = 0; j < n; ++j) {
         const scalar_t dz = erow[j] * (g[j] - dot_t);
@@ -105,7 +110,7 @@ std::tuple<at::Tensor, at::Tensor> softmax_backward(at::Tensor grad, const at::T
       tau_out[r] = static_cast<scalar_t>(tau_sum);
     });
   });
-  return {grad_s, tau_rows.sum()};
+  return {grad_s, with_tau ? tau_rows.sum() : at::Tensor()};
 }
 
 std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c) {

@@ -30,6 +30,7 @@ at::Tensor softmax_rows(at::Tensor s, double tau);
 // For e = softmax_rows(tau * s) and grad = dL/de (consumed: a contiguous grad becomes dL/ds in place):
 // returns (dL/ds, dL/dtau), with dL/dtau = sum_ij dZ_ij (s_ij - sum_k e_ik s_ik), dZ = e * (g - <g, e>_row):
 // each row of dZ sums to 0, and centring s on its e-weighted mean keeps fp32 cancellation small.
+// s undefined: dL/dtau is not computed (returned undefined).
 std::tuple<at::Tensor, at::Tensor> softmax_backward(at::Tensor grad, const at::Tensor& e, const at::Tensor& s,
                                                     double tau);
 
@@ -118,7 +119,8 @@ struct Primitives {
   static constexpr auto& normalize_backward_ = cpu::normalize_backward_;
   // softmax_rows(tau * gram); may reuse gram's storage.
   static at::Tensor softmax_rows(at::Tensor gram, const at::Tensor& tau);
-  // (dL/dgram, dL/dtau) of softmax_rows from grad_e = dL/de; may reuse grad_e's storage.
+  // (dL/dgram, dL/dtau) of softmax_rows from grad_e = dL/de; may reuse grad_e's storage. gram
+  // undefined: dL/dtau is not computed (undefined).
   static std::tuple<at::Tensor, at::Tensor> softmax_backward(at::Tensor grad_e, const at::Tensor& e,
                                                              const at::Tensor& gram, const at::Tensor& tau);
   static constexpr auto& rwr_forward = cpu::rwr_forward;

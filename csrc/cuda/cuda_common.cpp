@@ -71,16 +71,17 @@ void softmax_rows_(at::Tensor& s, const at::Tensor& tau) {
 at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Tensor& s, const at::Tensor& tau) {
   check_rows(grad, "softmax_backward_");
   check_rows(e, "softmax_backward_");
-  check_rows(s, "softmax_backward_");
-  auto tau_rows = at::empty({row_count(grad)}, grad.options());
+  const bool with_tau = s.defined();
+  if (with_tau) check_rows(s, "softmax_backward_");
+  auto tau_rows = at::empty({with_tau ? row_count(grad) : 0}, grad.options());
   const auto t = device_scalar(tau, grad);
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "csad_cuda_softmax_backward", [&] {
-    C10_CUDA_CHECK(kernels::softmax_backward<scalar_t>(grad.data_ptr<scalar_t>(), e.data_ptr<scalar_t>(),
-                                                       s.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(),
-                                                       tau_rows.data_ptr<scalar_t>(), row_count(grad), grad.size(-1),
-                                                       current_stream()));
+    C10_CUDA_CHECK(kernels::softmax_backward<scalar_t>(
+        grad.data_ptr<scalar_t>(), e.data_ptr<scalar_t>(), with_tau ? s.data_ptr<scalar_t>() : nullptr,
+        t.data_ptr<scalar_t>(), with_tau ? tau_rows.data_ptr<scalar_t>() : nullptr, row_count(grad), grad.size(-1),
+        current_stream()));
   });
-  return tau_rows.sum();
+  return with_tau ? tau_rows.sum() : at::Tensor();
 }
 
 std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c) {

@@ -36,7 +36,8 @@ void normalize_backward_(at::Tensor& grad, const at::Tensor& normalized, const a
 void softmax_rows_(at::Tensor& s, const at::Tensor& tau);
 
 // For e = softmax_rows(tau * s): turns grad = dL/de into dL/ds in place and returns dL/dtau (0-d),
-// the centred form sum_ij dZ_ij (s_ij - sum_k e_ik s_ik) with dZ = e * (g - <g, e>_row).
+// the centred form sum_ij dZ_ij (s_ij - sum_k e_ik s_ik) with dZ = e * (g - <g, e>_row); s undefined:
+// dL/dtau is not computed (undefined).
 at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Tensor& s, const at::Tensor& tau);
 
 // Random Walk with Restart: (R, row sums of W = (I - cE)^-1), W by at::linalg_inv_ex.

@@ -35,7 +35,7 @@ cudaError_t softmax_rows(T* s, const T* tau, int64_t rows, int64_t n, cudaStream
 
 // For e = softmax_rows(tau * s): grad (dL/de) becomes dL/ds = tau * dZ in place, with
 // dZ = e * (g - <g, e>_row), and tau_rows[row] = sum_j dZ_j (s_j - sum_k e_k s_k) (the centred
-// dL/dtau of the row; the caller sums the rows).
+// dL/dtau of the row; the caller sums the rows). s == nullptr: only dL/ds (tau_rows is not written).
 template <typename T>
 cudaError_t softmax_backward(T* grad, const T* e, const T* s, const T* tau, T* tau_rows, int64_t rows, int64_t n,
                              cudaStream_t stream);

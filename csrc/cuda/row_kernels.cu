@@ -94,13 +94,16 @@ __global__ void softmax_backward_kernel(T* __restrict__ grad, const T* __restric
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     T* g = grad + r * n;
     const T* erow = e + r * n;
-    const T* srow = s + r * n;
-    T dot = 0, mean_s = 0;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-      dot += g[j] * erow[j];
-      mean_s += srow[j] * erow[j];
-    }
+    T dot = 0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) dot += g[j] * erow[j];
     dot = block_sum(dot);
+    if (s == nullptr) {  // block-uniform
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) g[j] = tau * (erow[j] * (g[j] - dot));
+      continue;
+    }
+    const T* srow = s + r * n;
+    T mean_s = 0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) mean_s += srow[j] * erow[j];
     mean_s = block_sum(mean_s);
     T tau_sum = 0;
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
