@@ -58,11 +58,13 @@ inline Estimator parse_estimator(const std::string& name) {
 }
 
 // Numbers per problem that the masked loss's forward hands to its backward (float64): per side s
-// (0: Ω, 1: ¬Ω) stats[2s] = the side's log-sum-exp and stats[2s + 1] = sigmoid(level) for cs/ms
+// (0: Ω, 1: ¬Ω) stats[2s] = the side's max x and stats[2s + 1] = sigmoid(level) for cs/ms
 // (level = lse − log(count) for "mean", lse for "sum"), (0, weight 1/count or 1) for jsd;
-// stats[4 + s] = softplus(level) for cs/ms (the side's term, before ms divides it by its scale).
-// An empty side keeps zeros.
-constexpr int64_t kStats = 6;
+// stats[4 + s] = softplus(level) for cs/ms (the side's term, before ms divides it by its scale);
+// stats[6 + s] = log Σ exp(x − max) for cs/ms (lse = max + this). The backward's weight of a pair is
+// sigmoid(level) · exp((x − max) − stats[6 + s]): with the lse rounded to one number (~1e4 for
+// |x| ~ 1e4) instead, every weight of its side would carry that rounding. An empty side keeps zeros.
+constexpr int64_t kStats = 8;
 
 // dI/dw₊ and dI/dw₋ of estimator="ms" (0-d, float64) from the backward's per-side sums
 // side_sums (batch, 2) = Σ_side grad_value · dI/dx · x and the forward's stats (batch, kStats):

@@ -270,16 +270,18 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, Scales s
             if (lse_form) {
               for (int64_t i = b * n; i < (b + 1) * n; ++i)
                 if (side->count[i] > 0) sum += side->total[i] * std::exp(side->top[i] - top);
-              const double lse = std::log(static_cast<double>(sum)) + top;
+              const double log_sum = std::log(static_cast<double>(sum));
+              const double lse = log_sum + top;
               const double level = mean ? lse - std::log(static_cast<double>(count)) : lse;
               const double term = softplus(level);
               // ms: -(1/w) log(1 + Σ e^x) for the side's scale w
               const double divisor =
                   estimator == Estimator::kMs ? (side_index == 0 ? scales.pos : scales.neg) : 1.0;
               total_value -= term / divisor;
-              s[2 * side_index] = lse;
+              s[2 * side_index] = top;
               s[2 * side_index + 1] = sigmoid(level);
               s[4 + side_index] = term;
+              s[6 + side_index] = log_sum;
             } else {
               total_value -= sum * weight;
               s[2 * side_index + 1] = weight;
@@ -318,19 +320,18 @@ std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, con
           out[j] = scalar_t(0);
           continue;
         }
-        // D; the log-sum-exp is subtracted and the exponential taken in double (the lse can be large, and
-        // its float rounding would shift every weight of its side alike; a float32 exponential put the
-        // scale gradient of ms past twice plain PyTorch's error, tests/test_op_cs_mutual_information.py).
+        // D; the side's max and then its log-sum are subtracted, and the exponential taken in double (a
+        // float32 exponential put the scale gradient of ms past twice plain PyTorch's error,
+        // tests/test_op_cs_mutual_information.py).
         double d;
         if (pairs(b, i, j)) {
           const scalar_t m = a_in * row[j];
-          d = lse_form ? s[1] * std::exp(-static_cast<double>(m) - s[0]) : s[1] * sigmoid(-m);
+          d = lse_form ? s[1] * std::exp((-static_cast<double>(m) - s[0]) - s[6]) : s[1] * sigmoid(-m);
           d *= gv[b];
           sum_in += d * row[j];
         } else {
           const scalar_t m = a_out * row[j];
-          d = lse_form ? -s[3] * std::exp(static_cast<double>(m) - s[2])
-                       : -s[3] * sigmoid(m);
+          d = lse_form ? -s[3] * std::exp((static_cast<double>(m) - s[2]) - s[7]) : -s[3] * sigmoid(m);
           d *= gv[b];
           sum_out += d * row[j];
         }
