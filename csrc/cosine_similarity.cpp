@@ -54,16 +54,6 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Te
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(csad, CPU, m) {
-  m.impl("cosine_similarity", &forward<cpu::Primitives>);
-  m.impl("cosine_similarity_backward", &backward<cpu::Primitives>);
-}
-
-#ifdef WITH_CUDA
-TORCH_LIBRARY_IMPL(csad, CUDA, m) {
-  m.impl("cosine_similarity", &forward<gpu::Primitives>);
-  m.impl("cosine_similarity_backward", &backward<gpu::Primitives>);
-}
-#endif
+CSAD_REGISTER_FORWARD_BACKWARD("cosine_similarity", "cosine_similarity_backward", forward, backward)
 
 }  // namespace csad

@@ -1,7 +1,7 @@
 // Operator schemas of the csad library. Each op's implementation is written once, in csrc/<op>.cpp
 // (cs_mutual_information.cpp holds cs_mutual_information_forward), over the per-device primitives of
-// csrc/cpu/ and csrc/cuda/, and registered there with TORCH_LIBRARY_IMPL(csad, <DispatchKey>, m) for CPU
-// and, in a build with CUDA, CUDA.
+// csrc/cpu/ and csrc/cuda/, and registered there for CPU and, in a build with CUDA, CUDA by
+// CSAD_REGISTER_FORWARD_BACKWARD (csrc/shared.h).
 #include <Python.h>
 #include <torch/library.h>
 

@@ -1,9 +1,11 @@
-// What the CPU and CUDA launchers share: dtypes, shapes and the estimator's options. Header-only;
+// What the CPU and CUDA launchers share: dtypes, shapes, the estimator's options, the steps that are
+// ATen calls on both devices, and the ops' registration (CSAD_REGISTER_FORWARD_BACKWARD). Header-only;
 // included by csrc/cpu/common.h and csrc/cuda/cuda_common.h (never by the plain CUDA .cu files).
 #pragma once
 
 #include <ATen/ATen.h>
 
+#include <limits>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -37,6 +39,23 @@ inline std::vector<int64_t> pair_shape(const at::Tensor& x, const at::Tensor& y)
   auto shape = x.sizes().vec();
   shape.back() = y.size(-2);
   return shape;
+}
+
+// The smallest normal number of a float32 or float64 dtype.
+inline double smallest_normal(at::ScalarType type) {
+  return type == at::kDouble ? std::numeric_limits<double>::min() : std::numeric_limits<float>::min();
+}
+
+// log(max(p, smallest normal)).
+inline at::Tensor safe_log(const at::Tensor& p) {
+  return p.clamp_min(smallest_normal(p.scalar_type())).log_();
+}
+
+// S = 1/2 (P log(Q)^T + log(P) Q^T): (batch, N, K), (batch, M, K) -> (batch, N, M). ATen only: the
+// Primitives of both devices use it.
+inline at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q) {
+  auto out = at::bmm(p, safe_log(q).transpose(1, 2));
+  return out.baddbmm_(safe_log(p), q.transpose(1, 2), /*beta=*/0.5, /*alpha=*/0.5);
 }
 
 // x (..., N, d) and y (..., M, d) with the same leading dims and d.
@@ -121,3 +140,25 @@ struct PairsSpec {
 };
 
 }  // namespace csad
+
+// Registers an op's two functions, templates over the Primitives written once in csrc/<op>.cpp:
+// forward<Primitives> as the schema forward_op and backward<Primitives> as backward_op (csrc/csad.cpp),
+// for the CPU key and, in a build with CUDA, the CUDA key. Used at namespace scope in a file that
+// includes <torch/library.h> and, under WITH_CUDA, csrc/cuda/cuda_common.h.
+#define CSAD_REGISTER_FORWARD_BACKWARD(forward_op, backward_op, forward, backward) \
+  TORCH_LIBRARY_IMPL(csad, CPU, m) {                                              \
+    m.impl(forward_op, &forward<::csad::cpu::Primitives>);                         \
+    m.impl(backward_op, &backward<::csad::cpu::Primitives>);                       \
+  }                                                                               \
+  CSAD_REGISTER_CUDA_FORWARD_BACKWARD(forward_op, backward_op, forward, backward)
+
+// The CUDA half of CSAD_REGISTER_FORWARD_BACKWARD: empty without WITH_CUDA.
+#ifdef WITH_CUDA
+#define CSAD_REGISTER_CUDA_FORWARD_BACKWARD(forward_op, backward_op, forward, backward) \
+  TORCH_LIBRARY_IMPL(csad, CUDA, m) {                                                  \
+    m.impl(forward_op, &forward<::csad::gpu::Primitives>);                              \
+    m.impl(backward_op, &backward<::csad::gpu::Primitives>);                            \
+  }
+#else
+#define CSAD_REGISTER_CUDA_FORWARD_BACKWARD(forward_op, backward_op, forward, backward)
+#endif

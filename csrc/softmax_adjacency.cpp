@@ -44,16 +44,6 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Te
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(csad, CPU, m) {
-  m.impl("softmax_adjacency", &forward<cpu::Primitives>);
-  m.impl("softmax_adjacency_backward", &backward<cpu::Primitives>);
-}
-
-#ifdef WITH_CUDA
-TORCH_LIBRARY_IMPL(csad, CUDA, m) {
-  m.impl("softmax_adjacency", &forward<gpu::Primitives>);
-  m.impl("softmax_adjacency_backward", &backward<gpu::Primitives>);
-}
-#endif
+CSAD_REGISTER_FORWARD_BACKWARD("softmax_adjacency", "softmax_adjacency_backward", forward, backward)
 
 }  // namespace csad

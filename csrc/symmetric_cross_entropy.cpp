@@ -41,16 +41,6 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Te
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(csad, CPU, m) {
-  m.impl("symmetric_cross_entropy", &forward<cpu::Primitives>);
-  m.impl("symmetric_cross_entropy_backward", &backward<cpu::Primitives>);
-}
-
-#ifdef WITH_CUDA
-TORCH_LIBRARY_IMPL(csad, CUDA, m) {
-  m.impl("symmetric_cross_entropy", &forward<gpu::Primitives>);
-  m.impl("symmetric_cross_entropy_backward", &backward<gpu::Primitives>);
-}
-#endif
+CSAD_REGISTER_FORWARD_BACKWARD("symmetric_cross_entropy", "symmetric_cross_entropy_backward", forward, backward)
 
 }  // namespace csad

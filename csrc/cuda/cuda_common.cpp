@@ -10,7 +10,6 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include <limits>
 
 namespace csad::gpu {
 namespace {
@@ -110,21 +109,6 @@ at::Tensor rwr_backward(at::Tensor grad_r, const at::Tensor& r, const at::Tensor
   });
   const auto w_t = (r * w_row_sums.unsqueeze(-1)).transpose(1, 2);
   return at::bmm(at::bmm(w_t, grad_r), w_t).mul_(c);
-}
-
-namespace {
-double smallest_normal(at::ScalarType type) {
-  return type == at::kDouble ? std::numeric_limits<double>::min() : std::numeric_limits<float>::min();
-}
-}  // namespace
-
-at::Tensor safe_log(const at::Tensor& p) {
-  return p.clamp_min(smallest_normal(p.scalar_type())).log_();
-}
-
-at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q) {
-  auto out = at::bmm(p, safe_log(q).transpose(1, 2));
-  return out.baddbmm_(safe_log(p), q.transpose(1, 2), /*beta=*/0.5, /*alpha=*/0.5);
 }
 
 // d/dp of 1/2 <G, P log(Q)^T + log(P) Q^T> for one side: 1/2 (G log(Q) + (G Q) / P), where the
