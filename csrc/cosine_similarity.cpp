@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <array>
 #include <tuple>
 
 #include "cpu/common.h"
@@ -26,8 +27,10 @@ at::Tensor forward(const at::Tensor& x, const at::Tensor& y) {
   return at::bmm(xn, yn.transpose(1, 2)).reshape(pair_shape(x, y)).to(x.scalar_type());
 }
 
+// (dL/dx, dL/dy), each undefined unless output_mask asks for it; both read both normalised inputs.
 template <typename Primitives>
-std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y) {
+std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y,
+                                            std::array<bool, 2> output_mask) {
   Primitives::check_devices(x, y, "cosine_similarity_backward");
   Primitives::check_devices(grad, x, "cosine_similarity_backward");
   check_row_pair(x, y, "cosine_similarity_backward");
@@ -35,25 +38,22 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Te
   const auto [xn, inv_x] = Primitives::normalize_rows(as_batched(x));
   const auto [yn, inv_y] = Primitives::normalize_rows(as_batched(y));
   const auto g = grad.to(xn.scalar_type()).contiguous().reshape({xn.size(0), xn.size(1), yn.size(1)});
-  auto grad_x = at::bmm(g, yn);
-  auto grad_y = at::bmm(g.transpose(1, 2), xn);
-  Primitives::normalize_backward_(grad_x, xn, inv_x);
-  Primitives::normalize_backward_(grad_y, yn, inv_y);
-  return {grad_x.reshape(x.sizes()).to(x.scalar_type()), grad_y.reshape(y.sizes()).to(y.scalar_type())};
+  at::Tensor grad_x, grad_y;
+  if (output_mask[0]) {
+    grad_x = at::bmm(g, yn);
+    Primitives::normalize_backward_(grad_x, xn, inv_x);
+    grad_x = grad_x.reshape(x.sizes()).to(x.scalar_type());
+  }
+  if (output_mask[1]) {
+    grad_y = at::bmm(g.transpose(1, 2), xn);
+    Primitives::normalize_backward_(grad_y, yn, inv_y);
+    grad_y = grad_y.reshape(y.sizes()).to(y.scalar_type());
+  }
+  return {grad_x, grad_y};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(csad, CPU, m) {
-  m.impl("cosine_similarity", &forward<cpu::Primitives>);
-  m.impl("cosine_similarity_backward", &backward<cpu::Primitives>);
-}
-
-#ifdef WITH_CUDA
-TORCH_LIBRARY_IMPL(csad, CUDA, m) {
-  m.impl("cosine_similarity", &forward<gpu::Primitives>);
-  m.impl("cosine_similarity_backward", &backward<gpu::Primitives>);
-}
-#endif
+CSAD_REGISTER_FORWARD_BACKWARD("cosine_similarity", "cosine_similarity_backward", forward, backward)
 
 }  // namespace csad

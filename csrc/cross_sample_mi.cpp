@@ -71,16 +71,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(csad, CPU, m) {
-  m.impl("cross_sample_mi", &forward<cpu::Primitives>);
-  m.impl("cross_sample_mi_backward", &backward<cpu::Primitives>);
-}
-
-#ifdef WITH_CUDA
-TORCH_LIBRARY_IMPL(csad, CUDA, m) {
-  m.impl("cross_sample_mi", &forward<gpu::Primitives>);
-  m.impl("cross_sample_mi_backward", &backward<gpu::Primitives>);
-}
-#endif
+CSAD_REGISTER_FORWARD_BACKWARD("cross_sample_mi", "cross_sample_mi_backward", forward, backward)
 
 }  // namespace csad

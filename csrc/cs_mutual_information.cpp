@@ -239,16 +239,6 @@ Gradients backward(const at::Tensor& grad, const c10::List<c10::optional<at::Ten
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(csad, CPU, m) {
-  m.impl("cs_mutual_information_forward", &forward<cpu::Primitives>);
-  m.impl("cs_mutual_information_backward", &backward<cpu::Primitives>);
-}
-
-#ifdef WITH_CUDA
-TORCH_LIBRARY_IMPL(csad, CUDA, m) {
-  m.impl("cs_mutual_information_forward", &forward<gpu::Primitives>);
-  m.impl("cs_mutual_information_backward", &backward<gpu::Primitives>);
-}
-#endif
+CSAD_REGISTER_FORWARD_BACKWARD("cs_mutual_information_forward", "cs_mutual_information_backward", forward, backward)
 
 }  // namespace csad

@@ -1,7 +1,7 @@
 // Operator schemas of the csad library. Each op's implementation is written once, in csrc/<op>.cpp
 // (cs_mutual_information.cpp holds cs_mutual_information_forward), over the per-device primitives of
-// csrc/cpu/ and csrc/cuda/, and registered there with TORCH_LIBRARY_IMPL(csad, <DispatchKey>, m) for CPU
-// and, in a build with CUDA, CUDA.
+// csrc/cpu/ and csrc/cuda/, and registered there for CPU and, in a build with CUDA, CUDA by
+// CSAD_REGISTER_FORWARD_BACKWARD (csrc/shared.h).
 #include <Python.h>
 #include <torch/library.h>
 
@@ -18,14 +18,18 @@ PyObject* PyInit__C(void) {
 
 TORCH_LIBRARY(csad, m) {
   m.def("cosine_similarity(Tensor x, Tensor y) -> Tensor");
-  m.def("cosine_similarity_backward(Tensor grad, Tensor x, Tensor y) -> (Tensor, Tensor)");
+  m.def("cosine_similarity_backward(Tensor grad, Tensor x, Tensor y, bool[2] output_mask) -> (Tensor, Tensor)");
   m.def("softmax_adjacency(Tensor s, Tensor tau) -> Tensor");
-  m.def("softmax_adjacency_backward(Tensor grad, Tensor e, Tensor s, Tensor tau) -> (Tensor, Tensor)");
+  // s may be None when output_mask does not ask for dtau (ds reads only e and tau).
+  m.def(
+      "softmax_adjacency_backward(Tensor grad, Tensor e, Tensor? s, Tensor tau, bool[2] output_mask) "
+      "-> (Tensor, Tensor)");
   // rwr returns R and the row sums of W = (I - cE)^-1, which its backward uses to rebuild W.
   m.def("rwr(Tensor e, float c) -> (Tensor, Tensor)");
   m.def("rwr_backward(Tensor grad, Tensor r, Tensor w_row_sums, float c) -> Tensor");
   m.def("symmetric_cross_entropy(Tensor p, Tensor q) -> Tensor");
-  m.def("symmetric_cross_entropy_backward(Tensor grad, Tensor p, Tensor q) -> (Tensor, Tensor)");
+  m.def(
+      "symmetric_cross_entropy_backward(Tensor grad, Tensor p, Tensor q, bool[2] output_mask) -> (Tensor, Tensor)");
   // cross_sample_mi (csrc/cross_sample_mi.cpp) returns the value and kStats (csrc/shared.h) numbers per
   // problem for its backward.
   // groups (..., N): only same-group pairs count; w_pos/w_neg: the scales of estimator="ms" (None

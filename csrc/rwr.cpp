@@ -40,16 +40,6 @@ at::Tensor backward(const at::Tensor& grad, const at::Tensor& r, const at::Tenso
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(csad, CPU, m) {
-  m.impl("rwr", &forward<cpu::Primitives>);
-  m.impl("rwr_backward", &backward<cpu::Primitives>);
-}
-
-#ifdef WITH_CUDA
-TORCH_LIBRARY_IMPL(csad, CUDA, m) {
-  m.impl("rwr", &forward<gpu::Primitives>);
-  m.impl("rwr_backward", &backward<gpu::Primitives>);
-}
-#endif
+CSAD_REGISTER_FORWARD_BACKWARD("rwr", "rwr_backward", forward, backward)
 
 }  // namespace csad

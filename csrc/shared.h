@@ -1,9 +1,11 @@
-// What the CPU and CUDA launchers share: dtypes, shapes and the estimator's options. Header-only;
+// What the CPU and CUDA launchers share: dtypes, shapes, the estimator's options, the steps that are
+// ATen calls on both devices, and the ops' registration (CSAD_REGISTER_FORWARD_BACKWARD). Header-only;
 // included by csrc/cpu/common.h and csrc/cuda/cuda_common.h (never by the plain CUDA .cu files).
 #pragma once
 
 #include <ATen/ATen.h>
 
+#include <limits>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -39,6 +41,23 @@ inline std::vector<int64_t> pair_shape(const at::Tensor& x, const at::Tensor& y)
   return shape;
 }
 
+// The smallest normal number of a float32 or float64 dtype.
+inline double smallest_normal(at::ScalarType type) {
+  return type == at::kDouble ? std::numeric_limits<double>::min() : std::numeric_limits<float>::min();
+}
+
+// log(max(p, smallest normal)).
+inline at::Tensor safe_log(const at::Tensor& p) {
+  return p.clamp_min(smallest_normal(p.scalar_type())).log_();
+}
+
+// S = 1/2 (P log(Q)^T + log(P) Q^T): (batch, N, K), (batch, M, K) -> (batch, N, M). ATen only: the
+// Primitives of both devices use it.
+inline at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q) {
+  auto out = at::bmm(p, safe_log(q).transpose(1, 2));
+  return out.baddbmm_(safe_log(p), q.transpose(1, 2), /*beta=*/0.5, /*alpha=*/0.5);
+}
+
 // x (..., N, d) and y (..., M, d) with the same leading dims and d.
 inline void check_row_pair(const at::Tensor& x, const at::Tensor& y, const char* op) {
   TORCH_CHECK(x.dim() >= 2 && y.dim() == x.dim(), "csad::", op, ": inputs must have the same rank >= 2, got ",
@@ -58,11 +77,13 @@ inline Estimator parse_estimator(const std::string& name) {
 }
 
 // Numbers per problem that the masked loss's forward hands to its backward (float64): per side s
-// (0: Ω, 1: ¬Ω) stats[2s] = the side's log-sum-exp and stats[2s + 1] = sigmoid(level) for cs/ms
+// (0: Ω, 1: ¬Ω) stats[2s] = the side's max x and stats[2s + 1] = sigmoid(level) for cs/ms
 // (level = lse − log(count) for "mean", lse for "sum"), (0, weight 1/count or 1) for jsd;
-// stats[4 + s] = softplus(level) for cs/ms (the side's term, before ms divides it by its scale).
-// An empty side keeps zeros.
-constexpr int64_t kStats = 6;
+// stats[4 + s] = softplus(level) for cs/ms (the side's term, before ms divides it by its scale);
+// stats[6 + s] = log Σ exp(x − max) for cs/ms (lse = max + this). The backward's weight of a pair is
+// sigmoid(level) · exp((x − max) − stats[6 + s]): with the lse rounded to one number (~1e4 for
+// |x| ~ 1e4) instead, every weight of its side would carry that rounding. An empty side keeps zeros.
+constexpr int64_t kStats = 8;
 
 // dI/dw₊ and dI/dw₋ of estimator="ms" (0-d, float64) from the backward's per-side sums
 // side_sums (batch, 2) = Σ_side grad_value · dI/dx · x and the forward's stats (batch, kStats):
@@ -119,3 +140,25 @@ struct PairsSpec {
 };
 
 }  // namespace csad
+
+// Registers an op's two functions, templates over the Primitives written once in csrc/<op>.cpp:
+// forward<Primitives> as the schema forward_op and backward<Primitives> as backward_op (csrc/csad.cpp),
+// for the CPU key and, in a build with CUDA, the CUDA key. Used at namespace scope in a file that
+// includes <torch/library.h> and, under WITH_CUDA, csrc/cuda/cuda_common.h.
+#define CSAD_REGISTER_FORWARD_BACKWARD(forward_op, backward_op, forward, backward) \
+  TORCH_LIBRARY_IMPL(csad, CPU, m) {                                              \
+    m.impl(forward_op, &forward<::csad::cpu::Primitives>);                         \
+    m.impl(backward_op, &backward<::csad::cpu::Primitives>);                       \
+  }                                                                               \
+  CSAD_REGISTER_CUDA_FORWARD_BACKWARD(forward_op, backward_op, forward, backward)
+
+// The CUDA half of CSAD_REGISTER_FORWARD_BACKWARD: empty without WITH_CUDA.
+#ifdef WITH_CUDA
+#define CSAD_REGISTER_CUDA_FORWARD_BACKWARD(forward_op, backward_op, forward, backward) \
+  TORCH_LIBRARY_IMPL(csad, CUDA, m) {                                                  \
+    m.impl(forward_op, &forward<::csad::gpu::Primitives>);                              \
+    m.impl(backward_op, &backward<::csad::gpu::Primitives>);                            \
+  }
+#else
+#define CSAD_REGISTER_CUDA_FORWARD_BACKWARD(forward_op, backward_op, forward, backward)
+#endif

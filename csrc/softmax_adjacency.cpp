@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <array>
 #include <tuple>
 
 #include "cpu/common.h"
@@ -24,28 +25,25 @@ at::Tensor forward(const at::Tensor& s, const at::Tensor& tau) {
   return Primitives::softmax_rows(as_batched_copy(s), tau).reshape(s.sizes()).to(s.scalar_type());
 }
 
+// (dL/ds, dL/dtau), each undefined unless output_mask asks for it. Both come from one row pass over
+// dZ = e * (g - <g, e>_row) (dL/ds = tau dZ); s is read, and may be None otherwise, only for dL/dtau.
 template <typename Primitives>
-std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Tensor& e, const at::Tensor& s,
-                                            const at::Tensor& tau) {
+std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Tensor& e,
+                                            const c10::optional<at::Tensor>& s, const at::Tensor& tau,
+                                            std::array<bool, 2> output_mask) {
   Primitives::check_devices(grad, e, "softmax_adjacency_backward");
-  Primitives::check_devices(s, e, "softmax_adjacency_backward");
-  const typename Primitives::Scope scope(s.device());
-  auto [grad_s, grad_tau] = Primitives::softmax_backward(as_batched_copy(grad), as_batched(e), as_batched(s), tau);
-  return {grad_s.reshape(s.sizes()).to(s.scalar_type()), grad_like(grad_tau, tau)};
+  TORCH_CHECK(s.has_value() || !output_mask[1], "csad::softmax_adjacency_backward: dtau needs s");
+  if (s.has_value()) Primitives::check_devices(*s, e, "softmax_adjacency_backward");
+  const typename Primitives::Scope scope(e.device());
+  if (!output_mask[0] && !output_mask[1]) return {at::Tensor(), at::Tensor()};
+  const auto sb = output_mask[1] ? as_batched(*s) : at::Tensor();
+  auto [grad_s, grad_tau] = Primitives::softmax_backward(as_batched_copy(grad), as_batched(e), sb, tau);
+  return {output_mask[0] ? grad_s.reshape(e.sizes()).to(e.scalar_type()) : at::Tensor(),
+          output_mask[1] ? grad_like(grad_tau, tau) : at::Tensor()};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(csad, CPU, m) {
-  m.impl("softmax_adjacency", &forward<cpu::Primitives>);
-  m.impl("softmax_adjacency_backward", &backward<cpu::Primitives>);
-}
-
-#ifdef WITH_CUDA
-TORCH_LIBRARY_IMPL(csad, CUDA, m) {
-  m.impl("softmax_adjacency", &forward<gpu::Primitives>);
-  m.impl("softmax_adjacency_backward", &backward<gpu::Primitives>);
-}
-#endif
+CSAD_REGISTER_FORWARD_BACKWARD("softmax_adjacency", "softmax_adjacency_backward", forward, backward)
 
 }  // namespace csad

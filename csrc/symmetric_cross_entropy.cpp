@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <array>
 #include <tuple>
 
 #include "cpu/common.h"
@@ -22,29 +23,24 @@ at::Tensor forward(const at::Tensor& p, const at::Tensor& q) {
   return Primitives::sce_forward(as_batched(p), as_batched(q)).reshape(pair_shape(p, q)).to(p.scalar_type());
 }
 
+// (dL/dp, dL/dq), each undefined unless output_mask asks for it.
 template <typename Primitives>
-std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q) {
+std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q,
+                                            std::array<bool, 2> output_mask) {
   Primitives::check_devices(p, q, "symmetric_cross_entropy_backward");
   Primitives::check_devices(grad, p, "symmetric_cross_entropy_backward");
   const typename Primitives::Scope scope(p.device());
   const auto g = as_batched(grad), pb = as_batched(p), qb = as_batched(q);
-  const auto grad_p = Primitives::sce_side_grad(g, pb, qb);
-  const auto grad_q = Primitives::sce_side_grad(g.transpose(1, 2), qb, pb);
-  return {grad_p.reshape(p.sizes()).to(p.scalar_type()), grad_q.reshape(q.sizes()).to(q.scalar_type())};
+  at::Tensor grad_p, grad_q;
+  if (output_mask[0]) grad_p = Primitives::sce_side_grad(g, pb, qb).reshape(p.sizes()).to(p.scalar_type());
+  if (output_mask[1]) {
+    grad_q = Primitives::sce_side_grad(g.transpose(1, 2), qb, pb).reshape(q.sizes()).to(q.scalar_type());
+  }
+  return {grad_p, grad_q};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(csad, CPU, m) {
-  m.impl("symmetric_cross_entropy", &forward<cpu::Primitives>);
-  m.impl("symmetric_cross_entropy_backward", &backward<cpu::Primitives>);
-}
-
-#ifdef WITH_CUDA
-TORCH_LIBRARY_IMPL(csad, CUDA, m) {
-  m.impl("symmetric_cross_entropy", &forward<gpu::Primitives>);
-  m.impl("symmetric_cross_entropy_backward", &backward<gpu::Primitives>);
-}
-#endif
+CSAD_REGISTER_FORWARD_BACKWARD("symmetric_cross_entropy", "symmetric_cross_entropy_backward", forward, backward)
 
 }  // namespace csad

@@ -37,13 +37,6 @@ import csad_kernels.cuda  # noqa: F401  (registers backend "cuda" when the exten
 ATOL = {torch.float32: 1e-6, torch.float64: 1e-10}
 ROUNDINGS = {torch.float32: 8, torch.float64: 64}
 FUSED_BACKENDS = ("cpu", "triton", "cuda")
-# A known limit of the C++ CPU backend in float64 (the op tests mark the cases it fails xfail(strict=True)): with
-# scores |m| ~ 1e4, csrc/cpu/common.cpp mi_backward forms each weight as exp(m − lse) with the side's log-sum-exp
-# (~1e4) rounded to one double (ulp ~2e-12), so every weight of a side carries the same ~1e-12 relative error;
-# the gradients then miss by ~1e-9 (du, ‖du‖ ~ 5e3) to ~6e-9 (dI/dw of ms, where two ~1e4 terms cancel to ~7),
-# while the reference (checked against a 60-digit mpmath evaluation for dI/dw) is within 3e-12. Subtracting the
-# side's maximum instead of its lse would remove it. Plain float32 loses more there, so float32 passes the rule.
-CPU_ROUNDED_LSE = "cpu backend, float64, |scores| ~ 1e4: backward weights exp(m − lse) use the rounded lse (~1e4)"
 # The dtypes in which each backend computes, from the backends' docstrings:
 # - reference: any floating dtype, in that dtype (plain PyTorch);
 # - cpu (csad_kernels/extension): float32 and float64 in their own precision; float16/bfloat16 upcast to float32;

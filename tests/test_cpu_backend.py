@@ -4,9 +4,10 @@ that require grad need."""
 
 import pytest
 import torch
-from _helpers import clustered, labels
+from _helpers import clustered, labels, probabilities
 
 import csad_kernels as ck
+import csad_kernels.reference as ref
 
 REASON = ck.unavailable_reason("cpu")
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"backend 'cpu' is unavailable: {REASON}")
@@ -146,3 +147,93 @@ def test_backward_op_returns_none_for_gradients_not_asked_for():
     assert grads[2] is not None and all(g is None for i, g in enumerate(grads) if i != 2)
     with pytest.raises(RuntimeError, match="need state field v_normalized"):
         backward([True, False, False, False, False, False])
+
+
+# ---------------------------------------------------------------------------------------------
+# the small ops' backwards (csrc/<op>.cpp) likewise compute only the gradients that output_mask asks for
+
+
+def _small_op_cases() -> dict[str, tuple]:
+    """Per op: (forward op, its two differentiable inputs, backward op, the backward's arguments before the mask)."""
+    x, _ = clustered((2,), 9, 4)
+    y, _ = clustered((2,), 7, 4, seed=1)
+    s = ref.cosine_similarity(x, x)
+    tau = torch.tensor(3.0, dtype=torch.float64)
+    p = probabilities((2,), 9, 5)
+    q = probabilities((2,), 7, 5, seed=1)
+    g = torch.Generator().manual_seed(2)
+    grad = torch.randn(2, 9, 7, generator=g, dtype=torch.float64)
+    grad_s = torch.randn(2, 9, 9, generator=g, dtype=torch.float64)
+    ops = torch.ops.csad
+    return {
+        "cosine_similarity": (ops.cosine_similarity, (x, y), ops.cosine_similarity_backward, (grad, x, y)),
+        "softmax_adjacency": (
+            ops.softmax_adjacency,
+            (s, tau),
+            ops.softmax_adjacency_backward,
+            (grad_s, ref.softmax_adjacency(s, 3.0), s, tau),
+        ),
+        "symmetric_cross_entropy": (
+            ops.symmetric_cross_entropy,
+            (p, q),
+            ops.symmetric_cross_entropy_backward,
+            (grad, p, q),
+        ),
+    }
+
+
+SMALL_OPS = ("cosine_similarity", "softmax_adjacency", "symmetric_cross_entropy")
+
+
+@pytest.mark.parametrize("op", SMALL_OPS)
+def test_small_op_backward_returns_only_the_gradients_asked_for(op):
+    _, _, backward, args = _small_op_cases()[op]
+    every = backward(*args, [True, True])
+    assert all(g is not None for g in every)
+    for index in (0, 1):
+        mask = [i == index for i in (0, 1)]
+        got = backward(*args, mask)
+        assert got[1 - index] is None
+        assert torch.equal(got[index], every[index])
+    assert backward(*args, [False, False]) == (None, None)
+
+
+def test_softmax_adjacency_backward_reads_s_only_for_dtau():
+    _, _, backward, (grad, e, s, tau) = _small_op_cases()["softmax_adjacency"]
+    grad_s, grad_tau = backward(grad, e, None, tau, [True, False])
+    assert grad_tau is None
+    assert torch.equal(grad_s, backward(grad, e, s, tau, [True, True])[0])
+    with pytest.raises(RuntimeError, match="dtau needs s"):
+        backward(grad, e, None, tau, [False, True])
+
+
+def _small_op_grads(op: str, requiring: tuple[bool, bool]) -> tuple[list, int, list]:
+    """The gradients of the inputs in ``requiring``, the GEMMs the backward ran and the tensors autograd saved."""
+    forward, inputs, _, _ = _small_op_cases()[op]
+    leaves = [t.detach().clone().requires_grad_(r) for t, r in zip(inputs, requiring, strict=True)]
+    out = forward(*leaves)
+    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(3), dtype=out.dtype)
+    saved = list(out.grad_fn.saved_tensors)
+    wanted = [t for t in leaves if t.requires_grad]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        grads = torch.autograd.grad(out, wanted, upstream)
+    names = [event.name for event in profile.events()]
+    assert f"csad::{op}_backward" in names
+    return list(grads), sum(name in GEMMS for name in names), saved
+
+
+@pytest.mark.parametrize("op", SMALL_OPS)
+def test_small_op_through_autograd_computes_only_the_gradient_that_is_required(op):
+    both, both_gemms, _ = _small_op_grads(op, (True, True))
+    for index in (0, 1):
+        (got,), gemms, _ = _small_op_grads(op, (index == 0, index == 1))
+        assert torch.equal(got, both[index])
+        if op != "softmax_adjacency":  # one GEMM chain per gradient (softmax's backward has none)
+            assert 0 < gemms < both_gemms and 2 * gemms == both_gemms
+
+
+def test_softmax_adjacency_keeps_s_only_when_tau_requires_grad():
+    *_, saved = _small_op_grads("softmax_adjacency", (True, False))
+    assert saved[1] is None
+    *_, saved = _small_op_grads("softmax_adjacency", (False, True))
+    assert saved[1] is not None

@@ -39,15 +39,17 @@ def _calls(dtype: torch.dtype) -> list[tuple[object, tuple]]:
         return torch.randn(like.shape, generator=g, dtype=torch.float64).to(dtype)
 
     ops = torch.ops.csad
+    both = [True, True]
     return [
         (ops.cosine_similarity.default, (x, y)),
-        (ops.cosine_similarity_backward.default, (grad(x @ y.mT), x, y)),
+        (ops.cosine_similarity_backward.default, (grad(x @ y.mT), x, y, both)),
         (ops.softmax_adjacency.default, (s, tau)),
-        (ops.softmax_adjacency_backward.default, (grad(s), ref.softmax_adjacency(s, 3.0), s, tau)),
+        (ops.softmax_adjacency_backward.default, (grad(s), ref.softmax_adjacency(s, 3.0), s, tau, both)),
+        (ops.softmax_adjacency_backward.default, (grad(s), ref.softmax_adjacency(s, 3.0), None, tau, [True, False])),
         (ops.rwr.default, (e, 0.5)),
         (ops.rwr_backward.default, (grad(r), r, w_row_sums, 0.5)),
         (ops.symmetric_cross_entropy.default, (p, q)),
-        (ops.symmetric_cross_entropy_backward.default, (grad(p @ q.mT), p, q)),
+        (ops.symmetric_cross_entropy_backward.default, (grad(p @ q.mT), p, q, both)),
     ]
 
 

@@ -115,7 +115,9 @@ def test_opcheck(backend):
     torch.library.opcheck(custom_op(backend, "cosine_similarity"), (x, y))
     if backend != "triton":  # the C++ backward is an op of its own
         grad = torch.randn(2, 8, 5, device=device)
-        torch.library.opcheck(torch.ops.csad.cosine_similarity_backward.default, (grad, x.detach(), y.detach()))
+        for output_mask in ([True, True], [True, False], [False, True]):
+            args = (grad, x.detach(), y.detach(), output_mask)
+            torch.library.opcheck(torch.ops.csad.cosine_similarity_backward.default, args)
 
 
 @pytest.mark.parametrize("backend", backends(fused_only=True))

@@ -6,7 +6,7 @@ import torch
 
 from csad_kernels.extension._scalars import as_scalar_tensor
 
-STATS = 6  # numbers per problem handed from the forward to the backward (csrc/shared.h, kStats)
+STATS = 8  # numbers per problem handed from the forward to the backward (csrc/shared.h, kStats)
 
 
 @torch.library.register_fake("csad::cross_sample_mi")

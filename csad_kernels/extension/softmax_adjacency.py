@@ -13,18 +13,19 @@ def _forward_fake(s, tau):
 
 
 @torch.library.register_fake("csad::softmax_adjacency_backward")
-def _backward_fake(grad, e, s, tau):
-    return torch.empty_like(s), torch.empty_like(tau)
+def _backward_fake(grad, e, s, tau, output_mask):
+    return (torch.empty_like(e) if output_mask[0] else None, torch.empty_like(tau) if output_mask[1] else None)
 
 
 def _setup_context(ctx, inputs, output) -> None:
     s, tau = inputs
-    ctx.save_for_backward(output, s, tau)
+    # ds reads e and tau; dtau reads s as well
+    ctx.save_for_backward(output, s if ctx.needs_input_grad[1] else None, tau)
 
 
 def _backward(ctx, grad):
     e, s, tau = ctx.saved_tensors
-    return torch.ops.csad.softmax_adjacency_backward(grad, e, s, tau)
+    return torch.ops.csad.softmax_adjacency_backward(grad, e, s, tau, list(ctx.needs_input_grad))
 
 
 torch.library.register_autograd("csad::softmax_adjacency", _backward, setup_context=_setup_context)

@@ -12,17 +12,17 @@ def _forward_fake(p, q):
 
 
 @torch.library.register_fake("csad::symmetric_cross_entropy_backward")
-def _backward_fake(grad, p, q):
-    return torch.empty_like(p), torch.empty_like(q)
+def _backward_fake(grad, p, q, output_mask):
+    return (torch.empty_like(p) if output_mask[0] else None, torch.empty_like(q) if output_mask[1] else None)
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    ctx.save_for_backward(*inputs)
+    ctx.save_for_backward(*inputs)  # each gradient reads both inputs
 
 
 def _backward(ctx, grad):
     p, q = ctx.saved_tensors
-    return torch.ops.csad.symmetric_cross_entropy_backward(grad, p, q)
+    return torch.ops.csad.symmetric_cross_entropy_backward(grad, p, q, list(ctx.needs_input_grad))
 
 
 torch.library.register_autograd("csad::symmetric_cross_entropy", _backward, setup_context=_setup_context)

@@ -81,21 +81,26 @@ at::Tensor softmax_rows(at::Tensor s, double tau) {
 std::tuple<at::Tensor, at::Tensor> softmax_backward(at::Tensor grad, const at::Tensor& e, const at::Tensor& s,
                                                     double tau) {
   auto grad_s = grad.contiguous();  // grad's own storage when contiguous: the caller hands it over
-  auto tau_rows = at::empty({grad_s.numel() / grad_s.size(-1)}, grad_s.options());
+  const bool with_tau = s.defined();
+  auto tau_rows = at::empty({with_tau ? grad_s.numel() / grad_s.size(-1) : 0}, grad_s.options());
   AT_DISPATCH_FLOATING_TYPES(grad_s.scalar_type(), "csad_softmax_backward", [&] {
     const scalar_t* edata = e.data_ptr<scalar_t>();
-    const scalar_t* sdata = s.data_ptr<scalar_t>();
+    const scalar_t* sdata = with_tau ? s.data_ptr<scalar_t>() : nullptr;
     scalar_t* tau_out = tau_rows.data_ptr<scalar_t>();
     const scalar_t t = static_cast<scalar_t>(tau);
     for_each_row<scalar_t>(grad_s, [&](int64_t r, scalar_t* g, int64_t n) {
       const scalar_t* erow = edata + r * n;
-      const scalar_t* srow = sdata + r * n;
-      acc_t<scalar_t> dot = 0, mean_s = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        dot += acc_t<scalar_t>(g[j]) * erow[j];
-        mean_s += acc_t<scalar_t>(srow[j]) * erow[j];
+      acc_t<scalar_t> dot = 0;
+      for (int64_t j = 0; j < n; ++j) dot += acc_t<scalar_t>(g[j]) * erow[j];
+      const auto dot_t = static_cast<scalar_t>(dot);
+      if (!with_tau) {
+        for (int64_t j = 0; j < n; ++j) g[j] = t * (erow[j] * (g[j] - dot_t));
+        return;
       }
-      const auto dot_t = static_cast<scalar_t>(dot), mean_t = static_cast<scalar_t>(mean_s);
+      const scalar_t* srow = sdata + r * n;
+      acc_t<scalar_t> mean_s = 0;
+      for (int64_t j = 0; j < n; ++j) mean_s += acc_t<scalar_t>(srow[j]) * erow[j];
+      const auto mean_t = static_cast<scalar_t>(mean_s);
       acc_t<scalar_t> tau_sum = 0;
       for (int64_t j = 0; j < n; ++j) {
         const scalar_t dz = erow[j] * (g[j] - dot_t);
@@ -105,7 +110,7 @@ std::tuple<at::Tensor, at::Tensor> softmax_backward(at::Tensor grad, const at::T
       tau_out[r] = static_cast<scalar_t>(tau_sum);
     });
   });
-  return {grad_s, tau_rows.sum()};
+  return {grad_s, with_tau ? tau_rows.sum() : at::Tensor()};
 }
 
 std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c) {
@@ -145,19 +150,6 @@ at::Tensor rwr_backward(at::Tensor grad_r, const at::Tensor& r, const at::Tensor
   });
   const auto w_t = (r * w_row_sums.unsqueeze(-1)).transpose(1, 2);
   return at::bmm(at::bmm(w_t, grad_r), w_t).mul_(c);
-}
-
-double smallest_normal(at::ScalarType type) {
-  return type == at::kDouble ? std::numeric_limits<double>::min() : std::numeric_limits<float>::min();
-}
-
-at::Tensor safe_log(const at::Tensor& p) {
-  return p.clamp_min(smallest_normal(p.scalar_type())).log_();
-}
-
-at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q) {
-  auto out = at::bmm(p, safe_log(q).transpose(1, 2));
-  return out.baddbmm_(safe_log(p), q.transpose(1, 2), /*beta=*/0.5, /*alpha=*/0.5);
 }
 
 // d/dp of 1/2 <G, P log(Q)^T + log(P) Q^T> for one side: 1/2 (G log(Q) + (G Q) / P), where the
@@ -265,16 +257,18 @@ std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, Scales s
             if (lse_form) {
               for (int64_t i = b * n; i < (b + 1) * n; ++i)
                 if (side->count[i] > 0) sum += side->total[i] * std::exp(side->top[i] - top);
-              const double lse = std::log(static_cast<double>(sum)) + top;
+              const double log_sum = std::log(static_cast<double>(sum));
+              const double lse = log_sum + top;
               const double level = mean ? lse - std::log(static_cast<double>(count)) : lse;
               const double term = softplus(level);
               // ms: -(1/w) log(1 + Σ e^x) for the side's scale w
               const double divisor =
                   estimator == Estimator::kMs ? (side_index == 0 ? scales.pos : scales.neg) : 1.0;
               total_value -= term / divisor;
-              s[2 * side_index] = lse;
+              s[2 * side_index] = top;
               s[2 * side_index + 1] = sigmoid(level);
               s[4 + side_index] = term;
+              s[6 + side_index] = log_sum;
             } else {
               total_value -= sum * weight;
               s[2 * side_index + 1] = weight;
@@ -313,19 +307,18 @@ std::tuple<at::Tensor, at::Tensor> mi_backward(const at::Tensor& grad_value, con
           out[j] = scalar_t(0);
           continue;
         }
-        // D; the log-sum-exp is subtracted and the exponential taken in double (the lse can be large, and
-        // its float rounding would shift every weight of its side alike; a float32 exponential put the
-        // scale gradient of ms past twice plain PyTorch's error, tests/test_op_cs_mutual_information.py).
+        // D; the side's max and then its log-sum are subtracted, and the exponential taken in double (a
+        // float32 exponential put the scale gradient of ms past twice plain PyTorch's error,
+        // tests/test_op_cs_mutual_information.py).
         double d;
         if (pairs(b, i, j)) {
           const scalar_t m = a_in * row[j];
-          d = lse_form ? s[1] * std::exp(-static_cast<double>(m) - s[0]) : s[1] * sigmoid(-m);
+          d = lse_form ? s[1] * std::exp((-static_cast<double>(m) - s[0]) - s[6]) : s[1] * sigmoid(-m);
           d *= gv[b];
           sum_in += d * row[j];
         } else {
           const scalar_t m = a_out * row[j];
-          d = lse_form ? -s[3] * std::exp(static_cast<double>(m) - s[2])
-                       : -s[3] * sigmoid(m);
+          d = lse_form ? -s[3] * std::exp((static_cast<double>(m) - s[2]) - s[7]) : -s[3] * sigmoid(m);
           d *= gv[b];
           sum_out += d * row[j];
         }

@@ -30,6 +30,7 @@ at::Tensor softmax_rows(at::Tensor s, double tau);
 // For e = softmax_rows(tau * s) and grad = dL/de (consumed: a contiguous grad becomes dL/ds in place):
 // returns (dL/ds, dL/dtau), with dL/dtau = sum_ij dZ_ij (s_ij - sum_k e_ik s_ik), dZ = e * (g - <g, e>_row):
 // each row of dZ sums to 0, and centring s on its e-weighted mean keeps fp32 cancellation small.
+// s undefined: dL/dtau is not computed (returned undefined).
 std::tuple<at::Tensor, at::Tensor> softmax_backward(at::Tensor grad, const at::Tensor& e, const at::Tensor& s,
                                                     double tau);
 
@@ -39,12 +40,6 @@ std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c);
 
 // dL/dE from dL/dR (consumed). dL/dE = c W^T (dL/dW) W^T.
 at::Tensor rwr_backward(at::Tensor grad_r, const at::Tensor& r, const at::Tensor& w_row_sums, double c);
-
-// log(max(p, smallest normal)).
-at::Tensor safe_log(const at::Tensor& p);
-
-// S = 1/2 (P log(Q)^T + log(P) Q^T): (batch, N, K), (batch, M, K) -> (batch, N, M).
-at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q);
 
 // dL/dp of sce_forward(p, q) from grad = dL/dS (batch, N, M); dL/dq is sce_side_grad(grad^T, q, p).
 at::Tensor sce_side_grad(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
@@ -118,12 +113,13 @@ struct Primitives {
   static constexpr auto& normalize_backward_ = cpu::normalize_backward_;
   // softmax_rows(tau * gram); may reuse gram's storage.
   static at::Tensor softmax_rows(at::Tensor gram, const at::Tensor& tau);
-  // (dL/dgram, dL/dtau) of softmax_rows from grad_e = dL/de; may reuse grad_e's storage.
+  // (dL/dgram, dL/dtau) of softmax_rows from grad_e = dL/de; may reuse grad_e's storage. gram
+  // undefined: dL/dtau is not computed (undefined).
   static std::tuple<at::Tensor, at::Tensor> softmax_backward(at::Tensor grad_e, const at::Tensor& e,
                                                              const at::Tensor& gram, const at::Tensor& tau);
   static constexpr auto& rwr_forward = cpu::rwr_forward;
   static constexpr auto& rwr_backward = cpu::rwr_backward;
-  static constexpr auto& sce_forward = cpu::sce_forward;
+  static constexpr auto& sce_forward = csad::sce_forward;
   static constexpr auto& sce_side_grad = cpu::sce_side_grad;
   static Pairs pairs(const PairsSpec& spec, int64_t n, const at::Device& device);
   // mi_forward / mi_backward above with the scales as 0-d tensors: Ω sees −pos·S, ¬Ω neg·S

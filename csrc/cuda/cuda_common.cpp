@@ -10,7 +10,6 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include <limits>
 
 namespace csad::gpu {
 namespace {
@@ -71,16 +70,17 @@ void softmax_rows_(at::Tensor& s, const at::Tensor& tau) {
 at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Tensor& s, const at::Tensor& tau) {
   check_rows(grad, "softmax_backward_");
   check_rows(e, "softmax_backward_");
-  check_rows(s, "softmax_backward_");
-  auto tau_rows = at::empty({row_count(grad)}, grad.options());
+  const bool with_tau = s.defined();
+  if (with_tau) check_rows(s, "softmax_backward_");
+  auto tau_rows = at::empty({with_tau ? row_count(grad) : 0}, grad.options());
   const auto t = device_scalar(tau, grad);
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "csad_cuda_softmax_backward", [&] {
-    C10_CUDA_CHECK(kernels::softmax_backward<scalar_t>(grad.data_ptr<scalar_t>(), e.data_ptr<scalar_t>(),
-                                                       s.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(),
-                                                       tau_rows.data_ptr<scalar_t>(), row_count(grad), grad.size(-1),
-                                                       current_stream()));
+    C10_CUDA_CHECK(kernels::softmax_backward<scalar_t>(
+        grad.data_ptr<scalar_t>(), e.data_ptr<scalar_t>(), with_tau ? s.data_ptr<scalar_t>() : nullptr,
+        t.data_ptr<scalar_t>(), with_tau ? tau_rows.data_ptr<scalar_t>() : nullptr, row_count(grad), grad.size(-1),
+        current_stream()));
   });
-  return tau_rows.sum();
+  return with_tau ? tau_rows.sum() : at::Tensor();
 }
 
 std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c) {
@@ -109,21 +109,6 @@ at::Tensor rwr_backward(at::Tensor grad_r, const at::Tensor& r, const at::Tensor
   });
   const auto w_t = (r * w_row_sums.unsqueeze(-1)).transpose(1, 2);
   return at::bmm(at::bmm(w_t, grad_r), w_t).mul_(c);
-}
-
-namespace {
-double smallest_normal(at::ScalarType type) {
-  return type == at::kDouble ? std::numeric_limits<double>::min() : std::numeric_limits<float>::min();
-}
-}  // namespace
-
-at::Tensor safe_log(const at::Tensor& p) {
-  return p.clamp_min(smallest_normal(p.scalar_type())).log_();
-}
-
-at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q) {
-  auto out = at::bmm(p, safe_log(q).transpose(1, 2));
-  return out.baddbmm_(safe_log(p), q.transpose(1, 2), /*beta=*/0.5, /*alpha=*/0.5);
 }
 
 // d/dp of 1/2 <G, P log(Q)^T + log(P) Q^T> for one side: 1/2 (G log(Q) + (G Q) / P), where the

@@ -36,7 +36,8 @@ void normalize_backward_(at::Tensor& grad, const at::Tensor& normalized, const a
 void softmax_rows_(at::Tensor& s, const at::Tensor& tau);
 
 // For e = softmax_rows(tau * s): turns grad = dL/de into dL/ds in place and returns dL/dtau (0-d),
-// the centred form sum_ij dZ_ij (s_ij - sum_k e_ik s_ik) with dZ = e * (g - <g, e>_row).
+// the centred form sum_ij dZ_ij (s_ij - sum_k e_ik s_ik) with dZ = e * (g - <g, e>_row); s undefined:
+// dL/dtau is not computed (undefined).
 at::Tensor softmax_backward_(at::Tensor& grad, const at::Tensor& e, const at::Tensor& s, const at::Tensor& tau);
 
 // Random Walk with Restart: (R, row sums of W = (I - cE)^-1), W by at::linalg_inv_ex.
@@ -44,12 +45,6 @@ std::tuple<at::Tensor, at::Tensor> rwr_forward(const at::Tensor& e, double c);
 
 // dL/dE from dL/dR (consumed). dL/dE = c W^T (dL/dW) W^T.
 at::Tensor rwr_backward(at::Tensor grad_r, const at::Tensor& r, const at::Tensor& w_row_sums, double c);
-
-// log(max(p, smallest normal)).
-at::Tensor safe_log(const at::Tensor& p);
-
-// S = 1/2 (P log(Q)^T + log(P) Q^T): (batch, N, K), (batch, M, K) -> (batch, N, M).
-at::Tensor sce_forward(const at::Tensor& p, const at::Tensor& q);
 
 // dL/dp of sce_forward(p, q) from grad = dL/dS (batch, N, M); dL/dq is sce_side_grad(grad^T, q, p).
 at::Tensor sce_side_grad(const at::Tensor& grad, const at::Tensor& p, const at::Tensor& q);
@@ -99,7 +94,7 @@ struct Primitives {
                                                              const at::Tensor& gram, const at::Tensor& tau);
   static constexpr auto& rwr_forward = gpu::rwr_forward;
   static constexpr auto& rwr_backward = gpu::rwr_backward;
-  static constexpr auto& sce_forward = gpu::sce_forward;
+  static constexpr auto& sce_forward = csad::sce_forward;
   static constexpr auto& sce_side_grad = gpu::sce_side_grad;
   static Pairs pairs(const PairsSpec& spec, int64_t n, const at::Device& device);
   static std::tuple<at::Tensor, at::Tensor> mi_forward(const at::Tensor& scores, const at::Tensor& pos,

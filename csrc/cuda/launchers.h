@@ -35,7 +35,7 @@ cudaError_t softmax_rows(T* s, const T* tau, int64_t rows, int64_t n, cudaStream
 
 // For e = softmax_rows(tau * s): grad (dL/de) becomes dL/ds = tau * dZ in place, with
 // dZ = e * (g - <g, e>_row), and tau_rows[row] = sum_j dZ_j (s_j - sum_k e_k s_k) (the centred
-// dL/dtau of the row; the caller sums the rows).
+// dL/dtau of the row; the caller sums the rows). s == nullptr: only dL/ds (tau_rows is not written).
 template <typename T>
 cudaError_t softmax_backward(T* grad, const T* e, const T* s, const T* tau, T* tau_rows, int64_t rows, int64_t n,
                              cudaStream_t stream);
@@ -69,15 +69,16 @@ struct PairsView {
 enum class Loss : int { kCs = 0, kJsd = 1, kMs = 2 };
 
 // Stats per problem (float64), as kStats in csrc/shared.h.
-constexpr int kStatsPerProblem = 6;
+constexpr int kStatsPerProblem = 8;
 
 // I per problem from scores S (batch, n, n). Side Ω sees x = −pos·S, side ¬Ω x = neg·S, with pos
 // and neg device pointers to one element (pos == nullptr: 1; neg == nullptr: pos): alpha for cs/jsd,
 // w₊/w₋ for ms, where each side's term is also divided by its scale. value (batch,) is written;
 // stats (batch, kStatsPerProblem, float64) must be zero on entry and receives, per side s (Ω then
-// ¬Ω), stats[2s], stats[2s + 1] = (lse, sigmoid(level)) for cs/ms and (0, weight) for jsd, and
-// stats[4 + s] = softplus(level) for cs/ms, where level is the side's log-sum-exp minus log(count)
-// for reduction "mean" (lse for "sum"); an empty side keeps zeros and contributes 0. Pairs outside
+// ¬Ω), stats[2s], stats[2s + 1] = (max x, sigmoid(level)) for cs/ms and (0, weight) for jsd,
+// stats[4 + s] = softplus(level) and stats[6 + s] = log Σ exp(x − max) for cs/ms, where level is the
+// side's log-sum-exp (max + stats[6 + s]) minus log(count) for reduction "mean" (the lse for "sum");
+// an empty side keeps zeros and contributes 0. Pairs outside
 // the groups are skipped. Workspace: row_partials (batch * n, 4) and row_counts (batch * n, 2).
 template <typename T>
 cudaError_t mi_forward(const T* scores, const T* pos, const T* neg, PairsView pairs, Loss loss, bool mean,

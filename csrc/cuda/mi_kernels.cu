@@ -12,7 +12,7 @@
 //   1. one block per score row: per side the count and, for cs/ms, the max x and Σ exp(x − max)
 //      (two passes over the row), for jsd Σ softplus(x);
 //   2. one block per problem: the rows' partials combined. cs/ms: lse = log Σ_rows total·e^(top−max)
-//      + max, level = lse − log(count) ("mean") or lse ("sum"), I −= softplus(level) (ms: divided by
+//      + max (the stats keep max and the log apart, csrc/shared.h kStats), level = lse − log(count) ("mean") or lse ("sum"), I −= softplus(level) (ms: divided by
 //      the side's scale); jsd: I −= weight · Σ softplus with weight 1/count or 1. An empty side
 //      contributes 0 and keeps its stats 0, so its gradient is 0.
 // Ω comes from labels (batch, N, K) + tolerance, evaluated per pair, or from a bool mask; the groups
@@ -146,8 +146,8 @@ __global__ void mi_combine_kernel(const T* __restrict__ row_partials, const long
       }
       count = block_sum(count);
       if (lse_form) top = block_max(top);
-      // The combination runs in double: the log-sum-exp can be large, and the backward subtracts
-      // it from every score of its side, so its float rounding would shift all those weights alike.
+      // The combination runs in double: the backward subtracts log(sum) from every score of its
+      // side (after the max), so its float rounding would shift all those weights alike.
       double sum = 0;
       for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
         const int64_t r = b * n + i;
@@ -158,13 +158,15 @@ __global__ void mi_combine_kernel(const T* __restrict__ row_partials, const long
       sum = block_sum(sum);
       if (threadIdx.x == 0 && count > 0) {
         if (lse_form) {
-          const double lse = dev_log(sum) + top;
+          const double log_sum = dev_log(sum);
+          const double lse = log_sum + top;
           const double level = mean ? lse - dev_log(static_cast<double>(count)) : lse;
           const double term = softplus(level);
           total_value -= term / divisors[side];
-          st[2 * side] = lse;
+          st[2 * side] = top;
           st[2 * side + 1] = sigmoid(level);
           st[4 + side] = term;
+          st[6 + side] = log_sum;
         } else {
           const double weight = mean ? 1.0 / static_cast<double>(count) : 1.0;
           total_value -= sum * weight;
@@ -201,13 +203,13 @@ __global__ void mi_backward_kernel(const T* __restrict__ grad_value, const T* __
       T d;  // D; a side's stats are only read for pairs of that side, so never for an empty one
       if (in_pairs(pairs, b, i, j)) {
         const T m = a_in * row[j];
-        d = lse_form ? static_cast<T>(s[1]) * dev_exp(static_cast<T>(-static_cast<double>(m) - s[0]))
+        d = lse_form ? static_cast<T>(s[1]) * dev_exp(static_cast<T>((-static_cast<double>(m) - s[0]) - s[6]))
                      : static_cast<T>(s[1]) * sigmoid(-m);
         d *= gv;
         sum_in += static_cast<double>(d) * row[j];
       } else {
         const T m = a_out * row[j];
-        d = lse_form ? -static_cast<T>(s[3]) * dev_exp(static_cast<T>(static_cast<double>(m) - s[2]))
+        d = lse_form ? -static_cast<T>(s[3]) * dev_exp(static_cast<T>((static_cast<double>(m) - s[2]) - s[7]))
                      : -static_cast<T>(s[3]) * sigmoid(m);
         d *= gv;
         sum_out += static_cast<double>(d) * row[j];

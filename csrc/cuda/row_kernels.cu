@@ -36,6 +36,14 @@ __device__ __forceinline__ double smallest_normal<double>() {
   return DBL_MIN;
 }
 
+// Σ_j a[j] b[j] over one row of n, reduced over the block: every thread gets it.
+template <typename T>
+__device__ __forceinline__ T row_dot(const T* a, const T* b, int64_t n) {
+  T dot = 0;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) dot += a[j] * b[j];
+  return block_sum(dot);
+}
+
 template <typename T>
 __global__ void normalize_rows_kernel(const T* __restrict__ x, T* __restrict__ out, T* __restrict__ inv_norm,
                                       int64_t rows, int64_t d) {
@@ -58,9 +66,7 @@ __global__ void normalize_backward_kernel(T* __restrict__ grad, const T* __restr
     T* g = grad + r * d;
     const T* n = normalized + r * d;
     const T inv = inv_norm[r];
-    T dot = 0;
-    for (int64_t k = threadIdx.x; k < d; k += blockDim.x) dot += n[k] * g[k];
-    dot = block_sum(dot);  // every thread reduces, whatever the row's clamp (block-uniform anyway)
+    T dot = row_dot(n, g, d);  // every thread reduces, whatever the row's clamp (block-uniform anyway)
     if (!(inv < clamped)) dot = T(0);
     for (int64_t k = threadIdx.x; k < d; k += blockDim.x) g[k] = inv * (g[k] - n[k] * dot);
   }
@@ -94,14 +100,13 @@ __global__ void softmax_backward_kernel(T* __restrict__ grad, const T* __restric
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     T* g = grad + r * n;
     const T* erow = e + r * n;
-    const T* srow = s + r * n;
-    T dot = 0, mean_s = 0;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-      dot += g[j] * erow[j];
-      mean_s += srow[j] * erow[j];
+    const T dot = row_dot(g, erow, n);
+    if (s == nullptr) {  // block-uniform
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) g[j] = tau * (erow[j] * (g[j] - dot));
+      continue;
     }
-    dot = block_sum(dot);
-    mean_s = block_sum(mean_s);
+    const T* srow = s + r * n;
+    const T mean_s = row_dot(srow, erow, n);
     T tau_sum = 0;
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
       const T dz = erow[j] * (g[j] - dot);
@@ -132,9 +137,7 @@ __global__ void rwr_normalize_backward_kernel(T* __restrict__ grad, const T* __r
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     T* g = grad + r * n;
     const T* rrow = r_data + r * n;
-    T dot = 0;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) dot += g[j] * rrow[j];
-    dot = block_sum(dot);
+    const T dot = row_dot(g, rrow, n);
     const T inv = T(1) / row_sums[r];
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) g[j] = (g[j] - dot) * inv;
   }
@@ -150,54 +153,47 @@ __global__ void sce_divide_kernel(T* __restrict__ grad, const T* __restrict__ p,
   }
 }
 
+// Launches kernel over `rows` rows of `cols` columns (one block per row), nothing when there is nothing to do.
+template <typename... Params, typename... Args>
+cudaError_t launch_rows(void (*kernel)(Params...), int64_t rows, int64_t cols, cudaStream_t stream, Args... args) {
+  if (rows <= 0 || cols <= 0) return cudaSuccess;
+  kernel<<<detail::row_blocks(rows), detail::row_threads(cols), 0, stream>>>(args...);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 template <typename T>
 cudaError_t normalize_rows(const T* x, T* out, T* inv_norm, int64_t rows, int64_t d, cudaStream_t stream) {
-  if (rows <= 0 || d <= 0) return cudaSuccess;
-  normalize_rows_kernel<T><<<detail::row_blocks(rows), detail::row_threads(d), 0, stream>>>(x, out, inv_norm, rows, d);
-  return cudaGetLastError();
+  return launch_rows(normalize_rows_kernel<T>, rows, d, stream, x, out, inv_norm, rows, d);
 }
 
 template <typename T>
 cudaError_t normalize_backward(T* grad, const T* normalized, const T* inv_norm, int64_t rows, int64_t d,
                                cudaStream_t stream) {
-  if (rows <= 0 || d <= 0) return cudaSuccess;
-  normalize_backward_kernel<T>
-      <<<detail::row_blocks(rows), detail::row_threads(d), 0, stream>>>(grad, normalized, inv_norm, rows, d);
-  return cudaGetLastError();
+  return launch_rows(normalize_backward_kernel<T>, rows, d, stream, grad, normalized, inv_norm, rows, d);
 }
 
 template <typename T>
 cudaError_t softmax_rows(T* s, const T* tau, int64_t rows, int64_t n, cudaStream_t stream) {
-  if (rows <= 0 || n <= 0) return cudaSuccess;
-  softmax_rows_kernel<T><<<detail::row_blocks(rows), detail::row_threads(n), 0, stream>>>(s, tau, rows, n);
-  return cudaGetLastError();
+  return launch_rows(softmax_rows_kernel<T>, rows, n, stream, s, tau, rows, n);
 }
 
 template <typename T>
 cudaError_t softmax_backward(T* grad, const T* e, const T* s, const T* tau, T* tau_rows, int64_t rows, int64_t n,
                              cudaStream_t stream) {
-  if (rows <= 0 || n <= 0) return cudaSuccess;
-  softmax_backward_kernel<T>
-      <<<detail::row_blocks(rows), detail::row_threads(n), 0, stream>>>(grad, e, s, tau, tau_rows, rows, n);
-  return cudaGetLastError();
+  return launch_rows(softmax_backward_kernel<T>, rows, n, stream, grad, e, s, tau, tau_rows, rows, n);
 }
 
 template <typename T>
 cudaError_t rwr_normalize_rows(T* w, T* row_sums, int64_t rows, int64_t n, cudaStream_t stream) {
-  if (rows <= 0 || n <= 0) return cudaSuccess;
-  rwr_normalize_rows_kernel<T><<<detail::row_blocks(rows), detail::row_threads(n), 0, stream>>>(w, row_sums, rows, n);
-  return cudaGetLastError();
+  return launch_rows(rwr_normalize_rows_kernel<T>, rows, n, stream, w, row_sums, rows, n);
 }
 
 template <typename T>
 cudaError_t rwr_normalize_backward(T* grad, const T* r, const T* row_sums, int64_t rows, int64_t n,
                                    cudaStream_t stream) {
-  if (rows <= 0 || n <= 0) return cudaSuccess;
-  rwr_normalize_backward_kernel<T>
-      <<<detail::row_blocks(rows), detail::row_threads(n), 0, stream>>>(grad, r, row_sums, rows, n);
-  return cudaGetLastError();
+  return launch_rows(rwr_normalize_backward_kernel<T>, rows, n, stream, grad, r, row_sums, rows, n);
 }
 
 template <typename T>
