@@ -9,10 +9,7 @@
 #include <array>
 #include <tuple>
 
-#include "cpu/common.h"
-#ifdef WITH_CUDA
-#include "cuda/cuda_common.h"
-#endif
+#include "primitives.h"
 
 namespace csad {
 namespace {

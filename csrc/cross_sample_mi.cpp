@@ -8,10 +8,7 @@
 #include <string>
 #include <tuple>
 
-#include "cpu/common.h"
-#ifdef WITH_CUDA
-#include "cuda/cuda_common.h"
-#endif
+#include "primitives.h"
 
 namespace csad {
 namespace {

@@ -19,10 +19,7 @@
 #include <tuple>
 #include <vector>
 
-#include "cpu/common.h"
-#ifdef WITH_CUDA
-#include "cuda/cuda_common.h"
-#endif
+#include "primitives.h"
 
 namespace csad {
 namespace {
