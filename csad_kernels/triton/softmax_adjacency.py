@@ -167,12 +167,14 @@ def _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D: tl.constexpr):
 
 
 @triton.jit
-def _program_rows(x_ptr, tau_ptr, N, D, PER_TAU, sxb, sxn, sxd, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
-    """``(program row block, problem, its tau, its rows, xn of those rows, their norms)`` of this program."""
-    pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
+def _program_rows(x_ptr, tau_ptr, pr, b, N, D, PER_TAU, sxb, sxn, sxd, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """``(tau, rows, xn of those rows, their norms)`` of row block ``pr`` of problem ``b``.
+
+    (The kernels take their program ids themselves: tests/test_triton_offline.py reads each kernel's own IR for the
+    widening of the batch id to int64.)"""
     rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
     xr, xr_den = _load_rows(x_ptr, b, rows, N, D, sxb, sxn, sxd, BLOCK_D)
-    return pr, b, tl.load(tau_ptr + b // PER_TAU), rows, xr, xr_den
+    return tl.load(tau_ptr + b // PER_TAU), rows, xr, xr_den
 
 
 @triton.jit
@@ -180,7 +182,8 @@ def _gram_softmax_forward_kernel(
     x_ptr, tau_ptr, e_ptr, st_ptr, N, D, PER_TAU, sxb, sxn, sxd, seb, sen, sem,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    pr, b, tau, rows, xr, _xr_norm = _program_rows(x_ptr, tau_ptr, N, D, PER_TAU, sxb, sxn, sxd, BLOCK_R, BLOCK_D)
+    pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    tau, rows, xr, _xr_norm = _program_rows(x_ptr, tau_ptr, pr, b, N, D, PER_TAU, sxb, sxn, sxd, BLOCK_R, BLOCK_D)
     run_max = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
     run_sum = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for c0 in range(0, N, BLOCK_C):
@@ -222,7 +225,8 @@ def _gram_softmax_rows_kernel(
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """Per row: ``rowdot_i = Σ_j E_ij dE_ij``; per program: ``Σ dZ_ij (G_ij - Σ_k E_ik G_ik)`` (centred dtau)."""
-    pr, b, tau, rows, xr, _xr_norm = _program_rows(x_ptr, tau_ptr, N, D, PER_TAU, sxb, sxn, sxd, BLOCK_R, BLOCK_D)
+    pr, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    tau, rows, xr, _xr_norm = _program_rows(x_ptr, tau_ptr, pr, b, N, D, PER_TAU, sxb, sxn, sxd, BLOCK_R, BLOCK_D)
     rmax = tl.load(st_ptr + (b * 2) * N + rows, mask=rows < N, other=0.0)
     rsum = tl.load(st_ptr + (b * 2 + 1) * N + rows, mask=rows < N, other=1.0)
     rowdot = tl.zeros((BLOCK_R,), dtype=tl.float32)
