@@ -91,8 +91,10 @@ def _single(name: str) -> Callable[[int, int, int], None]:
             out = mod.rwr(_leaf(b, n, n), 0.5)
         elif name == "symmetric_cross_entropy":
             out = mod.symmetric_cross_entropy(_leaf(b, n, n), _leaf(b, n, n))
-        else:
+        elif name == "cross_sample_mi":
             out = mod.cross_sample_mi(_leaf(b, n, n), _leaf(b, n, 1, dtype=torch.int64), None, 0, "cs", "mean")
+        else:
+            raise ValueError(f"benchmarks/resources.py: no workload for op {name!r}; add a branch to _single")
         _fwd_bwd(out.sum())
 
     return run

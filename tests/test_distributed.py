@@ -103,7 +103,7 @@ def batchnorm_stats() -> torch.Tensor:
 
 
 def protocol(local_estimator: bool = False) -> dict:
-    """Per method: the losses and every parameter's gradient of one adversarial step (optimizers frozen), then the
+    """Per method: the losses and every parameter's gradient of one step of its last phase (optimizers frozen), then the
     parameters after two real steps; all on the global minibatch ``arange(ROWS)``. Also CSAD's estimate and M's
     gradients on that minibatch."""
     trainer = float64_trainer("csad", local_estimator=local_estimator)
@@ -114,15 +114,16 @@ def protocol(local_estimator: bool = False) -> dict:
         batch = trainer.batch(torch.arange(ROWS))
         params = parameters(trainer)
         opts = trainer.method.optimizers.values()
+        last_phase = trainer.method.phases()[-1].name
         for opt in opts:
             opt.step = lambda: None  # gradients only
         torch.manual_seed(0)
-        losses = distributed.sum_over_ranks(trainer.method.step("adversarial", batch))
+        losses = distributed.sum_over_ranks(trainer.method.step(last_phase, batch))
         grads = [p.grad.clone() if p.grad is not None else torch.full_like(p, float("nan")) for p in params]
         for opt in opts:
             del opt.step
         for _ in range(2):
-            trainer.method.step("adversarial", batch)
+            trainer.method.step(last_phase, batch)
         record[method] = {"losses": losses, "grads": grads, "params": [p.detach().clone() for p in params]}
     return record
 
