@@ -86,7 +86,7 @@ class CohortSpec:
 
 
 COHORTS = {
-    "default": CohortSpec(n_subjects=1250, seed=20240601, per_cell=30),
+    "default": CohortSpec(n_subjects=1590, seed=20240601, per_cell=30),  # the paper trains on 1,044 subjects
     "quick": CohortSpec(n_subjects=300, seed=20240601, per_cell=6),
 }
 # Buttons of the app's tapping view (points, 320 x 568): x0, y0, x1, y1.
