@@ -78,7 +78,7 @@ def test_without_sensitive_features_it_warns_and_trains_the_baseline():
 def test_debiasing_lowers_the_bias_leakage_of_the_target_features():
     x, y, s = biased(2000)
     x_test, y_test, s_test = biased(2000, seed=1, agreement=0.5)
-    sex = torch.as_tensor((s_test["sex"] == "m").to_numpy()).long()
+    sex = torch.tensor((s_test["sex"] == "m").to_numpy()).long()
     settings = {**FAST, "k_inner": 5}
     with pytest.warns(UserWarning):
         vanilla = CSADClassifier(**settings).fit(x, y)
