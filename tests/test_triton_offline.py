@@ -71,7 +71,8 @@ out = {}
 for n in %(sizes)s:
     rec = record(functools.partial(WORKLOADS[%(workload)r], n, 32, 1))
     out[n] = {"triton": [l.name for l in rec.launches], "aten": rec.aten, "syncs": rec.syncs,
-              "precision": sorted({str(l.kwargs["PRECISION"]) for l in rec.launches if "PRECISION" in l.kwargs})}
+              "precision": sorted({str(l.kwargs["PRECISION"]) for l in rec.launches if "PRECISION" in l.kwargs}),
+              "fp_fusion": sorted({str(l.kwargs.get("enable_fp_fusion")) for l in rec.launches})}
 print(json.dumps(out))
 """
 
@@ -81,6 +82,16 @@ def test_every_dot_follows_the_precision_setting():
         got = _json(LAUNCHES % {"sizes": (32, 128), "workload": "cs_mutual_information[joint]"},
                     CSAD_TRITON_PRECISION=mode)  # fmt: skip
         assert {p for case in got.values() for p in case["precision"]} == {mode}
+
+
+@pytest.mark.parametrize("workload", ["cs_mutual_information[joint]", "cs_mutual_information[ms-groups]",
+                                      "cosine_similarity", "symmetric_cross_entropy", "rwr", "softmax_adjacency",
+                                      "cross_sample_mi"])
+def test_every_launch_pins_fp_fusion(workload):
+    """Triton 3.9 warns that its fp-fusion default flips in 3.10: every launch, small path (N = 32) and tiled
+    (N = 128), must pass ``enable_fp_fusion`` itself (launch_settings.COMPILE_OPTIONS)."""
+    got = _json(LAUNCHES % {"sizes": (32, 128), "workload": workload})
+    assert {f for case in got.values() for f in case["fp_fusion"]} == {"True"}, got
 
 
 # ---- launches of one fused forward + backward

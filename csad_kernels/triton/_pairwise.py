@@ -14,6 +14,7 @@ import torch
 import triton
 
 from csad_kernels.triton._common import dot_precision
+from csad_kernels.triton.launch_settings import COMPILE_OPTIONS
 
 PairForward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # (rows (B, n, k), others (B, m, k), G (B, n, m) or (B, m, n) with transpose_g) -> d rows (B, n, k), float32
@@ -72,7 +73,7 @@ def launch_pair_forward(kernel, x: torch.Tensor, y: torch.Tensor, block_n: int, 
     grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_n), bsz)
     kernel[grid](
         x, y, out, n, m, k, *x.stride(), *y.stride(), *out.stride(),
-        BLOCK_N=block_n, BLOCK_M=block_n, PRECISION=dot_precision(), **meta,
+        BLOCK_N=block_n, BLOCK_M=block_n, PRECISION=dot_precision(), **meta, **COMPILE_OPTIONS,
     )  # fmt: skip
     return out
 
@@ -92,6 +93,6 @@ def launch_row_gradient(
     grid = (triton.cdiv(n, block_n), *column_blocks, bsz)
     kernel[grid](
         x, y, g, dx, n, m, k, *x.stride(), *y.stride(), sgb, sgn, sgm, *dx.stride(),
-        BLOCK_N=block_n, BLOCK_M=block_n, PRECISION=dot_precision(), **meta,
+        BLOCK_N=block_n, BLOCK_M=block_n, PRECISION=dot_precision(), **meta, **COMPILE_OPTIONS,
     )  # fmt: skip
     return dx

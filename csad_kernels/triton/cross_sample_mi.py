@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 
 from csad_kernels.triton._common import load_tile, log1p_small, softplus, store_tile, tile_mask
-from csad_kernels.triton.launch_settings import loss_tiles, stats_launch
+from csad_kernels.triton.launch_settings import COMPILE_OPTIONS, loss_tiles, stats_launch
 
 OP = "csad_triton::cross_sample_mi"
 # the kernels' ESTIMATOR: 0 for estimator="cs" (Eq. 2), 1 for "jsd" (Eq. 1), 2 for "ms"
@@ -358,11 +358,11 @@ def _launch_forward(m, labels, mask, tolerance, estimator, reduction, groups=Non
         m, lab_t, mask_t, grp_t, w_t, part, n, k, tolerance,
         *m.stride(), *lab_strides, *mask_strides, *grp_strides,
         ESTIMATOR=ESTIMATOR_CODES[estimator], HAS_MASK=mask is not None, HAS_GROUPS=groups is not None,
-        BLOCK_R=block_r, BLOCK_C=block_c,
+        BLOCK_R=block_r, BLOCK_C=block_c, **COMPILE_OPTIONS,
     )  # fmt: skip
     _csmi_stats_kernel[(bsz,)](
         part, w_t, value, stats, programs, ESTIMATOR=ESTIMATOR_CODES[estimator], MEAN=reduction == "mean",
-        STATS=stats.shape[1], **stats_launch(programs),
+        STATS=stats.shape[1], **stats_launch(programs), **COMPILE_OPTIONS,
     )  # fmt: skip
     return value, stats
 
@@ -379,7 +379,7 @@ def _launch_backward(grad, m, labels, mask, stats, tolerance, estimator, groups=
         m, lab_t, mask_t, grp_t, w if w is not None else m, stats, grad, dm, n, k, tolerance,
         *m.stride(), *lab_strides, *mask_strides, *grp_strides, stats.stride(0), grad.stride(0), *dm.stride(),
         ESTIMATOR=ESTIMATOR_CODES[estimator], HAS_MASK=mask is not None, HAS_GROUPS=groups is not None,
-        BLOCK_R=block_r, BLOCK_C=block_c,
+        BLOCK_R=block_r, BLOCK_C=block_c, **COMPILE_OPTIONS,
     )  # fmt: skip
     return dm
 

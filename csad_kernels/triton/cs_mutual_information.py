@@ -38,7 +38,7 @@ from csad_kernels.triton._common import (
     sigmoid,
     softplus,
 )
-from csad_kernels.triton.launch_settings import small_launch, small_path_fits
+from csad_kernels.triton.launch_settings import COMPILE_OPTIONS, small_launch, small_path_fits
 
 OP = "csad_triton::cs_mutual_information"
 SIMILARITY_CODES = {"joint": 0, "content": 1, "structural": 2}
@@ -298,7 +298,7 @@ def _launch_small(u, v, labels, mask, groups, tolerance, params, c, similarity, 
         *u.stride(), *v.stride(), *lab_strides, *mask_strides, *grp_strides, sgb,
         SIMILARITY=SIMILARITY_CODES[similarity], ESTIMATOR=ESTIMATOR_CODES[estimator], MEAN=reduction == "mean",
         HAS_MASK=mask is not None, HAS_GROUPS=groups is not None, NUM_FACTORS=num_factors(c), BACKWARD=backward,
-        EPS=NORM_EPS, PRECISION=dot_precision(), **small_launch(n, d, similarity),
+        EPS=NORM_EPS, PRECISION=dot_precision(), **small_launch(n, d, similarity), **COMPILE_OPTIONS,
     )  # fmt: skip
     return (du, dv, dpar) if backward else out
 

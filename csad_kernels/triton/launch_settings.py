@@ -9,12 +9,18 @@ Each launcher asks here what to launch; nothing else in the backend picks a tile
 - a GPU with FMA dots (``ieee``, :func:`fma_dots`): each thread holds more of a tile in registers, so the biggest
   tiles are halved.
 
-Kernels without a ``num_warps`` / ``num_stages`` here use Triton's defaults (4 warps, 3 stages).
+Kernels without a ``num_warps`` / ``num_stages`` here use Triton's defaults (4 warps, 3 stages). Every launch
+passes :data:`COMPILE_OPTIONS`.
 """
 
 from __future__ import annotations
 
 from csad_kernels.triton._common import block, fma_dots, interpreted
+
+# Pinned on every launch. Floating-point fusion (a*b+c contracted to one FMA, one rounding): Triton 3.9 enables it
+# unless TRITON_DEFAULT_FP_FUSION says otherwise and warns that 3.10 disables it by default; pinned, the kernels
+# round the same under either version and the sm_90 resource table stays comparable.
+COMPILE_OPTIONS: dict[str, bool] = {"enable_fp_fusion": True}
 
 
 def row_blocks(n: int) -> tuple[int, int]:

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from csad_kernels.triton._common import dot_precision, load_tile, num_factors, store_tile
-from csad_kernels.triton.launch_settings import gemm_tiles, row_blocks
+from csad_kernels.triton.launch_settings import COMPILE_OPTIONS, gemm_tiles, row_blocks
 
 OP = "csad_triton::rwr"
 
@@ -50,7 +50,7 @@ def gemm(a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     _gemm_kernel[grid](
         a, b, out, m, p, k, scale,
         *a.stride(), *b.stride(), *out.stride(),
-        BLOCK_M=block_m, BLOCK_P=block_p, BLOCK_K=block_k, PRECISION=dot_precision(),
+        BLOCK_M=block_m, BLOCK_P=block_p, BLOCK_K=block_k, PRECISION=dot_precision(), **COMPILE_OPTIONS,
     )  # fmt: skip
     return out
 
@@ -114,7 +114,7 @@ def product_form(e: torch.Tensor, c: float) -> torch.Tensor:
         _product_step_kernel[grid](
             w, q, w_out, q_out, n, c, *w.stride(), *q.stride(), *w_out.stride(),
             FIRST=step == 0, WITH_Q=with_q, BLOCK_M=block_m, BLOCK_P=block_p, BLOCK_K=block_k,
-            PRECISION=dot_precision(),
+            PRECISION=dot_precision(), **COMPILE_OPTIONS,
         )  # fmt: skip
         w, q = w_out, q_out
     return w
@@ -170,7 +170,7 @@ def rwr_forward(e: torch.Tensor, c: float) -> tuple[torch.Tensor, torch.Tensor]:
     r = torch.empty_like(w)
     block_r, block_c = row_blocks(n)
     _rownorm_kernel[(triton.cdiv(n, block_r), bsz)](
-        w, r, n, 1.0 - c, *w.stride(), *r.stride(), BLOCK_R=block_r, BLOCK_C=block_c
+        w, r, n, 1.0 - c, *w.stride(), *r.stride(), BLOCK_R=block_r, BLOCK_C=block_c, **COMPILE_OPTIONS,
     )
     return r, w
 
@@ -182,7 +182,7 @@ def rwr_backward(grad: torch.Tensor, r: torch.Tensor, w: torch.Tensor, c: float)
     block_r, block_c = row_blocks(n)
     _rownorm_backward_kernel[(triton.cdiv(n, block_r), bsz)](
         w, r, grad, dw, n, 1.0 - c, *w.stride(), *r.stride(), *grad.stride(), *dw.stride(),
-        BLOCK_R=block_r, BLOCK_C=block_c,
+        BLOCK_R=block_r, BLOCK_C=block_c, **COMPILE_OPTIONS,
     )  # fmt: skip
     wt = w.mT
     return gemm(gemm(wt, dw), wt, scale=c)

@@ -23,7 +23,7 @@ from csad_kernels.triton._common import (
     normalize_rows_backward,
     store_tile,
 )
-from csad_kernels.triton.launch_settings import gram_launch, row_blocks
+from csad_kernels.triton.launch_settings import COMPILE_OPTIONS, gram_launch, row_blocks
 
 OP = "csad_triton::softmax_adjacency"
 
@@ -93,7 +93,8 @@ def softmax_adjacency_op(s: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     e = torch.empty(sb.shape, dtype=torch.float32, device=s.device)
     block_r, block_c = row_blocks(n)
     _softmax_forward_kernel[(triton.cdiv(n, block_r), sb.shape[0])](
-        sb, tau.reshape(1).float(), e, n, *sb.stride(), *e.stride(), BLOCK_R=block_r, BLOCK_C=block_c
+        sb, tau.reshape(1).float(), e, n, *sb.stride(), *e.stride(), BLOCK_R=block_r, BLOCK_C=block_c,
+        **COMPILE_OPTIONS,
     )
     return e.reshape(s.shape).to(s.dtype)
 
@@ -116,6 +117,7 @@ def softmax_adjacency_backward_op(
     _softmax_backward_kernel[(programs, sb.shape[0])](
         sb, eb, gb, tau.reshape(1).float(), ds, dtau, n,
         *sb.stride(), *eb.stride(), *gb.stride(), *ds.stride(), BLOCK_R=block_r, BLOCK_C=block_c,
+        **COMPILE_OPTIONS,
     )  # fmt: skip
     return ds.reshape(s.shape).to(s.dtype), dtau.sum().to(tau.dtype).reshape(tau.shape)
 
@@ -306,7 +308,7 @@ def gram_softmax_op(xn: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, 
     if bsz > 0:
         _gram_softmax_forward_kernel[(triton.cdiv(n, launch["BLOCK_R"]), bsz)](
             xb, tau.reshape(-1).float(), e, stats, n, d, per_tau, *xb.stride(), *e.stride(),
-            PRECISION=dot_precision(), **launch,
+            PRECISION=dot_precision(), **launch, **COMPILE_OPTIONS,
         )  # fmt: skip
     return e.reshape(*xn.shape[:-2], n, n).to(xn.dtype), stats
 
@@ -352,11 +354,11 @@ def gram_softmax_backward_op(
     if bsz > 0:
         _gram_softmax_rows_kernel[(programs, bsz)](
             xb, tau_t, stats, gb, rowdot, partials, n, d, per_tau, *xb.stride(), *gb.stride(),
-            PRECISION=dot_precision(), **launch,
+            PRECISION=dot_precision(), **launch, **COMPILE_OPTIONS,
         )  # fmt: skip
         _gram_softmax_dx_kernel[(programs, bsz)](
             xb, tau_t, stats, gb, rowdot, dx, partials, dtau, n, d, per_tau, *xb.stride(), *gb.stride(), *dx.stride(),
-            PRECISION=dot_precision(), **launch,
+            PRECISION=dot_precision(), **launch, **COMPILE_OPTIONS,
         )  # fmt: skip
     return dx.reshape(xn.shape).to(xn.dtype), dtau.reshape(tau.shape)
 
