@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from python.data import mpower
+from python.data.base import Split
 from python.data.mpower import (
     AGE_BIN_NAMES,
     COHORTS,
@@ -22,6 +23,7 @@ from python.data.mpower import (
     SimulatorParams,
     age_bin,
     hand_features,
+    keep_subjects,
     load_mpower,
     prepare_simulated_cohort,
     shortcut_check,
@@ -460,6 +462,34 @@ def test_unconfounded_training_draw_keeps_size_and_age_mix_and_makes_pd_independ
         load_mpower(write_export(tmp_path, *cohort()[:2]).parent, per_cell=1, train_draw="unconfounded")
     with pytest.raises(ValueError, match="train_draw must be one of"):
         load_mpower(None, cache_dir=cache, cohort="quick", train_draw="balanced")
+
+
+def test_keep_subjects_keeps_whole_subjects_of_the_asked_share_reproducibly():
+    codes = [f"s{i // 3}" for i in range(30)] + [f"t{i}" for i in range(10)]  # 10 subjects x 3 records, 10 x 1
+    n = len(codes)
+    split = Split((torch.arange(n, dtype=torch.float32).view(n, 1),), torch.arange(n) % 2,
+                  torch.zeros(n, 1, dtype=torch.long))
+    kept, kept_codes, note = keep_subjects(split, codes, 0.5, seed=0)
+    assert len(set(kept_codes)) == 10 and "10 of 20 subjects kept" in note
+    rows = kept.inputs[0][:, 0].long()
+    assert [codes[i] for i in rows] == kept_codes and torch.equal(kept.y, rows % 2)
+    for subject in set(kept_codes):  # every record of a kept subject, none of the others
+        assert kept_codes.count(subject) == codes.count(subject)
+    assert keep_subjects(split, codes, 0.5, seed=0)[1] == kept_codes
+    assert keep_subjects(split, codes, 0.5, seed=1)[1] != kept_codes
+    assert len(set(keep_subjects(split, codes, 0.01, seed=0)[1])) == 1  # at least one subject
+
+
+def test_train_subjects_subsamples_only_the_training_split(quick):
+    cache, bundle = quick
+    half = load_mpower(None, cache_dir=cache, cohort="quick", train_subjects=0.5)
+    for name in ("val", "test"):
+        assert torch.equal(half.splits[name].inputs[0], bundle.splits[name].inputs[0])
+    assert 0.3 * len(bundle.splits["train"]) < len(half.splits["train"]) < 0.7 * len(bundle.splits["train"])
+    assert any("train subsampled (train_subjects 0.5)" in line for line in half.log)
+    for bad in (0, 1.5, -0.1, True):
+        with pytest.raises(ValueError, match="train_subjects must be a share in"):
+            load_mpower(None, cache_dir=cache, cohort="quick", train_subjects=bad)
 
 
 def test_simulator_is_deterministic_given_seed(tmp_path):

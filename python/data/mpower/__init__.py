@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from .cache import prepare_simulated_cohort
 from .cli import main
-from .loader import SPEC, load_mpower
+from .loader import SPEC, keep_subjects, load_mpower
 from .reader import (
     AGE_BIN_EDGES,
     AGE_BIN_NAMES,
@@ -48,6 +48,6 @@ __all__ = [
     "AGE_BIN_EDGES", "AGE_BIN_NAMES", "BUTTONS", "BUTTON_RECTS", "CHANNELS", "COHORTS", "DEMOGRAPHICS_COLUMNS",
     "MAX_ABS_COORDINATE", "REWEIGHTED_MODEL", "SCREEN_POINTS", "SHORTCUT_MODELS", "SIMULATOR_VERSION", "SPEC",
     "TAPPING_COLUMNS", "TAPPING_FILE_COLUMN", "TAP_TIME_RANGE_S", "TEST_AGE_BINS", "VALID_AGE", "CohortSpec",
-    "SimulatorParams", "age_bin", "hand_features", "load_mpower", "main", "prepare_simulated_cohort",
+    "SimulatorParams", "age_bin", "hand_features", "keep_subjects", "load_mpower", "main", "prepare_simulated_cohort",
     "shortcut_check", "simulate_cohort",
 ]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from ...flags import Flag, Setting
 from ...models import ModelSpec, tap_features
@@ -20,6 +21,7 @@ from .splits import _make_split, _split_records, _split_summary
 from .unconfounded import unconfounded_training_split
 
 TRAIN_DRAWS = ("cohort", "unconfounded")
+TRAIN_SUBJECTS_STREAM = 7  # keep_subjects draws from its own stream, apart from a split drawn with the same seed
 
 if TYPE_CHECKING:
     from ...config import TrainConfig
@@ -30,10 +32,13 @@ logger = logging.getLogger(__name__)
 def _load_root(
     root: Path, source: str, max_taps: int, per_cell: int, val_fraction: float, seed: int, label: str,
     replace_train: Callable[[_Records, np.ndarray], tuple[Split, list[str], str]] | None = None,
+    train_subjects: float = 1.0,
+    subjects_seed: int = 0,
 ) -> DataBundle:
     """The one reading path for real and simulated data: ``root`` is the ``mpower`` folder.
     ``replace_train(records, train_index) -> (split, its subjects' codes per record, log line)``: a training split
-    to use instead of the cohort's (None: the cohort's)."""
+    to use instead of the cohort's (None: the cohort's). ``train_subjects``: the share of the training split's
+    subjects kept, drawn with ``subjects_seed`` (:func:`keep_subjects`)."""
     tally = Tally()
     rec, n_rows = _read_records(root, max_taps, tally)
     index, note = _split_records(rec, per_cell, val_fraction, seed)
@@ -41,12 +46,18 @@ def _load_root(
     train_codes = [rec.codes[i] for i in index["train"]]
     if replace_train is not None:
         splits["train"], train_codes, replaced = replace_train(rec, index["train"])
+    kept = None
+    if train_subjects < 1:
+        splits["train"], train_codes, kept = keep_subjects(splits["train"], train_codes, train_subjects,
+                                                             subjects_seed)
     n_skipped = sum(n for m, n in tally.counts.items() if m.startswith("records skipped"))
     log = [f"{root / 'tapping.csv'}: {n_rows} records, {len(rec.codes)} usable, {n_skipped} skipped"]
     log += tally.lines()
     log.append(note)
     if replace_train is not None:
         log.append(replaced)
+    if kept is not None:
+        log.append(kept)
     codes = {"train": train_codes} | {n: [rec.codes[i] for i in index[n]] for n in ("val", "test")}
     log += [_split_summary(n, splits[n], codes[n]) for n in SPLITS]
     log_report(log, logger, warn=lambda line: loses_rows(line) or "dropped" in line)
@@ -70,6 +81,20 @@ def _load_root(
     )
 
 
+def keep_subjects(split: Split, codes: list[str], share: float, seed: int) -> tuple[Split, list[str], str]:
+    """The records of a random ``share`` of ``split``'s subjects (``codes``: each record's subject; at least one
+    subject kept), drawn with ``seed``: the split, its records' codes and a log line saying what was dropped."""
+    subjects = sorted(set(codes))
+    n_keep = max(1, round(share * len(subjects)))
+    chosen = set(np.random.default_rng([seed, TRAIN_SUBJECTS_STREAM]).choice(subjects, n_keep, replace=False).tolist())
+    rows = np.flatnonzero([c in chosen for c in codes])
+    index = torch.from_numpy(rows)
+    kept = Split(tuple(x[index] for x in split.inputs), split.y[index], split.bias[index])
+    note = (f"train subsampled (train_subjects {share:g}): {n_keep} of {len(subjects)} subjects kept, "
+            f"{len(rows)} of {len(codes)} records; {len(codes) - len(rows)} records left out on purpose")
+    return kept, [codes[i] for i in rows], note
+
+
 def load_mpower(
     data_root: str | Path | None,
     *,
@@ -80,6 +105,8 @@ def load_mpower(
     split_seed: int = 0,
     cohort: str = "default",
     train_draw: str = "cohort",
+    train_subjects: float = 1.0,
+    subjects_seed: int = 0,
 ) -> DataBundle:
     """Loads mPower tapping: the real export under ``data_root/mpower/``, or (``data_root=None``) a simulated cohort.
 
@@ -92,6 +119,9 @@ def load_mpower(
     split of new simulated subjects with the same size and age mix and the same PD share in every age bin
     (:mod:`.unconfounded`, the simulator's age-invariant oracle), cached under
     ``cache_dir/<cohort folder>_unconfounded_train``; val and test stay the cohort's.
+    ``train_subjects`` in (0, 1]: keep only a random share of the training split's subjects (after ``train_draw``),
+    drawn with ``subjects_seed``, for learning curves: what less data costs. The trainer passes its ``--seed``, so
+    the spread over seeds includes which subjects were kept (it moves the score more than the model seed does).
 
     Returns a DataBundle with inputs ``(taps (n, 6, max_taps) float32, mask (n, max_taps) bool)``, ``y (n,)``
     int64 PD, ``bias (n, 1)`` int64 age bin 0..7.
@@ -104,6 +134,7 @@ def load_mpower(
         raise ValueError(f"per_cell must be >= 1, got {per_cell}")
     if train_draw not in TRAIN_DRAWS:
         raise ValueError(f"train_draw must be one of {list(TRAIN_DRAWS)}, got {train_draw!r}")
+    _check_share(train_subjects)
     if data_root is None:
         if cohort not in COHORTS:
             raise ValueError(f"cohort must be one of {list(COHORTS)}, got {cohort!r}")
@@ -138,6 +169,8 @@ def load_mpower(
         split_seed,
         label,
         replace_train,
+        train_subjects,
+        subjects_seed,
     )
 
 
@@ -150,7 +183,17 @@ MAX_TAPS = 192  # 20 s of tapping; longer records are cut and counted (99% of th
 def _load(config: TrainConfig) -> DataBundle:
     return load_mpower(config.data_root, cache_dir=Path(config.cache_dir) / "mpower_sim",
                        cohort="quick" if config.quick else "default", max_taps=MAX_TAPS,
-                       train_draw=config.train_draw)
+                       train_draw=config.train_draw, train_subjects=config.train_subjects,
+                       subjects_seed=config.seed)
+
+
+def _check_share(share: float) -> None:
+    if isinstance(share, bool) or not 0 < share <= 1:
+        raise ValueError(f"train_subjects must be a share in (0, 1], got {share!r}")
+
+
+def _check_train_subjects(config: TrainConfig) -> None:
+    _check_share(config.train_subjects)
 
 
 SPEC = DatasetSpec(
@@ -166,5 +209,9 @@ SPEC = DatasetSpec(
         "mPower, simulated cohort only: 'cohort' (default) trains on the cohort's training split; 'unconfounded' on "
         "new simulated subjects of the same size and age mix with the same PD share in every age bin: with "
         "--method baseline, the simulator's age-invariant oracle (a reference ceiling, not a debiasing method; "
-        "val and test unchanged)", choices=TRAIN_DRAWS)),),
+        "val and test unchanged)", choices=TRAIN_DRAWS)),
+              Setting("train_subjects", float, 1.0, Flag(
+                  "mPower: train on a random share in (0, 1] of the training split's subjects (default 1: all; "
+                  "after --train-draw; drawn with --seed, so each seed keeps other subjects), for learning curves: "
+                  "what less data costs"), check=_check_train_subjects)),
 )
