@@ -121,6 +121,78 @@ def oracle_gap(results: dict[Cell, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+# the unconfounded draw with a share of its subjects: what the reweighted oracle's loss of data costs (its weights'
+# effective sample size is 0.539 of the default cohort's training split, docs/results.md)
+DATA_COST_SHARES = ("0.54", "0.75")
+
+
+def data_cost_cell(share: str) -> Cell:
+    return Cell("baseline", f"unconfounded-draw-{share}", (("train_draw", "unconfounded"),
+                                                          ("train_subjects", float(share))))
+
+
+def subject_share(cell: Cell) -> float | None:
+    """The share of training subjects of a cell on the draw's learning curve (None: not on it)."""
+    if cell == UNCONFOUNDED_DRAW:
+        return 1.0
+    return dict(cell.overrides).get("train_subjects") if cell.setting.startswith("unconfounded-draw") else None
+
+
+def data_cost(results: dict[Cell, list[dict]]) -> str:
+    """Each reduced draw's test AUC against the full draw's (what losing that share of subjects costs) and against
+    the reweighted oracle's (equal if the oracle's shortfall is its loss of data)."""
+    full = results.get(UNCONFOUNDED_DRAW, [])
+    oracle = results.get(Cell("oracle", ""), [])
+    lines = []
+    for cell, runs in sorted(results.items(), key=lambda item: subject_share(item[0]) or 0):
+        share = subject_share(cell)
+        if share is None or share == 1.0 or not runs:
+            continue
+        auc = statistics.mean(value(r, "auc") for r in runs)
+        parts = [f"Draw with {share:g} of its subjects: test AUC {auc:.3f}"]
+        if full:
+            parts.append(f"{statistics.mean(value(r, 'auc') for r in full) - auc:+.3f} for the other subjects")
+        if oracle:
+            parts.append(f"the reweighted oracle {statistics.mean(value(r, 'auc') for r in oracle) - auc:+.3f} "
+                         "against it")
+        lines.append("; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+def data_cost_table(results: dict[Cell, list[dict]], experiment: Experiment) -> str:
+    notes = [n for n in (oracle_gap(results), data_cost(results)) if n]
+    return "\n".join([by_method_table(results, experiment), "", *notes])
+
+
+def data_cost_plot(results: dict[Cell, list[dict]], experiment: Experiment, path: Path) -> None:
+    """Test AUC of the unconfounded draw against the share of its subjects kept (every run a dot, mean ± sd), the
+    baseline and the reweighted oracle as bands (mean ± sd over seeds)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    curve = sorted((subject_share(c), c) for c in results if subject_share(c) is not None)
+    for share, cell in curve:
+        ys = [value(r, "auc") for r in results[cell]]
+        ax.plot([share] * len(ys), ys, "o", ms=3, alpha=0.5, color="tab:green")
+    means = [statistics.mean(value(r, "auc") for r in results[c]) for _, c in curve]
+    sds = [statistics.stdev([value(r, "auc") for r in results[c]]) if len(results[c]) > 1 else 0 for _, c in curve]
+    ax.errorbar([s for s, _ in curve], means, yerr=sds, marker="s", capsize=3, color="tab:green",
+                label="baseline on the unconfounded draw")
+    for cell, colour, label in ((Cell("baseline", ""), "tab:red", "baseline (confounded training split)"),
+                                (Cell("oracle", ""), "tab:blue", "oracle (reweighted training split)")):
+        ys = [value(r, "auc") for r in results.get(cell, [])]
+        if ys:
+            mean, sd = statistics.mean(ys), statistics.stdev(ys) if len(ys) > 1 else 0.0
+            ax.axhline(mean, color=colour, label=label)
+            ax.axhspan(mean - sd, mean + sd, color=colour, alpha=0.12)
+    ax.set(xlabel="share of the training subjects kept", ylabel="test AUC (age-balanced test set)",
+           title="mPower: what less data costs an age-invariant model")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def selection_rule(results: dict[Cell, list[dict]]) -> str:
     """The main job's default among the CSAD variants, by the rule fixed before measuring: the highest mean
     validation within-bin AUC (PD against control at the same age, on the age-confounded validation split, where
@@ -290,6 +362,12 @@ EXPERIMENTS: dict[str, Experiment] = {
          *(Cell(m, "conditional", (("conditional", True),)) for m in ("csad", "csad_ms"))),
         ("auc", "within_bin_auc", "ap", "f1", "age_leakage"), mpower_table, per_seed_plot,
         quick_cells=tuple(Cell(m, "") for m in ("baseline", "grad_reverse", "csad")),
+    ),
+    "mpower_data_cost": Experiment(
+        "mpower",
+        (Cell("baseline", ""), Cell("oracle", ""), UNCONFOUNDED_DRAW, *map(data_cost_cell, DATA_COST_SHARES)),
+        ("auc", "within_bin_auc", "ap", "f1"), data_cost_table, data_cost_plot,
+        quick_cells=(Cell("baseline", ""), Cell("oracle", ""), UNCONFOUNDED_DRAW, data_cost_cell("0.54")),
     ),
     "celeba": Experiment(
         "celeba", tuple(Cell(m, t, (("target", t),)) for t in ("Blond_Hair", "Heavy_Makeup")

@@ -77,6 +77,27 @@ def test_oracle_gap_judges_each_age_invariant_reference_against_the_baseline_spr
     assert experiments.oracle_gap({experiments.Cell("baseline", ""): base}) == ""
 
 
+def test_data_cost_compares_each_reduced_draw_with_the_full_draw_and_the_oracle(tmp_path):
+    exp = experiments.EXPERIMENTS["mpower_data_cost"]
+    runs = {experiments.Cell("baseline", ""): [_auc_run(a) for a in (0.69, 0.70, 0.71)],
+            experiments.Cell("oracle", ""): [_auc_run(a) for a in (0.72, 0.74)],
+            experiments.UNCONFOUNDED_DRAW: [_auc_run(a) for a in (0.75, 0.77)],
+            experiments.data_cost_cell("0.75"): [_auc_run(a) for a in (0.73, 0.75)],
+            experiments.data_cost_cell("0.54"): [_auc_run(a) for a in (0.71, 0.73)]}
+    lines = experiments.data_cost(runs).splitlines()
+    assert lines == ["Draw with 0.54 of its subjects: test AUC 0.720; +0.040 for the other subjects; "
+                     "the reweighted oracle +0.010 against it.",
+                     "Draw with 0.75 of its subjects: test AUC 0.740; +0.020 for the other subjects; "
+                     "the reweighted oracle -0.010 against it."]
+    assert experiments.subject_share(experiments.Cell("oracle", "")) is None
+    for run in (r for cell_runs in runs.values() for r in cell_runs):
+        run["metrics"]["test"].update(within_bin_auc=0.7, ap=0.7, f1=0.6)
+    table = exp.table(runs, exp)
+    assert "| baseline | unconfounded-draw-0.54 | 2 |" in table and "Oracle gap" in table and lines[0] in table
+    exp.plot(runs, exp, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
 def test_adult_lambda_experiment_plots_the_tradeoff(tmp_path):
     out = experiments.main(["adult_lambda", "--quick", "--seeds", "1", "--out", str(tmp_path / "exp")])
     table = (out / "table.md").read_text()
