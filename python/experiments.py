@@ -169,7 +169,7 @@ def data_cost_plot(results: dict[Cell, list[dict]], experiment: Experiment, path
     baseline and the reweighted oracle as bands (mean ± sd over seeds)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    curve = sorted((subject_share(c), c) for c in results if subject_share(c) is not None)
+    curve = sorted(((subject_share(c), c) for c in results if subject_share(c) is not None), key=lambda sc: sc[0])
     for share, cell in curve:
         ys = [value(r, "auc") for r in results[cell]]
         ax.plot([share] * len(ys), ys, "o", ms=3, alpha=0.5, color="tab:green")
