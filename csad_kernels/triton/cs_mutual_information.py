@@ -202,8 +202,12 @@ def _csmi_small_kernel(
     # ---- I = -side(Ω, -M) - side(¬Ω, M); dI/dM = w_in - w_out
     # (ms: I = -side(Ω, -alpha S) / alpha - side(¬Ω, alpha_neg S) / alpha_neg; dI/dS = w_in - w_out too)
     if ESTIMATOR == 0:
-        val_in, w_in, _d_in = _lse_side(-m, inside, MEAN)
-        val_out, w_out, _d_out = _lse_side(m, outside, MEAN)
+        # backward: the sides in float64. Each side's weights share one factor sigmoid(L) / Σ e^x, whose float32
+        # rounding shifts dI/dalpha by ~eps |Σ_side w S| per problem; over a batch those values (±20 in
+        # tests/test_op_cs_mutual_information.py) cancel to a small total, and that shift would dominate it
+        x = m.to(tl.float64) if BACKWARD else m
+        val_in, w_in, _d_in = _lse_side(-x, inside, MEAN)
+        val_out, w_out, _d_out = _lse_side(x, outside, MEAN)
     elif ESTIMATOR == 2:
         val_in, w_in, d_in = _lse_side(-alpha * m, inside, MEAN)
         val_out, w_out, d_out = _lse_side(alpha_neg * m, outside, MEAN)
@@ -220,11 +224,11 @@ def _csmi_small_kernel(
         if ESTIMATOR == 2:
             dalpha = go * d_in / (alpha * alpha)
             dalpha_neg = go * d_out / (alpha_neg * alpha_neg)
-            gs = gm
         else:
-            dalpha = tl.sum(tl.sum(gm * s, axis=1), axis=0)
+            dalpha = tl.sum(tl.sum(gm.to(tl.float64) * s.to(tl.float64), axis=1), axis=0)
             dalpha_neg = 0.0
-            gs = alpha * gm
+        gm = gm.to(tl.float32)
+        gs = gm if ESTIMATOR == 2 else alpha * gm
         dun = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
         dvn = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
         dtau_y = 0.0
@@ -287,7 +291,7 @@ def _launch_small(u, v, labels, mask, groups, tolerance, params, c, similarity, 
     if backward:
         du = torch.empty((bsz, n, d), dtype=torch.float32, device=device)
         dv = torch.empty_like(du)
-        dpar = torch.empty((bsz, 4), dtype=torch.float32, device=device)
+        dpar = torch.empty((bsz, 4), dtype=torch.float64, device=device)  # per problem; summed in float64
         gout_t, sgb = gout, gout.stride(0)
     else:
         du = dv = dpar = gout_t = out
