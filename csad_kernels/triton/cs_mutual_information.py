@@ -100,19 +100,23 @@ def _rwr_backward(dr, r, w, s, c, valid2, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def _lse_side(x, member, MEAN: tl.constexpr):
-    """``(log(1 + mean_member e^x), d/dx, D)``; an empty side gives 0 with zero gradients.
+def _lse_side(x, member, s, MEAN: tl.constexpr, WITH_S: tl.constexpr):
+    """``(log(1 + mean_member e^x), d/dx, D, Σ (d/dx) s)``; an empty side gives 0 with zero gradients.
 
     ``D = softplus(L) - Σ (d/dx) x`` (``L`` the softplus argument) gives the ms scale's gradient,
     ``d/dw [-softplus(L(w x)) / w] = D / w²``; it is formed as ``h(L) + σ(L) (H - log n)`` with
     ``h(L) = softplus(L) - σ(L) L`` and ``H = E_p[lse - x] >= 0``: sums of non-negative terms.
+
+    ``Σ (d/dx) s`` (``WITH_S``, else 0), the side's part of dI/dalpha, and the normaliser are float64: every
+    weight shares the factor σ(L) / Σ e^x, so a float32 rounding of it shifts the sum by ~eps |sum|, and the
+    problems of a batch add such sums of ±20 up to a total near 0 (tests/test_op_cs_mutual_information.py).
     """
     cnt = tl.sum(tl.sum(tl.where(member, 1.0, 0.0), axis=1), axis=0)
     nonempty = cnt > 0.0
     mx = tl.max(tl.max(tl.where(member, x, float("-inf")), axis=1), axis=0)
     mx = tl.where(nonempty, mx, 0.0)
     ex = tl.where(member, tl.exp(tl.where(member, x, mx) - mx), 0.0)
-    total = tl.sum(tl.sum(ex, axis=1), axis=0)
+    total = tl.sum(tl.sum(ex.to(tl.float64), axis=1), axis=0)
     safe_total = tl.where(nonempty, total, 1.0)
     lse = tl.log(safe_total) + mx
     log_n = 0.0
@@ -121,13 +125,16 @@ def _lse_side(x, member, MEAN: tl.constexpr):
     lse = lse - log_n
     value = tl.where(nonempty, softplus(lse), 0.0)
     scale = sigmoid(lse)
-    weight = tl.where(nonempty, scale / safe_total, 0.0)
+    factor = tl.where(nonempty, scale / safe_total, 0.0)
     spread = tl.sum(tl.sum(tl.where(member, ex * (mx - x), 0.0), axis=1), axis=0)
     entropy = tl.log(safe_total) + spread / safe_total
     t = tl.exp(-tl.abs(lse))
     binary = log1p_small(t) + tl.abs(lse) * t / (1.0 + t)
     dscale = tl.where(nonempty, binary + scale * (entropy - log_n), 0.0)
-    return value, ex * weight, dscale
+    side_s = 0.0
+    if WITH_S:
+        side_s = factor * tl.sum(tl.sum(ex.to(tl.float64) * s.to(tl.float64), axis=1), axis=0)
+    return value, ex * factor.to(tl.float32), dscale, side_s
 
 
 @triton.jit
@@ -202,15 +209,11 @@ def _csmi_small_kernel(
     # ---- I = -side(Ω, -M) - side(¬Ω, M); dI/dM = w_in - w_out
     # (ms: I = -side(Ω, -alpha S) / alpha - side(¬Ω, alpha_neg S) / alpha_neg; dI/dS = w_in - w_out too)
     if ESTIMATOR == 0:
-        # backward: the sides in float64. Each side's weights share one factor sigmoid(L) / Σ e^x, whose float32
-        # rounding shifts dI/dalpha by ~eps |Σ_side w S| per problem; over a batch those values (±20 in
-        # tests/test_op_cs_mutual_information.py) cancel to a small total, and that shift would dominate it
-        x = m.to(tl.float64) if BACKWARD else m
-        val_in, w_in, _d_in = _lse_side(-x, inside, MEAN)
-        val_out, w_out, _d_out = _lse_side(x, outside, MEAN)
+        val_in, w_in, _d_in, s_in = _lse_side(-m, inside, s, MEAN, BACKWARD)
+        val_out, w_out, _d_out, s_out = _lse_side(m, outside, s, MEAN, BACKWARD)
     elif ESTIMATOR == 2:
-        val_in, w_in, d_in = _lse_side(-alpha * m, inside, MEAN)
-        val_out, w_out, d_out = _lse_side(alpha_neg * m, outside, MEAN)
+        val_in, w_in, d_in, _s_in = _lse_side(-alpha * m, inside, s, MEAN, False)
+        val_out, w_out, d_out, _s_out = _lse_side(alpha_neg * m, outside, s, MEAN, False)
         val_in = val_in / alpha
         val_out = val_out / alpha_neg
     else:
@@ -221,14 +224,16 @@ def _csmi_small_kernel(
     else:
         go = tl.load(gout_ptr + b * sgb)
         gm = go * (w_in - w_out)
-        if ESTIMATOR == 2:
+        dalpha_neg = 0.0
+        gs = alpha * gm
+        if ESTIMATOR == 0:
+            dalpha = go * (s_in - s_out)
+        elif ESTIMATOR == 2:
             dalpha = go * d_in / (alpha * alpha)
             dalpha_neg = go * d_out / (alpha_neg * alpha_neg)
+            gs = gm
         else:
             dalpha = tl.sum(tl.sum(gm.to(tl.float64) * s.to(tl.float64), axis=1), axis=0)
-            dalpha_neg = 0.0
-        gm = gm.to(tl.float32)
-        gs = gm if ESTIMATOR == 2 else alpha * gm
         dun = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
         dvn = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
         dtau_y = 0.0
