@@ -107,7 +107,7 @@ def _lse_side(x, member, s, MEAN: tl.constexpr, WITH_S: tl.constexpr):
     ``d/dw [-softplus(L(w x)) / w] = D / w²``; it is formed as ``h(L) + σ(L) (H - log n)`` with
     ``h(L) = softplus(L) - σ(L) L`` and ``H = E_p[lse - x] >= 0``: sums of non-negative terms.
 
-    ``Σ (d/dx) s`` (``WITH_S``, else 0), the side's part of dI/dalpha, and the normaliser are float64: every
+    ``Σ (d/dx) s`` (``WITH_S``, else 0), the side's part of dI/dalpha, and then the normaliser are float64: every
     weight shares the factor σ(L) / Σ e^x, so a float32 rounding of it shifts the sum by ~eps |sum|, and the
     problems of a batch add such sums of ±20 up to a total near 0 (tests/test_op_cs_mutual_information.py).
     """
@@ -116,7 +116,10 @@ def _lse_side(x, member, s, MEAN: tl.constexpr, WITH_S: tl.constexpr):
     mx = tl.max(tl.max(tl.where(member, x, float("-inf")), axis=1), axis=0)
     mx = tl.where(nonempty, mx, 0.0)
     ex = tl.where(member, tl.exp(tl.where(member, x, mx) - mx), 0.0)
-    total = tl.sum(tl.sum(ex.to(tl.float64), axis=1), axis=0)
+    if WITH_S:
+        total = tl.sum(tl.sum(ex.to(tl.float64), axis=1), axis=0)
+    else:
+        total = tl.sum(tl.sum(ex, axis=1), axis=0)
     safe_total = tl.where(nonempty, total, 1.0)
     lse = tl.log(safe_total) + mx
     log_n = 0.0
