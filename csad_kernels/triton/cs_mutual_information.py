@@ -107,9 +107,10 @@ def _lse_side(x, member, s, MEAN: tl.constexpr, WITH_S: tl.constexpr):
     ``d/dw [-softplus(L(w x)) / w] = D / w²``; it is formed as ``h(L) + σ(L) (H - log n)`` with
     ``h(L) = softplus(L) - σ(L) L`` and ``H = E_p[lse - x] >= 0``: sums of non-negative terms.
 
-    ``Σ (d/dx) s`` (``WITH_S``, else 0), the side's part of dI/dalpha, and then the normaliser are float64: every
-    weight shares the factor σ(L) / Σ e^x, so a float32 rounding of it shifts the sum by ~eps |sum|, and the
-    problems of a batch add such sums of ±20 up to a total near 0 (tests/test_op_cs_mutual_information.py).
+    ``Σ (d/dx) s`` (``WITH_S``, else 0) is the side's part of dI/dalpha; with ``WITH_S`` it and the normaliser
+    Σ e^x are float64: every weight shares the factor σ(L) / Σ e^x, so a float32 rounding of it shifts the sum by
+    ~eps |sum|, and a batch's problems add such sums of ±20 up to a total near 0
+    (tests/test_op_cs_mutual_information.py).
     """
     cnt = tl.sum(tl.sum(tl.where(member, 1.0, 0.0), axis=1), axis=0)
     nonempty = cnt > 0.0
