@@ -133,9 +133,8 @@ def data_cost_cell(share: str) -> Cell:
 
 def subject_share(cell: Cell) -> float | None:
     """The share of training subjects of a cell on the draw's learning curve (None: not on it)."""
-    if cell == UNCONFOUNDED_DRAW:
-        return 1.0
-    return dict(cell.overrides).get("train_subjects") if cell.setting.startswith("unconfounded-draw") else None
+    settings = dict(cell.overrides)
+    return settings.get("train_subjects", 1.0) if settings.get("train_draw") == "unconfounded" else None
 
 
 def data_cost(results: dict[Cell, list[dict]]) -> str:
@@ -169,14 +168,13 @@ def data_cost_plot(results: dict[Cell, list[dict]], experiment: Experiment, path
     baseline and the reweighted oracle as bands (mean ± sd over seeds)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    curve = sorted(((subject_share(c), c) for c in results if subject_share(c) is not None), key=lambda sc: sc[0])
-    for share, cell in curve:
-        ys = [value(r, "auc") for r in results[cell]]
+    curve = sorted(((subject_share(c), [value(r, "auc") for r in runs]) for c, runs in results.items()
+                    if subject_share(c) is not None), key=lambda point: point[0])
+    for share, ys in curve:
         ax.plot([share] * len(ys), ys, "o", ms=3, alpha=0.5, color="tab:green")
-    means = [statistics.mean(value(r, "auc") for r in results[c]) for _, c in curve]
-    sds = [statistics.stdev([value(r, "auc") for r in results[c]]) if len(results[c]) > 1 else 0 for _, c in curve]
-    ax.errorbar([s for s, _ in curve], means, yerr=sds, marker="s", capsize=3, color="tab:green",
-                label="baseline on the unconfounded draw")
+    ax.errorbar([share for share, _ in curve], [statistics.mean(ys) for _, ys in curve],
+                yerr=[statistics.stdev(ys) if len(ys) > 1 else 0 for _, ys in curve], marker="s", capsize=3,
+                color="tab:green", label="baseline on the unconfounded draw")
     for cell, colour, label in ((Cell("baseline", ""), "tab:red", "baseline (confounded training split)"),
                                 (Cell("oracle", ""), "tab:blue", "oracle (reweighted training split)")):
         ys = [value(r, "auc") for r in results.get(cell, [])]
